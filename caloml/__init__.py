@@ -1,0 +1,7 @@
+"""caloml: machine-learning calorimetry with TensorFlow and Keras.
+
+Energies are in GeV and angles in radians everywhere inside caloml; readers and writers convert the
+files' own units (50 x GeV for the LCD cells, MeV for CaloChallenge) at the edges.
+"""
+
+__version__ = "0.1.0"

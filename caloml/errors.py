@@ -1,0 +1,42 @@
+"""User errors and the one-line reporting every caloml command uses.
+
+A :class:`CalomlError` is a problem with the user's input (a missing file or key, a wrong shape,
+NaN energies, an existing output without ``--overwrite``...). Command-line entry points wrap their
+``main`` with :func:`run_cli`, which prints such errors as a single line on stderr, without a
+traceback, and exits with status 2. Programming errors still raise with their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+#: Exit status of a command that stopped on a user error.
+USER_ERROR_EXIT_CODE = 2
+
+
+class CalomlError(Exception):
+    """A user error; its message is one line that names the file or value and the problem."""
+
+
+class DataError(CalomlError):
+    """Input data is missing, malformed or physically invalid (NaN, negative energy, wrong shape)."""
+
+
+class OutputExistsError(CalomlError):
+    """An output path exists and the caller did not ask to overwrite it."""
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run a command's ``main`` and exit; a :class:`CalomlError` becomes one line on stderr and exit 2."""
+    try:
+        status = main(argv)
+    except CalomlError as error:
+        message = " ".join(str(error).split())  # always a single line
+        print(f"caloml: error: {message}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    except KeyboardInterrupt:
+        print("caloml: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(int(status or 0))
