@@ -1,0 +1,162 @@
+"""Electromagnetic showers as spots: GFlash profiles, sampling fluctuations, visible energy and the soft halo.
+
+One call develops M showers (electrons, converted photons, the photons of a pi0 or the electromagnetic part of
+a hadronic shower) through all layers of a :class:`~caloml.sim.detector.SimulationDetector`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from caloml.sim import gflash
+from caloml.sim.detector import SimulationDetector
+from caloml.sim.spots import Spots, group_normalized_weights, place_in_sensor_plane, repeat_by_counts
+
+
+@dataclass(frozen=True)
+class ShowerAxes:
+    """Where M showers start, arrays of shape (M,).
+
+    ``event``: index of the event each shower belongs to; ``start_x0``: depth of the shower start along its axis
+    behind the entry face (radiation lengths); ``x_mm``, ``y_mm``: transverse offset of the axis at the entry face
+    relative to the primary's entry point; ``sin_theta``, ``cot_theta``: the axis inclination.
+    """
+
+    event: np.ndarray
+    start_x0: np.ndarray
+    x_mm: np.ndarray
+    y_mm: np.ndarray
+    sin_theta: np.ndarray
+    cot_theta: np.ndarray
+
+    def axis_y_at_layer(self, detector: SimulationDetector, shower: np.ndarray, layer: np.ndarray) -> np.ndarray:
+        """y of the axis of shower ``shower`` in the sensor plane of ``layer`` (mm), arrays of shape (S,)."""
+        return self.y_mm[shower] + detector.sensor_depth_mm[layer] * self.cot_theta[shower]
+
+
+@dataclass(frozen=True)
+class HaloModel:
+    """The wide, soft component: ``hits_at_100_gev`` deposits per 100 GeV shower (scaling as E^0.6) carrying
+    ``energy_share`` of the visible energy, spread with a lateral scale of ``radius_moliere`` Moliere radii;
+    ``uniform_depth_share`` of the hits are spread uniformly in depth, the rest follow the shower's profile."""
+
+    hits_at_100_gev: float
+    energy_share: float = 0.015
+    radius_moliere: float = 5.0
+    uniform_depth_share: float = 0.5
+
+
+def sampling_fluctuation(rng: np.random.Generator, deposited_gev: np.ndarray, stochastic_term: float) -> np.ndarray:
+    """Replace each deposit dE (GeV) by a Gamma draw of mean dE and variance c^2 dE (c = stochastic term)."""
+    c2 = stochastic_term**2
+    return rng.gamma(np.maximum(deposited_gev, 0.0) / c2) * c2
+
+
+def em_showers(
+    rng: np.random.Generator,
+    detector: SimulationDetector,
+    energy_gev: np.ndarray,
+    axes: ShowerAxes,
+    *,
+    halo: HaloModel | None,
+    visible_scale: np.ndarray | float = 1.0,
+    profiles: gflash.LongitudinalProfiles | None = None,
+) -> Spots:
+    """Develop M electromagnetic showers of ``energy_gev`` (shape (M,)) along ``axes``.
+
+    Per shower: correlated (T, alpha) draw, layer shares from the Gamma profile along the inclined axis, a
+    sampling fluctuation per layer, visible energy through each layer's visible fraction (times
+    ``visible_scale``, e.g. 1/(e/h)), then spots placed with the two-component lateral profile, plus a soft halo.
+    ``profiles`` replaces the GFlash (T, alpha) draw (the electromagnetic part of hadronic showers has its own).
+    """
+    n_showers = energy_gev.size
+    n_layers = detector.n_layers
+    profiles = profiles or gflash.sample_longitudinal(
+        rng,
+        energy_gev,
+        atomic_number=detector.atomic_number,
+        critical_energy_gev=detector.critical_energy_gev,
+        fs=detector.em_fs,
+        e_hat=detector.em_e_hat,
+    )
+    bounds = detector.x0_bounds[None, :] / axes.sin_theta[:, None] - axes.start_x0[:, None]
+    deposited = energy_gev[:, None] * gflash.layer_fractions(bounds, profiles.alpha, profiles.beta)
+    deposited = sampling_fluctuation(rng, deposited, detector.stochastic_term)
+    visible = deposited * detector.visible_fraction[None, :] * visible_scale
+
+    halo_share = halo.energy_share if halo is not None else 0.0
+    core_visible = visible * (1.0 - halo_share)
+
+    # Spot counts per layer follow the spot profile; every layer with energy gets at least one spot.
+    a_spot, b_spot = gflash.spot_profile(profiles, detector.atomic_number)
+    spot_share = gflash.layer_fractions(bounds, a_spot, b_spot)
+    n_spots = gflash.spot_count(energy_gev, detector.stochastic_term)
+    counts = np.where(core_visible > 0, np.maximum(np.ceil(n_spots[:, None] * spot_share), 1), 0).astype(np.int64)
+    shower, layer = repeat_by_counts(counts)
+    group = shower * n_layers + layer
+    energy = core_visible.ravel()[group] * group_normalized_weights(rng, group, n_showers * n_layers, 1.0)
+
+    # Depth of each spot inside its layer (radiation lengths from the shower start) for the lateral profile.
+    low, high = bounds[shower, layer], bounds[shower, layer + 1]
+    depth = np.maximum(low + rng.random(shower.size) * (high - low), 0.0)
+    tau = gflash.reduced_depth(depth, profiles, shower)
+    radius = gflash.sample_lateral_radius(
+        rng,
+        tau,
+        energy_gev[shower],
+        atomic_number=detector.atomic_number,
+        fs=detector.em_fs,
+        e_hat=detector.em_e_hat,
+    ) * detector.moliere_mm[layer]
+    x, y = place_in_sensor_plane(
+        rng, radius, axes.x_mm[shower], axes.axis_y_at_layer(detector, shower, layer), axes.sin_theta[shower]
+    )
+    core = Spots(axes.event[shower], layer, x, y, energy)
+    if halo is None:
+        return core
+    halo_part = halo_spots(
+        rng, detector, energy_gev, axes, visible.sum(axis=1) * halo_share, halo, layer, counts.sum(axis=1)
+    )
+    return Spots.concatenate([core, halo_part])
+
+
+def halo_spots(
+    rng: np.random.Generator,
+    detector: SimulationDetector,
+    energy_gev: np.ndarray,
+    axes: ShowerAxes,
+    halo_visible: np.ndarray,
+    halo: HaloModel,
+    core_layer: np.ndarray,
+    core_counts: np.ndarray,
+) -> Spots:
+    """The soft halo: many tiny deposits far from the axis, sampled directly (not one draw per cell).
+
+    ``halo_visible`` (shape (M,)) is the visible energy each shower gives its halo. Each halo hit takes the layer
+    of a random core spot of its shower (``core_layer``, grouped by shower with ``core_counts`` (M,) spots each),
+    so the halo follows the shower's depth profile; radii follow the long-tailed r^2 / (r^2 + R^2) law with
+    R = ``radius_moliere`` Moliere radii; energies are u^4 (a steep soft spectrum spanning decades), rescaled so
+    that every shower's halo carries exactly its halo energy.
+    """
+    n_showers = energy_gev.size
+    n_hits = rng.poisson(halo.hits_at_100_gev * np.power(energy_gev / 100.0, 0.6)) * (core_counts > 0)
+    shower = np.repeat(np.arange(n_showers), n_hits)
+    first_spot = np.concatenate([[0], np.cumsum(core_counts)[:-1]])
+    pick = first_spot[shower] + (rng.random(shower.size, dtype=np.float32) * core_counts[shower]).astype(np.int64)
+    layer = core_layer[np.minimum(pick, core_layer.size - 1)]
+    # Soft photons travel far: a share of the hits is spread uniformly over the first section's depth.
+    n_front = int(np.count_nonzero(detector.section == 0))
+    uniform = rng.random(shower.size, dtype=np.float32) < np.float32(halo.uniform_depth_share)
+    layer = np.where(uniform, (rng.random(shower.size, dtype=np.float32) * n_front).astype(np.int64), layer)
+    u = rng.random(shower.size, dtype=np.float32)
+    energy = (u * u) ** 2
+    per_shower = np.bincount(shower, weights=energy, minlength=n_showers)
+    energy = energy * (halo_visible / np.where(per_shower > 0, per_shower, 1.0))[shower]
+    u = np.minimum(rng.random(shower.size, dtype=np.float32), np.float32(0.999))
+    radius = np.float32(halo.radius_moliere) * detector.moliere_mm[layer].astype(np.float32) * np.sqrt(u / (1 - u))
+    x, y = place_in_sensor_plane(
+        rng, radius, axes.x_mm[shower], axes.axis_y_at_layer(detector, shower, layer), axes.sin_theta[shower]
+    )
+    return Spots(axes.event[shower], layer, x, y, energy)

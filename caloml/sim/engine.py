@@ -1,0 +1,149 @@
+"""Simulate one batch of events in memory: primaries -> showers (spots) -> readout -> the file's keys.
+
+Output dictionaries use the file layouts' key names with energies in GeV (the writers convert to the stored
+units): for the LCD layouts ``ECAL`` (B, 51, 51, 25), ``HCAL`` (B, 11, 11, 60), ``energy``, ``theta``,
+``mtheta``, ``phi``, ``eta``, ``recoTheta``, ``recoPhi``, ``recoEta``, ``pdgID``, ``ECAL_E``, ``HCAL_E``,
+``openingAngle``, ``conversion`` (and the expert features for ``lcd-rec``); for CaloChallenge
+``incident_energies`` (B, 1) and ``showers`` (B, layers, alphas, radii).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from caloml.geometry import CLIC_ECAL_FRONT_MM, CLIC_HCAL_FRONT_MM
+from caloml.sim import readout
+from caloml.sim.electromagnetic import ShowerAxes, em_showers
+from caloml.sim.hadronic import charged_pions
+from caloml.sim.layouts import SimulationLayout
+from caloml.sim.particles import PDG_ID, Primaries, decay_pi0, photon_conversions
+from caloml.sim.spots import Spots
+
+#: Distance from the interaction point to the ECAL face used for the pi0 photon separation (mm).
+ECAL_FACE_DISTANCE_MM = CLIC_ECAL_FRONT_MM
+#: Extra cells binned around the entry point before the window is centred on the barycentre: inclined showers
+#: (60-120 degrees) move their barycentre up to about 10 cells along y.
+ECAL_MARGIN = (4, 14)
+HCAL_MARGIN = (2, 3)
+
+
+def primary_axes(primaries: Primaries, event: np.ndarray | None = None) -> ShowerAxes:
+    """Axes starting at the entry point, one per event (or per ``event`` index)."""
+    n = primaries.energy_gev.size
+    event = np.arange(n) if event is None else event
+    theta = primaries.theta_rad[event]
+    zeros = np.zeros(event.size)
+    return ShowerAxes(event, zeros, zeros, zeros.copy(), np.sin(theta), np.cos(theta) / np.sin(theta))
+
+
+def simulate_spots(
+    rng: np.random.Generator, layout: SimulationLayout, particle: str, primaries: Primaries
+) -> tuple[Spots, dict[str, np.ndarray]]:
+    """The spots of every event and the particle-level truth (``openingAngle``, ``conversion``)."""
+    detector = layout.build_detector()
+    n = primaries.energy_gev.size
+    energy = primaries.energy_gev
+    axes = primary_axes(primaries)
+    opening = np.full(n, -1.0)
+    conversion = np.zeros(n, np.int32)
+    if particle == "electron":
+        spots = em_showers(rng, detector, energy, axes, halo=layout.halo)
+    elif particle == "photon":
+        conversion, start = photon_conversions(rng, n)
+        photon_axes = ShowerAxes(axes.event, start / axes.sin_theta, axes.x_mm, axes.y_mm, axes.sin_theta,
+                                 axes.cot_theta)
+        spots = em_showers(rng, detector, energy, photon_axes, halo=layout.halo)
+    elif particle == "pi0":
+        decay = decay_pi0(rng, energy)
+        opening = decay.opening_angle_rad
+        early, start = photon_conversions(rng, 2 * n)
+        conversion = (early[:n] + early[n:]).astype(np.int32)
+        # Impact points on the ECAL face: separated by distance x opening angle, the energy-weighted mean on the
+        # pi0 axis; the separation lies in the plane transverse to the flight direction (stretched along y).
+        separation = ECAL_FACE_DISTANCE_MM / axes.sin_theta * np.tan(opening)
+        ux, uy = np.cos(decay.azimuth_rad), np.sin(decay.azimuth_rad) / axes.sin_theta
+        share_1 = decay.energy_1_gev / energy
+        dx = np.concatenate([separation * (1 - share_1) * ux, -separation * share_1 * ux])
+        dy = np.concatenate([separation * (1 - share_1) * uy, -separation * share_1 * uy])
+        both = np.concatenate([axes.event, axes.event])
+        photon_axes = ShowerAxes(both, start / axes.sin_theta[both], dx, dy, axes.sin_theta[both],
+                                 axes.cot_theta[both])
+        photon_energy = np.concatenate([decay.energy_1_gev, decay.energy_2_gev])
+        spots = em_showers(rng, detector, photon_energy, photon_axes, halo=layout.halo)
+    elif particle == "chpi":
+        spots = charged_pions(rng, detector, energy, axes, halo=layout.halo)
+    else:
+        raise ValueError(f"unknown particle {particle!r}")
+    return spots, {"openingAngle": opening, "conversion": conversion}
+
+
+def simulate_batch(
+    rng: np.random.Generator, layout: SimulationLayout, particle: str, primaries: Primaries
+) -> dict[str, np.ndarray]:
+    """Simulate the events of ``primaries`` into ``layout``'s keys (energies in GeV)."""
+    spots, truth = simulate_spots(rng, layout, particle, primaries)
+    detector = layout.build_detector()
+    n = primaries.energy_gev.size
+    if layout.file_layout == "calochallenge":
+        showers = readout.bin_cylindrical(spots, detector.sections[0], n)
+        return {"incident_energies": primaries.energy_gev[:, None].astype(np.float32), "showers": showers}
+
+    ecal_grid, hcal_grid = detector.sections
+    cot_theta = np.cos(primaries.theta_rad) / np.sin(primaries.theta_rad)
+    entry = np.zeros((n, 2))
+    ecal_wide = readout.bin_wide(spots, detector, 0, entry, rng.random((n, 2)) * ecal_grid.cell_mm, ECAL_MARGIN)
+    bary = readout.barycentre(ecal_wide, detector.sensor_depth_mm[detector.section == 0])
+    ecal = ecal_wide.crop(ecal_wide.cell_index_of(bary.x_mm, bary.y_mm))
+    # The HCAL window: anchored where the particle's axis meets the HCAL face, centred on the ECAL barycentre
+    # carried along the particle's direction to that face.
+    hcal_depth = CLIC_HCAL_FRONT_MM - CLIC_ECAL_FRONT_MM
+    hcal_anchor = np.stack([np.zeros(n), hcal_depth * cot_theta], axis=1)
+    hcal_wide = readout.bin_wide(
+        spots, detector, 1, hcal_anchor, rng.random((n, 2)) * hcal_grid.cell_mm, HCAL_MARGIN
+    )
+    hcal_centre = hcal_wide.cell_index_of(bary.x_mm, bary.y_mm + (hcal_depth - bary.depth_mm) * cot_theta)
+    hcal = hcal_wide.crop(hcal_centre)
+    return assemble_lcd_event_keys(layout, particle, primaries, ecal, hcal, bary, truth)
+
+
+def assemble_lcd_event_keys(
+    layout: SimulationLayout,
+    particle: str,
+    primaries: Primaries,
+    ecal: np.ndarray,
+    hcal: np.ndarray,
+    bary: readout.Barycentre,
+    truth: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The LCD keys of a batch: cells, truth and reconstructed angles, sums, measured angle, features."""
+    from caloml.observables.angle import measured_angle
+
+    theta = primaries.theta_rad
+    radius = CLIC_ECAL_FRONT_MM + bary.depth_mm
+    beam = CLIC_ECAL_FRONT_MM * np.cos(theta) / np.sin(theta) + bary.y_mm
+    reco_theta = np.arctan2(radius, beam)
+    reco_phi = np.angle(np.exp(1j * (primaries.phi_rad + np.arctan2(bary.x_mm, radius))))
+    n = theta.size
+    f32 = np.float32
+    events = {
+        "ECAL": ecal,
+        "HCAL": hcal,
+        "energy": primaries.energy_gev.astype(f32),
+        "theta": theta.astype(f32),
+        "mtheta": measured_angle(ecal).astype(f32),
+        "phi": primaries.phi_rad.astype(f32),
+        "eta": (-np.log(np.tan(theta / 2.0))).astype(f32),
+        "recoTheta": reco_theta.astype(f32),
+        "recoPhi": reco_phi.astype(f32),
+        "recoEta": (-np.log(np.tan(reco_theta / 2.0))).astype(f32),
+        "pdgID": np.full(n, PDG_ID[particle], np.int32),
+        "ECAL_E": ecal.sum(axis=(1, 2, 3), dtype=np.float64).astype(f32),
+        "HCAL_E": hcal.sum(axis=(1, 2, 3), dtype=np.float64).astype(f32),
+        "openingAngle": truth["openingAngle"].astype(f32),
+        "conversion": truth["conversion"].astype(np.int32),
+    }
+    if layout.expert_features:
+        from caloml.data.lcd_features import expert_features
+
+        events.update(expert_features(ecal, hcal))
+    return events
