@@ -35,6 +35,12 @@ class ShowerAxes:
         """y of the axis of shower ``shower`` in the sensor plane of ``layer`` (mm), arrays of shape (S,)."""
         return self.y_mm[shower] + detector.sensor_depth_mm[layer] * self.cot_theta[shower]
 
+    def axis_y_table(self, detector: SimulationDetector) -> np.ndarray:
+        """y of every shower's axis in every layer's sensor plane, flattened (M * L,), float32, mm: index it with
+        ``shower * n_layers + layer`` (one gather per spot instead of three)."""
+        table = self.y_mm[:, None] + detector.sensor_depth_mm[None, :] * self.cot_theta[:, None]
+        return table.astype(np.float32).ravel()
+
 
 @dataclass(frozen=True)
 class HaloModel:
@@ -102,22 +108,24 @@ def em_showers(
     low, high = bounds[shower, layer], bounds[shower, layer + 1]
     depth = np.maximum(low + rng.random(shower.size) * (high - low), 0.0)
     tau = gflash.reduced_depth(depth, profiles, shower)
-    radius = gflash.sample_lateral_radius(
-        rng,
-        tau,
-        energy_gev[shower],
-        atomic_number=detector.atomic_number,
-        fs=detector.em_fs,
-        e_hat=detector.em_e_hat,
-    ) * detector.moliere_mm[layer]
-    x, y = place_in_sensor_plane(
-        rng, radius, axes.x_mm[shower], axes.axis_y_at_layer(detector, shower, layer), axes.sin_theta[shower]
+    radius = (
+        gflash.sample_lateral_radius(
+            rng,
+            tau,
+            energy_gev[shower],
+            atomic_number=detector.atomic_number,
+            fs=detector.em_fs,
+            e_hat=detector.em_e_hat,
+        )
+        * detector.moliere_mm[layer]
     )
+    axis_y = axes.axis_y_table(detector)
+    x, y = place_in_sensor_plane(rng, radius, axes.x_mm[shower], axis_y[group], axes.sin_theta[shower])
     core = Spots(axes.event[shower], layer, x, y, energy)
     if halo is None:
         return core
     halo_part = halo_spots(
-        rng, detector, energy_gev, axes, visible.sum(axis=1) * halo_share, halo, layer, counts.sum(axis=1)
+        rng, detector, energy_gev, axes, visible.sum(axis=1) * halo_share, halo, layer, counts.sum(axis=1), axis_y
     )
     return Spots.concatenate([core, halo_part])
 
@@ -131,14 +139,17 @@ def halo_spots(
     halo: HaloModel,
     core_layer: np.ndarray,
     core_counts: np.ndarray,
+    axis_y: np.ndarray,
 ) -> Spots:
     """The soft halo: many tiny deposits far from the axis, sampled directly (not one draw per cell).
 
     ``halo_visible`` (shape (M,)) is the visible energy each shower gives its halo. Each halo hit takes the layer
     of a random core spot of its shower (``core_layer``, grouped by shower with ``core_counts`` (M,) spots each),
-    so the halo follows the shower's depth profile; radii follow the long-tailed r^2 / (r^2 + R^2) law with
-    R = ``radius_moliere`` Moliere radii; energies are u^4 (a steep soft spectrum spanning decades), rescaled so
-    that every shower's halo carries exactly its halo energy.
+    so the halo follows the shower's depth profile, except for ``uniform_depth_share`` of the hits spread
+    uniformly over the first section's layers. ``axis_y`` is the table of :meth:`ShowerAxes.axis_y_table`.
+    Radii follow the long-tailed r^2 / (r^2 + R^2) law with R = ``radius_moliere`` Moliere radii; energies are
+    u^4 (a steep soft spectrum spanning decades), rescaled so that every shower's halo carries exactly its
+    halo energy.
     """
     n_showers = energy_gev.size
     n_hits = rng.poisson(halo.hits_at_100_gev * np.power(energy_gev / 100.0, 0.6)) * (core_counts > 0)
@@ -146,17 +157,20 @@ def halo_spots(
     first_spot = np.concatenate([[0], np.cumsum(core_counts)[:-1]])
     pick = first_spot[shower] + (rng.random(shower.size, dtype=np.float32) * core_counts[shower]).astype(np.int64)
     layer = core_layer[np.minimum(pick, core_layer.size - 1)]
-    # Soft photons travel far: a share of the hits is spread uniformly over the first section's depth.
+    # Soft photons travel far: a share of the hits is spread uniformly over the first section's depth (one
+    # uniform number decides both whether and where).
     n_front = int(np.count_nonzero(detector.section == 0))
-    uniform = rng.random(shower.size, dtype=np.float32) < np.float32(halo.uniform_depth_share)
-    layer = np.where(uniform, (rng.random(shower.size, dtype=np.float32) * n_front).astype(np.int64), layer)
+    share = np.float32(halo.uniform_depth_share)
+    u = rng.random(shower.size, dtype=np.float32)
+    layer = np.where(u < share, (u * (n_front / share)).astype(np.int64), layer)
     u = rng.random(shower.size, dtype=np.float32)
     energy = (u * u) ** 2
     per_shower = np.bincount(shower, weights=energy, minlength=n_showers)
     energy = energy * (halo_visible / np.where(per_shower > 0, per_shower, 1.0))[shower]
     u = np.minimum(rng.random(shower.size, dtype=np.float32), np.float32(0.999))
-    radius = np.float32(halo.radius_moliere) * detector.moliere_mm[layer].astype(np.float32) * np.sqrt(u / (1 - u))
+    # One lateral scale for the whole halo: the first layer's Moliere radius.
+    radius = np.float32(halo.radius_moliere * detector.moliere_mm[0]) * np.sqrt(u / (1 - u))
     x, y = place_in_sensor_plane(
-        rng, radius, axes.x_mm[shower], axes.axis_y_at_layer(detector, shower, layer), axes.sin_theta[shower]
+        rng, radius, axes.x_mm[shower], axis_y[shower * detector.n_layers + layer], axes.sin_theta[shower]
     )
     return Spots(axes.event[shower], layer, x, y, energy)

@@ -21,10 +21,6 @@ from caloml.sim.spots import Spots
 
 #: Distance from the interaction point to the ECAL face used for the pi0 photon separation (mm).
 ECAL_FACE_DISTANCE_MM = CLIC_ECAL_FRONT_MM
-#: Extra cells binned around the entry point before the window is centred on the barycentre: inclined showers
-#: (60-120 degrees) move their barycentre up to about 10 cells along y.
-ECAL_MARGIN = (4, 14)
-HCAL_MARGIN = (2, 3)
 
 
 def primary_axes(primaries: Primaries, event: np.ndarray | None = None) -> ShowerAxes:
@@ -50,8 +46,9 @@ def simulate_spots(
         spots = em_showers(rng, detector, energy, axes, halo=layout.halo)
     elif particle == "photon":
         conversion, start = photon_conversions(rng, n)
-        photon_axes = ShowerAxes(axes.event, start / axes.sin_theta, axes.x_mm, axes.y_mm, axes.sin_theta,
-                                 axes.cot_theta)
+        photon_axes = ShowerAxes(
+            axes.event, start / axes.sin_theta, axes.x_mm, axes.y_mm, axes.sin_theta, axes.cot_theta
+        )
         spots = em_showers(rng, detector, energy, photon_axes, halo=layout.halo)
     elif particle == "pi0":
         decay = decay_pi0(rng, energy)
@@ -66,8 +63,7 @@ def simulate_spots(
         dx = np.concatenate([separation * (1 - share_1) * ux, -separation * share_1 * ux])
         dy = np.concatenate([separation * (1 - share_1) * uy, -separation * share_1 * uy])
         both = np.concatenate([axes.event, axes.event])
-        photon_axes = ShowerAxes(both, start / axes.sin_theta[both], dx, dy, axes.sin_theta[both],
-                                 axes.cot_theta[both])
+        photon_axes = ShowerAxes(both, start / axes.sin_theta[both], dx, dy, axes.sin_theta[both], axes.cot_theta[both])
         photon_energy = np.concatenate([decay.energy_1_gev, decay.energy_2_gev])
         spots = em_showers(rng, detector, photon_energy, photon_axes, halo=layout.halo)
     elif particle == "chpi":
@@ -90,19 +86,21 @@ def simulate_batch(
 
     ecal_grid, hcal_grid = detector.sections
     cot_theta = np.cos(primaries.theta_rad) / np.sin(primaries.theta_rad)
-    entry = np.zeros((n, 2))
-    ecal_wide = readout.bin_wide(spots, detector, 0, entry, rng.random((n, 2)) * ecal_grid.cell_mm, ECAL_MARGIN)
-    bary = readout.barycentre(ecal_wide, detector.sensor_depth_mm[detector.section == 0])
-    ecal = ecal_wide.crop(ecal_wide.cell_index_of(bary.x_mm, bary.y_mm))
-    # The HCAL window: anchored where the particle's axis meets the HCAL face, centred on the ECAL barycentre
-    # carried along the particle's direction to that face.
+    bary = readout.barycentre(spots, detector, n)
     hcal_depth = CLIC_HCAL_FRONT_MM - CLIC_ECAL_FRONT_MM
-    hcal_anchor = np.stack([np.zeros(n), hcal_depth * cot_theta], axis=1)
-    hcal_wide = readout.bin_wide(
-        spots, detector, 1, hcal_anchor, rng.random((n, 2)) * hcal_grid.cell_mm, HCAL_MARGIN
+    ecal_offset = rng.random((2, n)) * ecal_grid.cell_mm
+    hcal_offset = rng.random((2, n)) * hcal_grid.cell_mm
+    ecal, hcal = readout.bin_windows(
+        spots,
+        detector,
+        [
+            readout.Window(0, bary.x_mm, bary.y_mm, ecal_offset[0], ecal_offset[1]),
+            readout.Window(
+                1, bary.x_mm, bary.y_mm + (hcal_depth - bary.depth_mm) * cot_theta, hcal_offset[0], hcal_offset[1]
+            ),
+        ],
+        n,
     )
-    hcal_centre = hcal_wide.cell_index_of(bary.x_mm, bary.y_mm + (hcal_depth - bary.depth_mm) * cot_theta)
-    hcal = hcal_wide.crop(hcal_centre)
     return assemble_lcd_event_keys(layout, particle, primaries, ecal, hcal, bary, truth)
 
 

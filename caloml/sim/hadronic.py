@@ -23,7 +23,7 @@ from caloml.sim.spots import Spots, group_normalized_weights, place_in_sensor_pl
 #: Sampling term of the hadronic part, 50% / sqrt(E).
 HADRONIC_STOCHASTIC_TERM = 0.5
 #: Concentration of the Beta distribution of the event-by-event electromagnetic share.
-EM_SHARE_CONCENTRATION = 5.0
+EM_SHARE_CONCENTRATION = 3.0
 #: Lateral scale of the hadronic component (fraction of the layer's interaction length): 95% within about 1 lambda.
 HADRONIC_RADIUS_LAMBDA = 0.23
 #: Mode of the standard Landau distribution (scipy's parametrization).
@@ -45,9 +45,10 @@ class HadronicParameters:
 
 
 def charge_exchange_share(energy_gev: np.ndarray) -> np.ndarray:
-    """Probability of an almost purely electromagnetic (charge-exchange-like) first interaction: 10% at 10 GeV,
-    falling logarithmically to about 4% at 500 GeV."""
-    return np.clip(0.10 - 0.015 * np.log(energy_gev / 10.0), 0.02, 0.15)
+    """Probability of an almost purely electromagnetic (charge-exchange-like) first interaction: 9% at 10 GeV,
+    falling logarithmically to about 4% at 500 GeV (tuned so that a few percent of low-energy pions have
+    HCAL/ECAL < 0.1, see the README's simulator table)."""
+    return np.clip(0.09 - 0.012 * np.log(energy_gev / 10.0), 0.03, 0.15)
 
 
 def sample_hadronic_parameters(rng: np.random.Generator, energy_gev: np.ndarray) -> HadronicParameters:

@@ -56,11 +56,21 @@ LAYOUTS = {
         SimulationLayout("lcd-gen", "clic", "lcd", (2.0, 500.0), False, _LCD_THETA, _LCD_HALO),
         SimulationLayout("lcd-rec", "clic", "lcd", (10.0, 510.0), False, _LCD_THETA, _LCD_HALO, expert_features=True),
         SimulationLayout(
-            "calochallenge-2", "calochallenge-2", "calochallenge", (1.0, 1000.0), True, _PERPENDICULAR,
+            "calochallenge-2",
+            "calochallenge-2",
+            "calochallenge",
+            (1.0, 1000.0),
+            True,
+            _PERPENDICULAR,
             HaloModel(hits_at_100_gev=800.0),
         ),
         SimulationLayout(
-            "calochallenge-3", "calochallenge-3", "calochallenge", (1.0, 1000.0), True, _PERPENDICULAR,
+            "calochallenge-3",
+            "calochallenge-3",
+            "calochallenge",
+            (1.0, 1000.0),
+            True,
+            _PERPENDICULAR,
             HaloModel(hits_at_100_gev=3000.0),
         ),
     )

@@ -6,7 +6,6 @@ file depends only on the request (same seed, same file), whatever the number of 
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -41,7 +40,7 @@ class SimulationRequest:
         energy_range_gev: primary energy range (equal ends: a fixed energy), GeV.
         theta_range_rad: incidence-angle range (equal ends: a fixed angle), radians; 90 degrees is perpendicular.
         log_uniform_energy: energy spectrum, log-uniform instead of uniform.
-        chunk_events: events simulated together (memory about 60 MB per event at 500 GeV... per chunk of 64).
+        chunk_events: events simulated together (a chunk of 64 showers of 500 GeV needs about 0.5 GB).
     """
 
     geometry: str
@@ -68,9 +67,7 @@ class SimulationRequest:
         energy = tuple(map(float, self.energy_range_gev or layout.energy_range_gev))
         theta = tuple(map(float, self.theta_range_rad or layout.theta_range_rad))
         if not all(np.isfinite(energy)) or energy[0] < MIN_ENERGY_GEV or energy[1] < energy[0]:
-            raise CalomlError(
-                f"energy range {energy} GeV is invalid: need {MIN_ENERGY_GEV} GeV <= low <= high, finite"
-            )
+            raise CalomlError(f"energy range {energy} GeV is invalid: need {MIN_ENERGY_GEV} GeV <= low <= high, finite")
         if layout.file_layout == "calochallenge":
             if theta != (90.0 * DEGREE, 90.0 * DEGREE):
                 raise CalomlError("the CaloChallenge geometries are perpendicular: theta must be pi/2")
@@ -163,13 +160,14 @@ def simulate_file(
     from tqdm.auto import tqdm
 
     from caloml.data.calochallenge import CaloChallengeWriter
+    from caloml.data.hdf5 import provenance_attrs
     from caloml.data.lcd import LCDWriter
 
     request = request.resolve()
     config = request.to_config()
     layout = LAYOUTS[request.geometry]
     writer_class = LCDWriter if layout.file_layout == "lcd" else CaloChallengeWriter
-    attrs = {"caloml_config": json.dumps(config)}
+    attrs = provenance_attrs(config)
     bar = tqdm(total=request.n_events, unit="shower", desc=f"simulate {request.particle}", disable=not progress)
     with writer_class(Path(out), overwrite=overwrite, attrs=attrs) as writer, bar:
         for chunk in iter_chunks(request, workers):

@@ -121,8 +121,11 @@ def measure_photon_shift(energy_gev: float = 100.0, n: int = 300, seed: int = 11
     for particle in ("electron", "photon"):
         layers = calibrated_layer_energy(_simulate(particle, energy_gev, n, seed)["ECAL"])
         out[particle] = float(np.mean((layers * centres).sum(axis=1) / layers.sum(axis=1)))
-    return {"electron_cog_x0": out["electron"], "photon_cog_x0": out["photon"],
-            "photon_minus_electron_x0": out["photon"] - out["electron"]}
+    return {
+        "electron_cog_x0": out["electron"],
+        "photon_cog_x0": out["photon"],
+        "photon_minus_electron_x0": out["photon"] - out["electron"],
+    }
 
 
 def measure_lateral_containment(energy_gev: float = 100.0, n: int = 100, seed: int = 21) -> dict[str, float]:
@@ -185,8 +188,11 @@ def measure_pion_ratio(
             )
             ratio = events["HCAL_E"] / np.maximum(events["ECAL_E"], 1e-12)
             store.append(float(np.mean(ratio < 0.1)))
-    return {"energy_bins_gev": [list(b) for b in energy_bins_gev], "chpi_share_below_0.1": pion_share,
-            "electron_share_below_0.1": electron_share}
+    return {
+        "energy_bins_gev": [list(b) for b in energy_bins_gev],
+        "chpi_share_below_0.1": pion_share,
+        "electron_share_below_0.1": electron_share,
+    }
 
 
 def measure_gamma_pi0_separation(

@@ -1,0 +1,604 @@
+"""Conversion of calorimeter HDF5 files into sharded, compressed TFRecords, and their decoding.
+
+Output directory (``tf_records/NAME/``)::
+
+    metadata.json                          layout, geometry, array shapes, units, counts, provenance, checksums
+    shard-00000-of-00004.tfrecord.gz       GZIP-compressed TFRecord files, one ``tf.train.Example`` per event
+    ...
+
+Encoding ``caloml-sparse-delta`` version 1, one Example per event, GeV float32:
+
+* for each calorimeter array ``K`` (``ECAL``, ``HCAL``, ``showers``): ``K/delta`` int64 list, the flat C-order
+  indices of the non-zero cells stored as differences (first = first index, then index[i] - index[i-1]);
+  ``K/values`` float32 list, their energies; ``K/sum`` float32, the sum of the array (for event filters);
+* every other per-event key of the source (``energy``, angles, ``pdgID``, features, ``incident_energies``...):
+  a float feature (integer and boolean keys: int64), with the per-event shape recorded in the metadata.
+
+The cumulative sum of ``K/delta`` gives the flat indices, which are both the scatter positions of the dense array
+(voxel models) and the hit coordinates of point-cloud models (unravelled over the array shape).
+
+Why sparse with index deltas (measured with :func:`measure_encoding_sizes` on shower-like 51 x 51 x 25 events,
+about 20% non-zero cells; GZIP TFRecords, KiB per shower): dense float32 63, sparse with absolute int64 indices 84
+(3-byte varints compress badly), sparse with index deltas 58 (mostly 1-byte varints), the HDF5 file (gzip level 1,
+one event per chunk) 67. The delta encoding is the smallest on disk and, above all, the pipeline inflates and parses
+70 KiB instead of 254 KiB per shower, which is what makes the input pipeline fast (see
+:func:`caloml.bench.pipeline.benchmark_pipeline`).
+
+TensorFlow is imported inside the functions that need it, so that checking sources and outputs stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from caloml.data.checks import format_shape
+from caloml.data.hdf5 import HDF5EventReader, open_reader
+from caloml.errors import DataError, OutputExistsError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+__all__ = [
+    "DEFAULT_SHARD_EVENTS",
+    "ENCODING_NAME",
+    "ENCODING_VERSION",
+    "METADATA_FILE",
+    "convert",
+    "decode_batch",
+    "encode_events",
+    "feature_spec",
+    "load_metadata",
+    "measure_encoding_sizes",
+    "open_sources",
+    "sha256_file",
+    "shard_paths",
+    "verify",
+]
+
+ENCODING_NAME = "caloml-sparse-delta"
+ENCODING_VERSION = 1
+FORMAT_NAME = "caloml-tfrecord"
+METADATA_FILE = "metadata.json"
+DEFAULT_SHARD_EVENTS = 1024
+_SHARD_NAME = "shard-{index:05d}-of-{count:05d}.tfrecord.gz"
+_COMPRESSION = "GZIP"
+
+
+# -- small helpers --------------------------------------------------------------------------------------------------
+def sha256_file(path: str | Path, *, block_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read by blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _dtype_kind(dtype: np.dtype) -> str:
+    return "float" if np.issubdtype(dtype, np.floating) else "int"
+
+
+# -- sources ----------------------------------------------------------------------------------------------------------
+def open_sources(paths: Sequence[str | Path], *, chunk_events: int = 256) -> list[HDF5EventReader]:
+    """Open and validate HDF5 sources (layout auto-detected); DataError on the first bad one. No TensorFlow here."""
+    if not paths:
+        raise DataError("no input files given")
+    readers: list[HDF5EventReader] = []
+    try:
+        for path in paths:
+            readers.append(open_reader(path, chunk_events=chunk_events))
+        _common_keys(readers)
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        raise
+    return readers
+
+
+def _common_keys(readers: Sequence[HDF5EventReader]) -> tuple[list[str], list[str]]:
+    """Calorimeter arrays (identical in every source) and the per-event keys present in every source."""
+    first = readers[0]
+    for reader in readers[1:]:
+        if reader.layout != first.layout:
+            raise DataError(f"{reader.path}: layout '{reader.layout}' differs from '{first.layout}' of {first.path}")
+        if reader.array_keys != first.array_keys:
+            raise DataError(
+                f"{reader.path}: calorimeter arrays {list(reader.array_keys)} differ from {list(first.array_keys)}"
+                f" of {first.path}"
+            )
+    arrays = list(first.array_keys)
+    scalars = [k for k in first.scalar_keys if all(k in r.scalar_keys for r in readers)]
+    for reader in readers[1:]:
+        for key in arrays + scalars:
+            if reader.event_shapes[key] != first.event_shapes[key]:
+                raise DataError(
+                    f"{reader.path}: key '{key}' has per-event shape {format_shape(reader.event_shapes[key])},"
+                    f" {first.path} has {format_shape(first.event_shapes[key])}"
+                )
+            if _dtype_kind(reader.dtypes[key]) != _dtype_kind(first.dtypes[key]):
+                raise DataError(
+                    f"{reader.path}: key '{key}' is {reader.dtypes[key]}, {first.path} has {first.dtypes[key]}"
+                )
+    return arrays, scalars
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out}: output exists; pass --overwrite (overwrite=True) to replace it")
+
+
+# -- encoding ---------------------------------------------------------------------------------------------------------
+def _sparse_rows(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row splits (n+1,), flat indices and values of the non-zero cells of a batch (n, ...)."""
+    flat = cells.reshape(len(cells), -1)
+    rows, cols = np.nonzero(flat)
+    splits = np.zeros(len(cells) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(cells)), out=splits[1:])
+    return splits, cols.astype(np.int64), flat[rows, cols].astype(np.float32)
+
+
+def encode_events(
+    events: Mapping[str, np.ndarray], array_keys: Sequence[str], scalar_keys: Sequence[str]
+) -> list[bytes]:
+    """Serialized ``tf.train.Example`` records (encoding ``caloml-sparse-delta`` v1) of a batch of events in GeV."""
+    import tensorflow as tf
+
+    n = len(events[array_keys[0]]) if array_keys else len(events[scalar_keys[0]])
+    feature = tf.train.Feature
+    columns: dict[str, list[Any]] = {}
+    for key in array_keys:
+        cells = events[key]
+        splits, indices, values = _sparse_rows(cells)
+        deltas = np.diff(indices, prepend=0)
+        starts = splits[:-1][np.diff(splits) > 0]  # first cell of each non-empty event: its absolute index
+        deltas[starts] = indices[starts]
+        sums = cells.reshape(n, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
+        columns[f"{key}/delta"] = [
+            feature(int64_list=tf.train.Int64List(value=deltas[splits[i] : splits[i + 1]].tolist())) for i in range(n)
+        ]
+        columns[f"{key}/values"] = [
+            feature(float_list=tf.train.FloatList(value=values[splits[i] : splits[i + 1]].tolist())) for i in range(n)
+        ]
+        columns[f"{key}/sum"] = [feature(float_list=tf.train.FloatList(value=[float(s)])) for s in sums]
+    for key in scalar_keys:
+        array = np.asarray(events[key]).reshape(n, -1)
+        if np.issubdtype(array.dtype, np.floating):
+            columns[key] = [feature(float_list=tf.train.FloatList(value=row.tolist())) for row in array]
+        else:
+            columns[key] = [
+                feature(int64_list=tf.train.Int64List(value=row.astype(np.int64).tolist())) for row in array
+            ]
+    return [
+        tf.train.Example(features=tf.train.Features(feature={k: v[i] for k, v in columns.items()})).SerializeToString()
+        for i in range(n)
+    ]
+
+
+def _chunk_schedule(readers: Sequence[HDF5EventReader], chunk_events: int) -> list[tuple[int, int, int]]:
+    """(source, start, stop) of every chunk, the sources interleaved in proportion to their sizes.
+
+    Each shard then mixes all the sources (for example several particle types), which a shuffle buffer alone cannot
+    achieve when the sources are large.
+    """
+    items = []
+    for source, reader in enumerate(readers):
+        n = len(reader)
+        for start in range(0, n, chunk_events):
+            stop = min(start + chunk_events, n)
+            items.append(((start + stop) / (2 * n), source, start, stop))
+    items.sort()
+    return [(source, start, stop) for _, source, start, stop in items]
+
+
+def _shard_sizes(n_events: int, shard_events: int) -> list[int]:
+    n_shards = max(1, math.ceil(n_events / shard_events))
+    base, extra = divmod(n_events, n_shards)
+    return [base + (1 if i < extra else 0) for i in range(n_shards)]
+
+
+def _source_entry(reader: HDF5EventReader) -> dict[str, Any]:
+    return {
+        "path": str(reader.path.resolve()),
+        "name": reader.path.name,
+        "sha256": sha256_file(reader.path),
+        "bytes": reader.path.stat().st_size,
+        "n_events": len(reader),
+        "layout": reader.layout,
+        "attrs": _jsonable(reader.attrs),
+    }
+
+
+def _config_summary(sources: Sequence[dict[str, Any]]) -> tuple[Any, Any]:
+    """The ``caloml_config`` of the sources (one value if they agree, else the list) and its seed(s)."""
+    configs = [s["attrs"].get("caloml_config") for s in sources]
+    present = [c for c in configs if c is not None]
+    if not present:
+        return None, None
+    config: Any = present[0] if all(c == present[0] for c in configs) else configs
+    seeds = [c.get("seed") for c in present if isinstance(c, dict) and "seed" in c]
+    seed: Any = None
+    if seeds:
+        seed = seeds[0] if all(s == seeds[0] for s in seeds) else seeds
+    return config, seed
+
+
+@contextlib.contextmanager
+def _atomic_directory(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a fresh temporary directory next to ``out``, renamed to ``out`` when the block succeeds."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _check_output(out, overwrite)  # someone may have created it meanwhile
+        if out.exists():
+            old = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.old"
+            os.replace(out, old)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def convert(
+    sources: Sequence[str | Path | HDF5EventReader],
+    out: str | Path,
+    *,
+    shard_events: int = DEFAULT_SHARD_EVENTS,
+    overwrite: bool = False,
+    chunk_events: int = 256,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Convert HDF5 files (all LCD or all CaloChallenge, detected) into ``out`` (``tf_records/NAME``).
+
+    Streams the sources by chunks of ``chunk_events`` and writes GZIP shards of about ``shard_events`` events
+    (equal sizes), so memory stays bounded by one chunk. Keys present in every source are kept. The directory is
+    built next to ``out`` and renamed at the end; an existing ``out`` raises :class:`OutputExistsError` unless
+    ``overwrite``. Returns the metadata written to ``out/metadata.json``.
+    """
+    from caloml import __version__
+
+    if shard_events < 1:
+        raise ValueError(f"shard_events must be positive, got {shard_events}")
+    out = Path(out)
+    _check_output(out, overwrite)
+    if not sources:
+        raise DataError("no input files given")
+    owned: list[HDF5EventReader] = []
+    try:
+        readers: list[HDF5EventReader] = []
+        for source in sources:
+            if isinstance(source, HDF5EventReader):
+                readers.append(source)
+            else:
+                owned.append(open_reader(source, chunk_events=chunk_events))
+                readers.append(owned[-1])
+        return _convert(readers, out, shard_events, overwrite, chunk_events, progress, __version__)
+    finally:
+        for reader in owned:
+            reader.close()
+
+
+def _convert(
+    readers: list[HDF5EventReader],
+    out: Path,
+    shard_events: int,
+    overwrite: bool,
+    chunk_events: int,
+    progress: bool,
+    version: str,
+) -> dict[str, Any]:
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    array_keys, scalar_keys = _common_keys(readers)
+    first = readers[0]
+    n_events = sum(len(r) for r in readers)
+    sizes = _shard_sizes(n_events, shard_events)
+    names = [_SHARD_NAME.format(index=i, count=len(sizes)) for i in range(len(sizes))]
+    options = tf.io.TFRecordOptions(compression_type=_COMPRESSION)
+    with _atomic_directory(out, overwrite) as tmp:
+        shard, written, writer = 0, 0, None
+        bar = tqdm(total=n_events, unit="event", desc=f"convert {out.name}", disable=not progress or None)
+        try:
+            for source, start, stop in _chunk_schedule(readers, chunk_events):
+                events = readers[source].read(slice(start, stop))
+                for record in encode_events(events, array_keys, scalar_keys):
+                    if writer is None:
+                        writer = tf.io.TFRecordWriter(str(tmp / names[shard]), options)
+                    writer.write(record)
+                    written += 1
+                    if written == sizes[shard]:
+                        writer.close()
+                        writer, shard, written = None, shard + 1, 0
+                bar.update(stop - start)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+        if shard != len(sizes):  # pragma: no cover - a reader returned fewer events than announced
+            raise DataError(f"{out}: wrote {shard} shards, expected {len(sizes)}")
+        source_entries = [_source_entry(r) for r in readers]
+        config, seed = _config_summary(source_entries)
+        metadata: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "encoding": {
+                "name": ENCODING_NAME,
+                "version": ENCODING_VERSION,
+                "compression": _COMPRESSION,
+                "arrays": "K/delta int64 (flat C-order index differences), K/values float32, K/sum float32",
+            },
+            "layout": first.layout,
+            "geometry": first.geometry_name,
+            "units": "GeV",
+            "angle_units": "rad",
+            "arrays": {
+                k: {"shape": list(first.event_shapes[k]), "dtype": "float32", "geometry": _array_geometry(first, k)}
+                for k in array_keys
+            },
+            "scalars": {k: {"shape": list(first.event_shapes[k]), "dtype": str(first.dtypes[k])} for k in scalar_keys},
+            "n_events": n_events,
+            "shards": [
+                {
+                    "file": name,
+                    "n_events": size,
+                    "sha256": sha256_file(tmp / name),
+                    "bytes": (tmp / name).stat().st_size,
+                }
+                for name, size in zip(names, sizes, strict=True)
+            ],
+            "sources": source_entries,
+            "config": config,
+            "seed": seed,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "caloml_version": version,
+        }
+        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")
+    return metadata
+
+
+def _array_geometry(reader: HDF5EventReader, key: str) -> str:
+    if key == "HCAL":
+        from caloml.geometry import CLIC_HCAL
+
+        return CLIC_HCAL.name
+    return str(getattr(reader, "geometry_name", ""))
+
+
+# -- reading ----------------------------------------------------------------------------------------------------------
+def load_metadata(records_dir: str | Path) -> dict[str, Any]:
+    """The metadata of a TFRecord directory; DataError if missing, unreadable or of another encoding."""
+    records_dir = Path(records_dir)
+    path = records_dir / METADATA_FILE
+    if not records_dir.is_dir():
+        raise DataError(f"{records_dir}: no such TFRecord directory")
+    if not path.is_file():
+        raise DataError(f"{records_dir}: missing {METADATA_FILE} (not a caloml TFRecord directory)")
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: unreadable metadata ({error})") from error
+    required = ("encoding", "arrays", "scalars", "n_events", "shards")
+    missing = [k for k in required if not isinstance(metadata, dict) or k not in metadata]
+    if missing:
+        raise DataError(f"{path}: metadata lacks '{missing[0]}'")
+    encoding = metadata["encoding"]
+    if encoding.get("name") != ENCODING_NAME or encoding.get("version") != ENCODING_VERSION:
+        raise DataError(
+            f"{path}: encoding {encoding.get('name')} v{encoding.get('version')} is not supported"
+            f" (this caloml reads {ENCODING_NAME} v{ENCODING_VERSION})"
+        )
+    return metadata
+
+
+def shard_paths(records_dir: str | Path, metadata: Mapping[str, Any] | None = None) -> list[Path]:
+    """Paths of the shards listed in the metadata; DataError naming the first missing one."""
+    records_dir = Path(records_dir)
+    metadata = load_metadata(records_dir) if metadata is None else metadata
+    paths = [records_dir / shard["file"] for shard in metadata["shards"]]
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: missing shard listed in {records_dir / METADATA_FILE}")
+    if not paths:
+        raise DataError(f"{records_dir}: metadata lists no shards")
+    return paths
+
+
+def feature_spec(metadata: Mapping[str, Any], *, scalars_only: bool = False) -> dict[str, Any]:
+    """``tf.io.parse_example`` features of the records described by ``metadata``.
+
+    With ``scalars_only``, only the per-event scalars and the ``K/sum`` of each array (what event filters need).
+    """
+    import tensorflow as tf
+
+    spec: dict[str, Any] = {}
+    for key in metadata["arrays"]:
+        if not scalars_only:
+            spec[f"{key}/delta"] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)
+            spec[f"{key}/values"] = tf.io.RaggedFeature(tf.float32, row_splits_dtype=tf.int64)
+        spec[f"{key}/sum"] = tf.io.FixedLenFeature([], tf.float32)
+    for key, info in metadata["scalars"].items():
+        dtype = tf.float32 if "float" in info["dtype"] else tf.int64
+        spec[key] = tf.io.FixedLenFeature(info["shape"], dtype)
+    return spec
+
+
+def _flat_indices(deltas: tf.RaggedTensor) -> tf.Tensor:
+    """Flat cell indices (M,) int64 of ragged index differences (B, None): a cumulative sum restarted per event."""
+    import tensorflow as tf
+
+    total = tf.cumsum(deltas.flat_values)
+    before = tf.concat([tf.zeros([1], tf.int64), total], axis=0)
+    row_base = tf.gather(before, deltas.row_splits[:-1])  # cumulative sum before each event's first cell
+    return total - tf.gather(row_base, deltas.value_rowids())
+
+
+def decode_batch(
+    serialized: tf.Tensor, metadata: Mapping[str, Any], *, output: str = "dense"
+) -> dict[str, tf.Tensor | tf.RaggedTensor]:
+    """Decode a batch (B,) of serialized records into a dict of tensors.
+
+    ``output="dense"``: each array ``K`` as a dense (B, *shape) float32 tensor in GeV (one scatter per batch).
+    ``output="sparse"``: ``K/coords`` ragged (B, None, ndim) int64 cell coordinates and ``K/values`` ragged
+    (B, None) float32 energies. Scalars are (B, *shape) with the dtype recorded in the metadata.
+    """
+    import tensorflow as tf
+
+    if output not in ("dense", "sparse"):
+        raise ValueError(f"output must be 'dense' or 'sparse', got {output!r}")
+    parsed = tf.io.parse_example(serialized, feature_spec(metadata))
+    batch = tf.shape(serialized, out_type=tf.int64)[0]
+    result: dict[str, Any] = {}
+    for key, info in metadata["arrays"].items():
+        shape = [int(s) for s in info["shape"]]
+        size = int(np.prod(shape))
+        deltas = parsed[f"{key}/delta"]
+        values = parsed[f"{key}/values"]
+        flat = _flat_indices(deltas)
+        if output == "dense":
+            position = flat + deltas.value_rowids() * size
+            dense = tf.scatter_nd(position[:, None], values.flat_values, tf.reshape(batch * size, [1]))
+            result[key] = tf.reshape(dense, [-1, *shape])
+        else:
+            coords = tf.transpose(tf.unravel_index(flat, tf.constant(shape, tf.int64)))
+            result[f"{key}/coords"] = tf.RaggedTensor.from_row_splits(coords, deltas.row_splits, validate=False)
+            result[f"{key}/values"] = values
+    for key, info in metadata["scalars"].items():
+        value = parsed[key]
+        if info["dtype"] != value.dtype.name:
+            value = tf.cast(value, tf.as_dtype(info["dtype"]))
+        result[key] = value
+    return result
+
+
+def verify(records_dir: str | Path, *, batch_size: int = 256) -> dict[str, Any]:
+    """Read every record of every shard and check them against the metadata.
+
+    Checks that each shard exists, decompresses and parses, that its cell indices lie inside the arrays, that the
+    per-shard and total counts match, and the shard checksums. A truncated or corrupt shard raises a one-line
+    DataError naming it. Returns ``{"n_events": ..., "n_shards": ...}``.
+    """
+    import tensorflow as tf
+
+    records_dir = Path(records_dir)
+    metadata = load_metadata(records_dir)
+    paths = shard_paths(records_dir, metadata)
+    spec = feature_spec(metadata)
+    sizes = {k: int(np.prod(v["shape"])) for k, v in metadata["arrays"].items()}
+
+    def check(serialized: tf.Tensor) -> tf.Tensor:
+        parsed = tf.io.parse_example(serialized, spec)
+        bad = tf.constant(False)
+        for key, size in sizes.items():
+            flat = _flat_indices(parsed[f"{key}/delta"])
+            values = parsed[f"{key}/values"]
+            bad = bad | tf.reduce_any(flat < 0) | tf.reduce_any(flat >= size)
+            bad = bad | tf.reduce_any(tf.not_equal(parsed[f"{key}/delta"].row_lengths(), values.row_lengths()))
+        return tf.stack([tf.cast(tf.shape(serialized)[0], tf.int64), tf.cast(bad, tf.int64)])
+
+    total = 0
+    for path, entry in zip(paths, metadata["shards"], strict=True):
+        dataset = tf.data.TFRecordDataset(str(path), compression_type=_COMPRESSION).batch(batch_size).map(check)
+        count = 0
+        try:
+            for result in dataset:
+                n, bad = (int(v) for v in result.numpy())
+                if bad:
+                    raise DataError(f"{path}: record {count + 1}..{count + n}: cell indices or values inconsistent")
+                count += n
+        except tf.errors.OpError as error:
+            message = str(error.message).strip().splitlines()[0][:200] if error.message else type(error).__name__
+            raise DataError(f"{path}: truncated or corrupt TFRecord shard ({message})") from error
+        if count != int(entry["n_events"]):
+            raise DataError(f"{path}: {count} records, the metadata says {entry['n_events']}")
+        if "sha256" in entry and sha256_file(path) != entry["sha256"]:
+            raise DataError(f"{path}: checksum differs from the metadata (modified or corrupt shard)")
+        total += count
+    if total != int(metadata["n_events"]):
+        raise DataError(f"{records_dir}: {total} events in the shards, the metadata says {metadata['n_events']}")
+    return {"n_events": total, "n_shards": len(paths)}
+
+
+# -- encoding sizes ---------------------------------------------------------------------------------------------------
+def measure_encoding_sizes(h5_path: str | Path, *, n_events: int = 128) -> dict[str, float]:
+    """Compressed bytes per shower of the calorimeter arrays of the first ``n_events`` of ``h5_path``.
+
+    Returns bytes per shower for GZIP TFRecords with dense float32 arrays (``dense_tfrecord``), sparse arrays with
+    absolute int64 indices (``sparse_tfrecord``) and the caloml encoding, sparse with index deltas
+    (``sparse_delta_tfrecord``); the HDF5 file itself (``hdf5``, file size / events); the raw float32 arrays
+    (``raw_float32``); and the mean fraction of non-zero cells (``occupancy``).
+    """
+    import tensorflow as tf
+
+    feature = tf.train.Feature
+    with open_reader(h5_path) as reader:
+        n = min(n_events, len(reader))
+        events = reader.read(slice(0, n))
+        arrays = list(reader.array_keys)
+        file_bytes = reader.path.stat().st_size / max(1, len(reader))
+
+    def example(features: dict[str, Any]) -> bytes:
+        return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+    dense, sparse = [], []
+    for i in range(n):
+        dense_features, sparse_features = {}, {}
+        for key in arrays:
+            flat = events[key][i].reshape(-1)
+            indices = np.flatnonzero(flat)
+            dense_features[key] = feature(float_list=tf.train.FloatList(value=flat.tolist()))
+            sparse_features[f"{key}/indices"] = feature(int64_list=tf.train.Int64List(value=indices.tolist()))
+            sparse_features[f"{key}/values"] = feature(float_list=tf.train.FloatList(value=flat[indices].tolist()))
+        dense.append(example(dense_features))
+        sparse.append(example(sparse_features))
+    delta = encode_events({k: events[k] for k in arrays}, arrays, [])
+
+    sizes: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, records in (("dense_tfrecord", dense), ("sparse_tfrecord", sparse), ("sparse_delta_tfrecord", delta)):
+            path = os.path.join(tmp, name)
+            with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type=_COMPRESSION)) as writer:
+                for record in records:
+                    writer.write(record)
+            sizes[name] = os.path.getsize(path) / max(1, n)
+    sizes["hdf5"] = file_bytes
+    sizes["raw_float32"] = float(sum(4 * np.prod(events[k].shape[1:]) for k in arrays))
+    sizes["occupancy"] = float(np.mean([np.count_nonzero(events[k]) / events[k].size for k in arrays])) if n else 0.0
+    return sizes

@@ -1,0 +1,133 @@
+"""Triforce expert features of LCD events."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from caloml.data.lcd_features import EXPERT_FEATURE_KEYS, HIT_THRESHOLD_GEV, expert_features
+from caloml.errors import DataError
+from caloml.geometry import CLIC_ECAL, CLIC_HCAL
+from caloml.observables import grid
+from caloml.units import LCD_STORED_PER_GEV
+
+
+def _random_events(rng: np.random.Generator, n: int, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    ecal = rng.exponential(0.01, size=(n, *CLIC_ECAL.shape))
+    ecal[rng.random(ecal.shape) > 0.1] = 0.0
+    hcal = rng.exponential(0.01, size=(n, *CLIC_HCAL.shape))
+    hcal[rng.random(hcal.shape) > 0.2] = 0.0
+    return ecal.astype(dtype), hcal.astype(dtype)
+
+
+def test_keys_order_dtype_and_shape() -> None:
+    moments = [f"{c}moment{a}{k}" for c in ("ECAL", "HCAL") for a in "XYZ" for k in range(1, 7)]
+    expected = (
+        "ECAL_E",
+        "HCAL_E",
+        "ECAL_nHits",
+        "HCAL_nHits",
+        "HCAL_ECAL_ERatio",
+        "HCAL_ECAL_nHitsRatio",
+        "ECAL_ratioFirstLayerToTotalE",
+        "ECAL_ratioFirstLayerToSecondLayerE",
+        "HCAL_ratioFirstLayerToTotalE",
+        "HCAL_ratioFirstLayerToSecondLayerE",
+        *moments,
+        "R9",
+    )
+    assert tuple(EXPERT_FEATURE_KEYS) == expected
+    features = expert_features(*_random_events(np.random.default_rng(0), 3))
+    assert tuple(features) == EXPERT_FEATURE_KEYS
+    for value in features.values():
+        assert value.shape == (3,)
+        assert value.dtype == np.float32
+
+
+def test_hand_made_event() -> None:
+    assert math.isclose(HIT_THRESHOLD_GEV, 0.1 / LCD_STORED_PER_GEV)
+    ecal = np.zeros((1, *CLIC_ECAL.shape))
+    hcal = np.zeros((1, *CLIC_HCAL.shape))
+    ecal[0, 10:13, 20:23, 0] = 0.1  # a 3 x 3 block in the first layer: 0.9 GeV
+    ecal[0, 11, 21, 1] = 0.3  # second layer
+    ecal[0, 40, 40, 24] = 0.001  # below the hit threshold (0.05 stored units), outside the block
+    hcal[0, 5, 5, 0] = 0.6
+    hcal[0, 5, 6, 3] = HIT_THRESHOLD_GEV  # at the threshold: not a hit
+    features = expert_features(ecal, hcal)
+    ecal_e, hcal_e = 1.201, 0.6 + HIT_THRESHOLD_GEV
+    expected = {
+        "ECAL_E": ecal_e,
+        "HCAL_E": hcal_e,
+        "ECAL_nHits": 10,
+        "HCAL_nHits": 1,
+        "HCAL_ECAL_ERatio": hcal_e / ecal_e,
+        "HCAL_ECAL_nHitsRatio": 0.1,
+        "ECAL_ratioFirstLayerToTotalE": 0.9 / ecal_e,
+        "ECAL_ratioFirstLayerToSecondLayerE": 3.0,
+        "HCAL_ratioFirstLayerToTotalE": 0.6 / hcal_e,
+        "HCAL_ratioFirstLayerToSecondLayerE": 0.0,  # empty second layer
+        "ECALmomentX1": (11 * 1.2 + 40 * 0.001) / ecal_e,
+        "ECALmomentZ1": (0.3 + 24 * 0.001) / ecal_e,
+        "HCALmomentX1": 5.0,
+        "HCALmomentX2": 0.0,
+        "R9": 1.2 / ecal_e,
+    }
+    for key, value in expected.items():
+        assert features[key][0] == pytest.approx(value, rel=1e-6), key
+
+
+def test_empty_and_hcal_only_events_give_zeros_not_nan() -> None:
+    ecal = np.zeros((2, *CLIC_ECAL.shape), np.float32)
+    hcal = np.zeros((2, *CLIC_HCAL.shape), np.float32)
+    hcal[1, 3, 3, 10] = 1.0
+    features = expert_features(ecal, hcal)
+    for key, value in features.items():
+        assert np.all(np.isfinite(value)), key
+        if key.startswith(("ECAL", "R9", "HCAL_ECAL")):
+            np.testing.assert_array_equal(value, 0.0, err_msg=key)
+    assert features["HCAL_E"][1] == 1.0
+    assert features["HCALmomentZ1"][1] == 10.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_agrees_with_the_grid_observables(dtype) -> None:
+    ecal, hcal = _random_events(np.random.default_rng(1), 6, dtype)
+    features = expert_features(ecal, hcal)
+    np.testing.assert_allclose(features["ECAL_E"], grid.total_energy(ecal), rtol=1e-5)
+    np.testing.assert_array_equal(features["HCAL_nHits"], grid.hits_above(hcal, HIT_THRESHOLD_GEV))
+    np.testing.assert_allclose(features["R9"], grid.r9(ecal), rtol=1e-5)
+    first_total, first_second = grid.first_layer_ratios(hcal)
+    np.testing.assert_allclose(features["HCAL_ratioFirstLayerToTotalE"], first_total, rtol=1e-5)
+    np.testing.assert_allclose(features["HCAL_ratioFirstLayerToSecondLayerE"], first_second, rtol=1e-5)
+    for calo, cells in (("ECAL", ecal), ("HCAL", hcal)):
+        for axis in "XYZ":
+            values = grid.moments(cells, axis.lower())
+            for order in range(1, 7):
+                # odd central moments cancel: compare them on the scale of the width, M2^(k/2)
+                scale = values[:, 1] ** (order / 2) if order > 1 else np.abs(values[:, 0])
+                np.testing.assert_allclose(
+                    features[f"{calo}moment{axis}{order}"], values[:, order - 1], rtol=0, atol=1e-5 * scale.max()
+                )
+
+
+def test_input_checks() -> None:
+    ecal, hcal = _random_events(np.random.default_rng(2), 2)
+    with pytest.raises(DataError, match="2 ECAL events but 1 HCAL"):
+        expert_features(ecal, hcal[:1])
+    with pytest.raises(DataError, match="HCAL"):
+        expert_features(ecal, hcal[0])
+
+
+def test_fast_enough_for_the_simulator() -> None:
+    """A loose guard (the target is well under 50 ms per 256 events): catches a per-event Python loop."""
+    ecal = np.zeros((256, *CLIC_ECAL.shape), np.float32)
+    hcal = np.zeros((256, *CLIC_HCAL.shape), np.float32)
+    ecal[:, 20:30, 20:30, :] = 0.01
+    hcal[:, 4:7, 4:7, :] = 0.01
+    expert_features(ecal[:8], hcal[:8])
+    start = time.perf_counter()
+    expert_features(ecal, hcal)
+    assert time.perf_counter() - start < 1.0
