@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from caloml.geometry import CLIC_ECAL_FRONT_MM, CLIC_HCAL_FRONT_MM
+from caloml.geometry import CLIC_ECAL_FRONT_MM, CLIC_HCAL_FRONT_MM, CartesianCalorimeter, CylindricalCalorimeter
 from caloml.sim import readout
 from caloml.sim.electromagnetic import ShowerAxes, em_showers
 from caloml.sim.hadronic import charged_pions
@@ -81,10 +81,13 @@ def simulate_batch(
     detector = layout.build_detector()
     n = primaries.energy_gev.size
     if layout.file_layout == "calochallenge":
-        showers = readout.bin_cylindrical(spots, detector.sections[0], n)
+        grid = detector.sections[0]
+        assert isinstance(grid, CylindricalCalorimeter)
+        showers = readout.bin_cylindrical(spots, grid, n)
         return {"incident_energies": primaries.energy_gev[:, None].astype(np.float32), "showers": showers}
 
     ecal_grid, hcal_grid = detector.sections
+    assert isinstance(ecal_grid, CartesianCalorimeter) and isinstance(hcal_grid, CartesianCalorimeter)
     cot_theta = np.cos(primaries.theta_rad) / np.sin(primaries.theta_rad)
     bary = readout.barycentre(spots, detector, n)
     hcal_depth = CLIC_HCAL_FRONT_MM - CLIC_ECAL_FRONT_MM

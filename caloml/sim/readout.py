@@ -63,7 +63,8 @@ def bin_windows(spots: Spots, detector: SimulationDetector, windows: list[Window
     spot_section = detector.section[spots.layer]
     out = []
     for window in windows:
-        grid: CartesianCalorimeter = detector.sections[window.section]
+        grid = detector.sections[window.section]
+        assert isinstance(grid, CartesianCalorimeter)
         mine = spot_section == window.section
         event, layer = spots.event[mine], detector.section_layer[spots.layer[mine]]
         x, y, energy = spots.x_mm[mine], spots.y_mm[mine], spots.visible_gev[mine]

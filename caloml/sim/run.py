@@ -64,8 +64,10 @@ class SimulationRequest:
         if self.chunk_events < 1:
             raise CalomlError(f"chunk_events must be positive, got {self.chunk_events}")
         layout = LAYOUTS[self.geometry]
-        energy = tuple(map(float, self.energy_range_gev or layout.energy_range_gev))
-        theta = tuple(map(float, self.theta_range_rad or layout.theta_range_rad))
+        low_e, high_e = self.energy_range_gev or layout.energy_range_gev
+        low_t, high_t = self.theta_range_rad or layout.theta_range_rad
+        energy = (float(low_e), float(high_e))
+        theta = (float(low_t), float(high_t))
         if not all(np.isfinite(energy)) or energy[0] < MIN_ENERGY_GEV or energy[1] < energy[0]:
             raise CalomlError(f"energy range {energy} GeV is invalid: need {MIN_ENERGY_GEV} GeV <= low <= high, finite")
         if layout.file_layout == "calochallenge":
@@ -93,6 +95,7 @@ class SimulationRequest:
 def _simulate_chunk(request: SimulationRequest, chunk_seed: np.random.SeedSequence, n_events: int) -> dict:
     rng = np.random.default_rng(chunk_seed)
     layout = LAYOUTS[request.geometry]
+    assert request.energy_range_gev is not None and request.theta_range_rad is not None, "resolve() first"
     primaries = sample_primaries(
         rng,
         n_events,

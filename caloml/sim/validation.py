@@ -176,11 +176,12 @@ def measure_pion_ratio(
     energy_bins_gev: tuple[tuple[float, float], ...] = ((10.0, 50.0), (50.0, 200.0), (200.0, 510.0)),
     n: int = 1000,
     seed: int = 51,
-) -> dict[str, list[float]]:
+) -> dict[str, list]:
     """Share of charged pions (and electrons) with HCAL/ECAL < 0.1, per primary-energy bin."""
     from caloml.sim.run import SimulationRequest, simulate_events
 
-    pion_share, electron_share = [], []
+    pion_share: list[float] = []
+    electron_share: list[float] = []
     for i, (low, high) in enumerate(energy_bins_gev):
         for particle, store in (("chpi", pion_share), ("electron", electron_share)):
             events = simulate_events(

@@ -1,0 +1,1 @@
+"""Benchmarks of caloml's components (input pipeline, simulator, models), run with ``python -m caloml.bench``."""
