@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caloml.errors import CalomlError, OutputExistsError
+from caloml.errors import OutputExistsError
 from caloml.sim.layouts import LAYOUTS
 from caloml.sim.particles import PARTICLES
 from caloml.sim.run import SimulationRequest, default_workers, simulate_file
@@ -185,7 +185,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     else:
         if records.exists() and not args.overwrite and not same_source:
             raise OutputExistsError(f"{records}: exists with a different source; pass --overwrite to replace it")
-        convert_to_tfrecords([h5_path], records, overwrite=True if records.exists() else False)
+        convert_to_tfrecords([h5_path], records, overwrite=bool(records.exists()))
         print(f"[2/3] converted to TFRecords in {records}")
 
     validation_dir = args.run_dir / "validation"

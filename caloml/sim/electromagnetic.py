@@ -157,17 +157,21 @@ def halo_spots(
     first_spot = np.concatenate([[0], np.cumsum(core_counts)[:-1]])
     pick = first_spot[shower] + (rng.random(shower.size, dtype=np.float32) * core_counts[shower]).astype(np.int64)
     layer = core_layer[np.minimum(pick, core_layer.size - 1)]
-    # Soft photons travel far: a share of the hits is spread uniformly over the first section's depth (one
-    # uniform number decides both whether and where).
+    # Soft photons travel far: a share of the hits is spread uniformly over the first section's layers from the
+    # shower's first layer on (one uniform number decides both whether and where; a shower that starts behind
+    # the first section keeps its profile-following hits).
     n_front = int(np.count_nonzero(detector.section == 0))
+    first_layer = core_layer[np.minimum(first_spot, core_layer.size - 1)][shower]
+    span = np.maximum(n_front - first_layer, 0).astype(np.float32)
     share = np.float32(halo.uniform_depth_share)
     u = rng.random(shower.size, dtype=np.float32)
-    layer = np.where(u < share, (u * (n_front / share)).astype(np.int64), layer)
+    spread = (u < share) & (span > 0)
+    layer = np.where(spread, first_layer + (u / share * span).astype(np.int64), layer)
     u = rng.random(shower.size, dtype=np.float32)
     energy = (u * u) ** 2
     per_shower = np.bincount(shower, weights=energy, minlength=n_showers)
     energy = energy * (halo_visible / np.where(per_shower > 0, per_shower, 1.0))[shower]
-    u = np.minimum(rng.random(shower.size, dtype=np.float32), np.float32(0.999))
+    u = np.minimum(rng.random(shower.size, dtype=np.float32), np.float32(0.99))  # r <= 10 R
     # One lateral scale for the whole halo: the first layer's Moliere radius.
     radius = np.float32(halo.radius_moliere * detector.moliere_mm[0]) * np.sqrt(u / (1 - u))
     x, y = place_in_sensor_plane(

@@ -46,9 +46,7 @@ def simulate_spots(
         spots = em_showers(rng, detector, energy, axes, halo=layout.halo)
     elif particle == "photon":
         conversion, start = photon_conversions(rng, n)
-        photon_axes = ShowerAxes(
-            axes.event, start / axes.sin_theta, axes.x_mm, axes.y_mm, axes.sin_theta, axes.cot_theta
-        )
+        photon_axes = ShowerAxes(axes.event, start, axes.x_mm, axes.y_mm, axes.sin_theta, axes.cot_theta)
         spots = em_showers(rng, detector, energy, photon_axes, halo=layout.halo)
     elif particle == "pi0":
         decay = decay_pi0(rng, energy)
@@ -63,7 +61,7 @@ def simulate_spots(
         dx = np.concatenate([separation * (1 - share_1) * ux, -separation * share_1 * ux])
         dy = np.concatenate([separation * (1 - share_1) * uy, -separation * share_1 * uy])
         both = np.concatenate([axes.event, axes.event])
-        photon_axes = ShowerAxes(both, start / axes.sin_theta[both], dx, dy, axes.sin_theta[both], axes.cot_theta[both])
+        photon_axes = ShowerAxes(both, start, dx, dy, axes.sin_theta[both], axes.cot_theta[both])
         photon_energy = np.concatenate([decay.energy_1_gev, decay.energy_2_gev])
         spots = em_showers(rng, detector, photon_energy, photon_axes, halo=layout.halo)
     elif particle == "chpi":
@@ -87,7 +85,8 @@ def simulate_batch(
         return {"incident_energies": primaries.energy_gev[:, None].astype(np.float32), "showers": showers}
 
     ecal_grid, hcal_grid = detector.sections
-    assert isinstance(ecal_grid, CartesianCalorimeter) and isinstance(hcal_grid, CartesianCalorimeter)
+    assert isinstance(ecal_grid, CartesianCalorimeter)
+    assert isinstance(hcal_grid, CartesianCalorimeter)
     cot_theta = np.cos(primaries.theta_rad) / np.sin(primaries.theta_rad)
     bary = readout.barycentre(spots, detector, n)
     hcal_depth = CLIC_HCAL_FRONT_MM - CLIC_ECAL_FRONT_MM

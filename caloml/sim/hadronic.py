@@ -155,7 +155,7 @@ def hadronic_component(
     shower, layer = repeat_by_counts(counts)
     group = shower * n_layers + layer
     energy = visible.ravel()[group] * group_normalized_weights(rng, group, n_showers * n_layers, 1.0)
-    u = np.minimum(rng.random(shower.size), 0.9999)
+    u = np.minimum(rng.random(shower.size), 0.99)  # r <= 10 R, about 2.3 interaction lengths
     radius = HADRONIC_RADIUS_LAMBDA * detector.lambda_mm[layer] * np.sqrt(u / (1.0 - u))
     x, y = place_in_sensor_plane(
         rng, radius, axes.x_mm[shower], axes.axis_y_at_layer(detector, shower, layer), axes.sin_theta[shower]

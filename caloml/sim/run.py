@@ -95,7 +95,8 @@ class SimulationRequest:
 def _simulate_chunk(request: SimulationRequest, chunk_seed: np.random.SeedSequence, n_events: int) -> dict:
     rng = np.random.default_rng(chunk_seed)
     layout = LAYOUTS[request.geometry]
-    assert request.energy_range_gev is not None and request.theta_range_rad is not None, "resolve() first"
+    assert request.energy_range_gev is not None, "resolve() first"
+    assert request.theta_range_rad is not None, "resolve() first"
     primaries = sample_primaries(
         rng,
         n_events,
