@@ -1,1 +1,90 @@
-"""Data: readers and writers of the calorimeter file layouts, TFRecords and tf.data pipelines."""
+"""Data: readers and writers of the calorimeter file layouts, TFRecords and tf.data pipelines.
+
+The flow is one way: HDF5 files in the real layouts (:mod:`~caloml.data.lcd`, :mod:`~caloml.data.calochallenge`;
+events in GeV inside caloml, stored units at the edges) -> sharded TFRecords with metadata
+(:mod:`~caloml.data.tfrecord`) -> ``tf.data`` input functions (:mod:`~caloml.data.pipeline`) with composable
+transforms (:mod:`~caloml.data.transforms`). ``python -m caloml.data`` is the command line.
+
+Importing this package does not import TensorFlow: :func:`make_dataset` and :func:`make_distributed_dataset`
+(and the expert features of :mod:`~caloml.data.lcd_features`) are loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from caloml.data.calochallenge import CaloChallengeReader, CaloChallengeWriter
+from caloml.data.checks import check_event_shape, check_finite, check_non_negative, check_values
+from caloml.data.hdf5 import HDF5EventReader, HDF5EventWriter, detect_layout, open_reader, provenance_attrs, read_attrs
+from caloml.data.inspect import inspect_path
+from caloml.data.lcd import LCDReader, LCDWriter, particle_from_filename, pdg_id_from_filename
+from caloml.data.tfrecord import (
+    convert_to_tfrecords,
+    measure_encoding_sizes,
+    read_metadata,
+    verify,
+)
+from caloml.data.transforms import (
+    CenterCrop,
+    Compose,
+    MaxHcalEcalRatio,
+    MaxOpeningAngle,
+    MinTotalDeposit,
+    PowerTransform,
+    ScaleEnergy,
+    ToPointCloud,
+)
+
+if TYPE_CHECKING:
+    from caloml.data.lcd_features import expert_features
+    from caloml.data.pipeline import make_dataset, make_distributed_dataset
+
+__all__ = [
+    "CaloChallengeReader",
+    "CaloChallengeWriter",
+    "CenterCrop",
+    "Compose",
+    "HDF5EventReader",
+    "HDF5EventWriter",
+    "LCDReader",
+    "LCDWriter",
+    "MaxHcalEcalRatio",
+    "MaxOpeningAngle",
+    "MinTotalDeposit",
+    "PowerTransform",
+    "ScaleEnergy",
+    "ToPointCloud",
+    "check_event_shape",
+    "check_finite",
+    "check_non_negative",
+    "check_values",
+    "convert_to_tfrecords",
+    "detect_layout",
+    "expert_features",
+    "inspect_path",
+    "make_dataset",
+    "make_distributed_dataset",
+    "measure_encoding_sizes",
+    "open_reader",
+    "particle_from_filename",
+    "pdg_id_from_filename",
+    "provenance_attrs",
+    "read_attrs",
+    "read_metadata",
+    "verify",
+]
+
+_LAZY = {
+    "make_dataset": "caloml.data.pipeline",
+    "make_distributed_dataset": "caloml.data.pipeline",
+    "expert_features": "caloml.data.lcd_features",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the TensorFlow-dependent exports on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'caloml.data' has no attribute {name!r}")

@@ -38,16 +38,17 @@ __all__ = [
     "read_attrs",
 ]
 
-# gzip level of the cell datasets. Measured on this project's 2-core machine with shower-like 51 x 51 x 25 float32
-# events (about 20% non-zero cells, random mantissas), one event per chunk, 300 events (see the bench notes in the
-# data engineer's report):
-#   level 0 (no gzip): 0.16 ms/event write, 254 KiB/event
-#   level 1: 1.9 ms/event write, 68 KiB/event       level 2: 2.0 ms/event, 67 KiB/event
-#   level 4: 2.3 ms/event, 64 KiB/event             level 6: 3.6 ms/event, 63 KiB/event
-#   level 9: >15 ms/event; the HDF5 shuffle filter makes files larger (zeros interleave with mantissa bytes).
-# Deflate dominates the cost (zlib alone takes 90% of it). The simulator must reach 300 showers/s per core
-# *including* the file (3.3 ms/shower in all); level 1 is the only level that leaves it more than 1 ms of the budget,
-# and higher levels buy at most 8% in size. Reading speed does not depend on the level.
+# gzip level of the cell datasets. Measured with LCDWriter on this project's 2-core machine: 256 shower-like
+# 51 x 51 x 25 float32 events (21% non-zero cells, random mantissas), appended by 64, one event per chunk; CPU time
+# per event (best of 3, validation and unit conversion included) and file size per event:
+#   no compression  0.34 ms  260.5 kB
+#   level 1         2.08 ms   69.4 kB        level 2   2.16 ms  68.4 kB        level 3  2.47 ms  66.3 kB
+#   level 4         2.61 ms   64.1 kB        level 6   3.84 ms  63.1 kB        level 9  24.9 ms  62.2 kB
+# The HDF5 shuffle filter makes these files larger (the zeros interleave with mantissa bytes). Deflating the float
+# mantissas is the whole cost and reading speed does not depend on the level. The simulator must produce 300
+# showers/s per core *including* the file, 3.3 ms per shower in all: level 1 is the only level that leaves it more
+# than 1 ms, while levels up to 6 would save at most 9% of the size. (None, i.e. no compression, is available for
+# scratch files: 4 times larger, 6 times cheaper to write.)
 DEFAULT_GZIP_LEVEL = 1
 
 #: Root attributes written by every caloml writer.
@@ -224,6 +225,11 @@ class HDF5EventReader:
         """Values of a derived key for ``n`` events."""
         raise KeyError(key)
 
+    @property
+    def geometry_name(self) -> str:
+        """Name of the file's calorimeter geometry (``clic-ecal``, ``calochallenge-2``...); set by subclasses."""
+        return ""
+
     # -- reading -----------------------------------------------------------------------------------------------------
     @property
     def array_keys(self) -> tuple[str, ...]:
@@ -283,6 +289,15 @@ class HDF5EventReader:
         if validate:
             check_values(events, file=self.path, energy_keys=self.energy_keys, offset=indices)
         return events
+
+    def read_key(self, key: str) -> np.ndarray:
+        """All events of one key, converted (GeV, in-memory shape). Meant for scalars: a cell array is read whole."""
+        if key not in self.keys:
+            raise KeyError(f"{self.path}: key '{key}' not selected (keys: {', '.join(self.keys)})")
+        self._file_open()
+        if key not in self._datasets:
+            return self._derive(key, self.n_events)
+        return self._convert(key, self._read_raw(key, self._datasets[key], slice(None)))
 
     def iter_chunks(self, *, start: int = 0, stop: int | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Yield consecutive events ``[start, stop)`` by chunks of ``chunk_events``, each a dict of arrays in GeV.

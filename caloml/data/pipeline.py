@@ -1,4 +1,4 @@
-"""tf.data input pipelines over the TFRecord directories written by :func:`caloml.data.tfrecord.convert`.
+"""tf.data input pipelines over the TFRecord directories written by :func:`caloml.data.tfrecord.convert_to_tfrecords`.
 
 :func:`make_dataset` is an input function in the ``tf.distribute`` style: given an
 :class:`tf.distribute.InputContext` it reads only its share of the shard files and batches with the per-replica
@@ -19,7 +19,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from caloml.data.tfrecord import decode_batch, feature_spec, load_metadata, shard_paths
+from caloml.data.tfrecord import decode_batch, feature_spec, read_metadata, shard_paths
 from caloml.data.transforms import Transform, split_transforms
 from caloml.errors import DataError
 
@@ -87,7 +87,7 @@ def make_dataset(
     if output not in ("dense", "sparse"):
         raise ValueError(f"output must be 'dense' or 'sparse', got {output!r}")
     records_dir = Path(records_dir)
-    metadata = load_metadata(records_dir)
+    metadata = read_metadata(records_dir)
     files = [str(p) for p in shard_paths(records_dir, metadata)]
     filters, value_transforms = split_transforms(transforms)
     available = set(_filter_keys(metadata))
@@ -118,11 +118,16 @@ def make_dataset(
             shard_records = True
     # a record-level split needs the same record order in every pipeline
     deterministic = not shuffle or shard_records
+    compression = "" if metadata["encoding"].get("compression") == "NONE" else "GZIP"
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffle and not shard_records:
         dataset = dataset.shuffle(len(files), seed=seed + pipeline_id, reshuffle_each_iteration=True)
+
+    def read(path: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.TFRecordDataset(path, compression_type=compression, buffer_size=1 << 20)
+
     dataset = dataset.interleave(
-        lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP", buffer_size=1 << 20),
+        read,
         cycle_length=min(len(files), cycle_length or 16),
         block_length=1,
         num_parallel_calls=_AUTOTUNE,
@@ -140,8 +145,14 @@ def make_dataset(
             keep = tf.reduce_all(tf.stack([tf.reshape(f.keep(scalars), []) for f in filters]))
             return serialized, keep
 
+        def kept(serialized: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+            return keep
+
+        def record(serialized: tf.Tensor, keep: tf.Tensor) -> tf.Tensor:
+            return serialized
+
         dataset = dataset.map(tag, num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
-        dataset = dataset.filter(lambda serialized, keep: keep).map(lambda serialized, keep: serialized)
+        dataset = dataset.filter(kept).map(record)
 
     if shuffle:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed + pipeline_id, reshuffle_each_iteration=True)
@@ -173,7 +184,7 @@ def make_distributed_dataset(
     ``kwargs`` are those of :func:`make_dataset`. The metadata is checked once here, so that a missing directory
     fails before the strategy starts its pipelines.
     """
-    load_metadata(records_dir)
+    read_metadata(records_dir)
     if "input_context" in kwargs:
         raise TypeError("make_distributed_dataset sets input_context itself")
 

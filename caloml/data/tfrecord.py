@@ -10,19 +10,23 @@ Encoding ``caloml-sparse-delta`` version 1, one Example per event, GeV float32:
 
 * for each calorimeter array ``K`` (``ECAL``, ``HCAL``, ``showers``): ``K/delta`` int64 list, the flat C-order
   indices of the non-zero cells stored as differences (first = first index, then index[i] - index[i-1]);
-  ``K/values`` float32 list, their energies; ``K/sum`` float32, the sum of the array (for event filters);
+  ``K/values`` float32 list, their energies; ``K/last`` int64, the last index (0 if none: lets the decoder
+  compute the positions of a whole batch with one cumulative sum); ``K/sum`` float32, the sum of the array (for
+  event filters);
 * every other per-event key of the source (``energy``, angles, ``pdgID``, features, ``incident_energies``...):
   a float feature (integer and boolean keys: int64), with the per-event shape recorded in the metadata.
 
 The cumulative sum of ``K/delta`` gives the flat indices, which are both the scatter positions of the dense array
 (voxel models) and the hit coordinates of point-cloud models (unravelled over the array shape).
 
-Why sparse with index deltas (measured with :func:`measure_encoding_sizes` on shower-like 51 x 51 x 25 events,
-about 20% non-zero cells; GZIP TFRecords, KiB per shower): dense float32 63, sparse with absolute int64 indices 84
-(3-byte varints compress badly), sparse with index deltas 58 (mostly 1-byte varints), the HDF5 file (gzip level 1,
-one event per chunk) 67. The delta encoding is the smallest on disk and, above all, the pipeline inflates and parses
-70 KiB instead of 254 KiB per shower, which is what makes the input pipeline fast (see
-:func:`caloml.bench.pipeline.benchmark_pipeline`).
+Why sparse with index deltas (measured with :func:`measure_encoding_sizes` on 2,048 shower-like 51 x 51 x 25 LCD
+events, 21% non-zero cells, float32 GeV; GZIP TFRecords, bytes per shower): dense float32 67,800; sparse with
+absolute int64 indices 82,100 (3-byte varints compress badly); sparse with index deltas 57,300 (mostly 1-byte
+varints); the HDF5 file (gzip level 1, one event per chunk) 67,800; raw float32 260,100. The delta encoding is the
+smallest on disk and the reader inflates and parses 70 kB instead of 260 kB per shower. Reading cost on the 2-core
+machine: 0.75 CPU-ms per shower, 0.3 of it inflating the (incompressible) float32 mantissas, the rest parsing
+(0.1), the one cumulative sum giving the cell positions (0.1) and the scatter into the dense batch; uncompressed
+shards (``compression="NONE"``, 68,400 bytes per shower) cost 0.45 CPU-ms.
 
 TensorFlow is imported inside the functions that need it, so that checking sources and outputs stays cheap.
 """
@@ -56,13 +60,14 @@ __all__ = [
     "ENCODING_NAME",
     "ENCODING_VERSION",
     "METADATA_FILE",
-    "convert",
+    "check_output",
+    "convert_to_tfrecords",
     "decode_batch",
     "encode_events",
     "feature_spec",
-    "load_metadata",
     "measure_encoding_sizes",
     "open_sources",
+    "read_metadata",
     "sha256_file",
     "shard_paths",
     "verify",
@@ -73,8 +78,19 @@ ENCODING_VERSION = 1
 FORMAT_NAME = "caloml-tfrecord"
 METADATA_FILE = "metadata.json"
 DEFAULT_SHARD_EVENTS = 1024
-_SHARD_NAME = "shard-{index:05d}-of-{count:05d}.tfrecord.gz"
-_COMPRESSION = "GZIP"
+_SHARD_NAME = "shard-{index:05d}-of-{count:05d}.tfrecord"
+#: Compression of the shards: GZIP (default, ``.tfrecord.gz``) or none (``.tfrecord``), recorded in the metadata.
+COMPRESSIONS = {"GZIP": ".gz", "NONE": ""}
+
+
+# GZIP level of the shards. On sparse-delta LCD showers (about 20% occupancy): level 1 writes 1.9 ms/shower for
+# 56.0 KiB, level 6 2.7 ms for 55.2 KiB (1.5% smaller); inflating costs the same. Conversion speed wins.
+_TFRECORD_GZIP_LEVEL = 1
+
+
+def _tf_compression(name: str) -> str:
+    """TFRecord ``compression_type`` of a metadata compression name."""
+    return "" if name == "NONE" else name
 
 
 # -- small helpers --------------------------------------------------------------------------------------------------
@@ -149,7 +165,9 @@ def _common_keys(readers: Sequence[HDF5EventReader]) -> tuple[list[str], list[st
     return arrays, scalars
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
+def check_output(out: str | Path, overwrite: bool) -> None:
+    """Raise :class:`OutputExistsError` if ``out`` exists and ``overwrite`` is false."""
+    out = Path(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite (overwrite=True) to replace it")
 
@@ -157,48 +175,116 @@ def _check_output(out: Path, overwrite: bool) -> None:
 # -- encoding ---------------------------------------------------------------------------------------------------------
 def _sparse_rows(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row splits (n+1,), flat indices and values of the non-zero cells of a batch (n, ...)."""
-    flat = cells.reshape(len(cells), -1)
-    rows, cols = np.nonzero(flat)
-    splits = np.zeros(len(cells) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=len(cells)), out=splits[1:])
-    return splits, cols.astype(np.int64), flat[rows, cols].astype(np.float32)
+    n = len(cells)
+    size = int(np.prod(cells.shape[1:]))
+    flat = cells.reshape(-1)
+    where = np.flatnonzero(flat)  # 1-D: several times faster than a 2-D nonzero
+    splits = np.searchsorted(where, np.arange(n + 1, dtype=np.int64) * size)
+    return splits.astype(np.int64), where % size, flat[where].astype(np.float32, copy=False)
+
+
+# The records are serialized here directly in the protocol-buffer wire format of ``tf.train.Example`` (a map of
+# Feature messages holding packed float32 or varint lists), with NumPy doing the per-cell work: building Example
+# objects through the protobuf API costs about 2 ms per LCD shower, this about 0.3 ms. Tests parse the result with
+# ``tf.train.Example.FromString`` and ``tf.io.parse_example``.
+def _varint(value: int) -> bytes:
+    """Protocol-buffer varint of a non-negative int."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _varint_stream(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenated varints (uint8) of int64 ``values`` (negatives as 10-byte two's complement, as protobuf does)
+    and the byte offsets (n + 1,) where each value starts (the last one is the total length)."""
+    v = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64)
+    nbytes = np.ones(v.shape, dtype=np.int64)
+    largest = int(v.max()) if len(v) else 0
+    for k in range(1, 10):
+        if largest < 1 << (7 * k):
+            break
+        nbytes += v >= np.uint64(1 << (7 * k))
+    offsets = np.zeros(len(v) + 1, dtype=np.int64)
+    np.cumsum(nbytes, out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=np.uint8)
+    starts = offsets[:-1]
+    for k in range(int(nbytes.max()) if len(v) else 0):
+        sel = np.flatnonzero(nbytes > k) if k else slice(None)
+        byte = ((v[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
+        byte[nbytes[sel] > k + 1] |= np.uint8(0x80)
+        out[starts[sel] + k] = byte
+    return out, offsets
+
+
+def _delimited(tag: bytes, payload: bytes) -> bytes:
+    return tag + _varint(len(payload)) + payload
+
+
+def _feature(kind: bytes, packed: bytes) -> bytes:
+    """A Feature message: ``kind`` b"\\x12" float_list or b"\\x1a" int64_list, holding one packed field."""
+    return _delimited(kind, _delimited(b"\x0a", packed) if packed else b"")
+
+
+_FLOAT, _INT64 = b"\x12", b"\x1a"
 
 
 def encode_events(
     events: Mapping[str, np.ndarray], array_keys: Sequence[str], scalar_keys: Sequence[str]
 ) -> list[bytes]:
-    """Serialized ``tf.train.Example`` records (encoding ``caloml-sparse-delta`` v1) of a batch of events in GeV."""
-    import tensorflow as tf
+    """Serialized ``tf.train.Example`` records (encoding ``caloml-sparse-delta`` v1) of a batch of events in GeV.
 
+    ``array_keys`` are encoded sparse (``K/delta``, ``K/values``, ``K/last``, ``K/sum``), ``scalar_keys`` as float
+    (or int64 for integer and boolean arrays) lists of their per-event values. No TensorFlow needed.
+    """
     n = len(events[array_keys[0]]) if array_keys else len(events[scalar_keys[0]])
-    feature = tf.train.Feature
-    columns: dict[str, list[Any]] = {}
+    columns: dict[str, list[bytes]] = {}
     for key in array_keys:
-        cells = events[key]
+        cells = np.asarray(events[key])
         splits, indices, values = _sparse_rows(cells)
         deltas = np.diff(indices, prepend=0)
-        starts = splits[:-1][np.diff(splits) > 0]  # first cell of each non-empty event: its absolute index
+        filled = np.diff(splits) > 0
+        starts = splits[:-1][filled]  # first cell of each non-empty event: its absolute index
         deltas[starts] = indices[starts]
-        sums = cells.reshape(n, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
+        stream, offsets = _varint_stream(deltas)
+        byte_splits = offsets[splits]
+        stream_bytes = stream.tobytes()
+        value_bytes = values.astype("<f4", copy=False).tobytes()
         columns[f"{key}/delta"] = [
-            feature(int64_list=tf.train.Int64List(value=deltas[splits[i] : splits[i + 1]].tolist())) for i in range(n)
+            _feature(_INT64, stream_bytes[byte_splits[i] : byte_splits[i + 1]]) for i in range(n)
         ]
-        columns[f"{key}/values"] = [
-            feature(float_list=tf.train.FloatList(value=values[splits[i] : splits[i + 1]].tolist())) for i in range(n)
-        ]
-        columns[f"{key}/sum"] = [feature(float_list=tf.train.FloatList(value=[float(s)])) for s in sums]
+        columns[f"{key}/values"] = [_feature(_FLOAT, value_bytes[4 * splits[i] : 4 * splits[i + 1]]) for i in range(n)]
+        lasts = np.zeros(n, dtype=np.int64)
+        lasts[filled] = indices[splits[1:][filled] - 1]
+        columns[f"{key}/last"] = _scalar_features(lasts[:, None])
+        sums = cells.reshape(n, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
+        columns[f"{key}/sum"] = _scalar_features(sums[:, None])
     for key in scalar_keys:
-        array = np.asarray(events[key]).reshape(n, -1)
-        if np.issubdtype(array.dtype, np.floating):
-            columns[key] = [feature(float_list=tf.train.FloatList(value=row.tolist())) for row in array]
-        else:
-            columns[key] = [
-                feature(int64_list=tf.train.Int64List(value=row.astype(np.int64).tolist())) for row in array
-            ]
+        columns[key] = _scalar_features(np.asarray(events[key]).reshape(n, -1))
+    names = {key: _delimited(b"\x0a", key.encode()) for key in columns}
     return [
-        tf.train.Example(features=tf.train.Features(feature={k: v[i] for k, v in columns.items()})).SerializeToString()
+        _delimited(
+            b"\x0a",
+            b"".join(
+                _delimited(b"\x0a", names[key] + _delimited(b"\x12", column[i])) for key, column in columns.items()
+            ),
+        )
         for i in range(n)
     ]
+
+
+def _scalar_features(array: np.ndarray) -> list[bytes]:
+    """Feature messages of the rows of a (n, width) array: float32 lists for floats, int64 lists otherwise."""
+    n, width = array.shape
+    if np.issubdtype(array.dtype, np.floating):
+        data = array.astype("<f4").tobytes()
+        return [_feature(_FLOAT, data[4 * width * i : 4 * width * (i + 1)]) for i in range(n)]
+    stream, offsets = _varint_stream(array.astype(np.int64).reshape(-1))
+    data = stream.tobytes()
+    bounds = offsets[::width] if width else np.zeros(n + 1, dtype=np.int64)
+    return [_feature(_INT64, data[bounds[i] : bounds[i + 1]]) for i in range(n)]
 
 
 def _chunk_schedule(readers: Sequence[HDF5EventReader], chunk_events: int) -> list[tuple[int, int, int]]:
@@ -257,7 +343,7 @@ def _atomic_directory(out: Path, overwrite: bool) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-        _check_output(out, overwrite)  # someone may have created it meanwhile
+        check_output(out, overwrite)  # someone may have created it meanwhile
         if out.exists():
             old = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.old"
             os.replace(out, old)
@@ -277,7 +363,7 @@ def _atomic_directory(out: Path, overwrite: bool) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def convert(
+def convert_to_tfrecords(
     sources: Sequence[str | Path | HDF5EventReader],
     out: str | Path,
     *,
@@ -285,20 +371,25 @@ def convert(
     overwrite: bool = False,
     chunk_events: int = 256,
     progress: bool = False,
+    compression: str = "GZIP",
 ) -> dict[str, Any]:
     """Convert HDF5 files (all LCD or all CaloChallenge, detected) into ``out`` (``tf_records/NAME``).
 
     Streams the sources by chunks of ``chunk_events`` and writes GZIP shards of about ``shard_events`` events
     (equal sizes), so memory stays bounded by one chunk. Keys present in every source are kept. The directory is
     built next to ``out`` and renamed at the end; an existing ``out`` raises :class:`OutputExistsError` unless
-    ``overwrite``. Returns the metadata written to ``out/metadata.json``.
+    ``overwrite``. ``compression="NONE"`` writes uncompressed shards (25% larger, no inflating when reading).
+    Returns the metadata written to ``out/metadata.json``.
     """
     from caloml import __version__
 
     if shard_events < 1:
         raise ValueError(f"shard_events must be positive, got {shard_events}")
+    compression = compression.upper()
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression must be one of {sorted(COMPRESSIONS)}, got {compression!r}")
     out = Path(out)
-    _check_output(out, overwrite)
+    check_output(out, overwrite)
     if not sources:
         raise DataError("no input files given")
     owned: list[HDF5EventReader] = []
@@ -310,7 +401,7 @@ def convert(
             else:
                 owned.append(open_reader(source, chunk_events=chunk_events))
                 readers.append(owned[-1])
-        return _convert(readers, out, shard_events, overwrite, chunk_events, progress, __version__)
+        return _convert(readers, out, shard_events, overwrite, chunk_events, progress, compression, __version__)
     finally:
         for reader in owned:
             reader.close()
@@ -323,6 +414,7 @@ def _convert(
     overwrite: bool,
     chunk_events: int,
     progress: bool,
+    compression: str,
     version: str,
 ) -> dict[str, Any]:
     import tensorflow as tf
@@ -331,9 +423,14 @@ def _convert(
     array_keys, scalar_keys = _common_keys(readers)
     first = readers[0]
     n_events = sum(len(r) for r in readers)
+    if n_events == 0:
+        raise DataError(f"{readers[0].path}: no events to convert")
     sizes = _shard_sizes(n_events, shard_events)
-    names = [_SHARD_NAME.format(index=i, count=len(sizes)) for i in range(len(sizes))]
-    options = tf.io.TFRecordOptions(compression_type=_COMPRESSION)
+    suffix = COMPRESSIONS[compression]
+    names = [_SHARD_NAME.format(index=i, count=len(sizes)) + suffix for i in range(len(sizes))]
+    options = tf.io.TFRecordOptions(
+        compression_type=_tf_compression(compression), compression_level=_TFRECORD_GZIP_LEVEL
+    )
     with _atomic_directory(out, overwrite) as tmp:
         shard, written, writer = 0, 0, None
         bar = tqdm(total=n_events, unit="event", desc=f"convert {out.name}", disable=not progress or None)
@@ -362,8 +459,9 @@ def _convert(
             "encoding": {
                 "name": ENCODING_NAME,
                 "version": ENCODING_VERSION,
-                "compression": _COMPRESSION,
-                "arrays": "K/delta int64 (flat C-order index differences), K/values float32, K/sum float32",
+                "compression": compression,
+                "arrays": "K/delta int64 (flat C-order index differences), K/values float32, K/last int64"
+                " (last index), K/sum float32",
             },
             "layout": first.layout,
             "geometry": first.geometry_name,
@@ -399,11 +497,11 @@ def _array_geometry(reader: HDF5EventReader, key: str) -> str:
         from caloml.geometry import CLIC_HCAL
 
         return CLIC_HCAL.name
-    return str(getattr(reader, "geometry_name", ""))
+    return reader.geometry_name
 
 
 # -- reading ----------------------------------------------------------------------------------------------------------
-def load_metadata(records_dir: str | Path) -> dict[str, Any]:
+def read_metadata(records_dir: str | Path) -> dict[str, Any]:
     """The metadata of a TFRecord directory; DataError if missing, unreadable or of another encoding."""
     records_dir = Path(records_dir)
     path = records_dir / METADATA_FILE
@@ -431,7 +529,7 @@ def load_metadata(records_dir: str | Path) -> dict[str, Any]:
 def shard_paths(records_dir: str | Path, metadata: Mapping[str, Any] | None = None) -> list[Path]:
     """Paths of the shards listed in the metadata; DataError naming the first missing one."""
     records_dir = Path(records_dir)
-    metadata = load_metadata(records_dir) if metadata is None else metadata
+    metadata = read_metadata(records_dir) if metadata is None else metadata
     paths = [records_dir / shard["file"] for shard in metadata["shards"]]
     for path in paths:
         if not path.is_file():
@@ -453,6 +551,7 @@ def feature_spec(metadata: Mapping[str, Any], *, scalars_only: bool = False) -> 
         if not scalars_only:
             spec[f"{key}/delta"] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)
             spec[f"{key}/values"] = tf.io.RaggedFeature(tf.float32, row_splits_dtype=tf.int64)
+            spec[f"{key}/last"] = tf.io.FixedLenFeature([], tf.int64)
         spec[f"{key}/sum"] = tf.io.FixedLenFeature([], tf.float32)
     for key, info in metadata["scalars"].items():
         dtype = tf.float32 if "float" in info["dtype"] else tf.int64
@@ -460,14 +559,23 @@ def feature_spec(metadata: Mapping[str, Any], *, scalars_only: bool = False) -> 
     return spec
 
 
-def _flat_indices(deltas: tf.RaggedTensor) -> tf.Tensor:
-    """Flat cell indices (M,) int64 of ragged index differences (B, None): a cumulative sum restarted per event."""
+def _batch_positions(deltas: tf.RaggedTensor, last: tf.Tensor, size: int) -> tf.Tensor:
+    """Positions ``event * size + index`` (M,) int64 of all the cells of a batch, with a single cumulative sum.
+
+    Each event's index differences sum to its last index ``last`` (B,). Adding ``size - last`` of the previous event
+    at each event's first cell makes the running sum jump to the start of the event's row, so that one cumsum over
+    the whole batch gives the positions in the flattened (B * size) array, without per-cell row ids (slow on CPU).
+    Empty events add their jump at the same place as the next event; the two jumps sum.
+    """
     import tensorflow as tf
 
-    total = tf.cumsum(deltas.flat_values)
-    before = tf.concat([tf.zeros([1], tf.int64), total], axis=0)
-    row_base = tf.gather(before, deltas.row_splits[:-1])  # cumulative sum before each event's first cell
-    return total - tf.gather(row_base, deltas.value_rowids())
+    flat = deltas.flat_values
+    n_cells = tf.shape(flat, out_type=tf.int64)[0]
+    starts = deltas.row_splits[:-1]
+    jumps = tf.concat([tf.zeros([1], tf.int64), size - last[:-1]], axis=0)
+    inside = starts < n_cells  # trailing empty events have nothing to shift
+    flat = tf.tensor_scatter_nd_add(flat, tf.boolean_mask(starts, inside)[:, None], tf.boolean_mask(jumps, inside))
+    return tf.cumsum(flat)
 
 
 def decode_batch(
@@ -491,13 +599,18 @@ def decode_batch(
         size = int(np.prod(shape))
         deltas = parsed[f"{key}/delta"]
         values = parsed[f"{key}/values"]
-        flat = _flat_indices(deltas)
+        positions = _batch_positions(deltas, parsed[f"{key}/last"], size)
         if output == "dense":
-            position = flat + deltas.value_rowids() * size
-            dense = tf.scatter_nd(position[:, None], values.flat_values, tf.reshape(batch * size, [1]))
+            dense = tf.raw_ops.SparseToDense(
+                sparse_indices=positions,
+                output_shape=tf.reshape(batch * size, [1]),
+                sparse_values=values.flat_values,
+                default_value=tf.constant(0.0, tf.float32),
+                validate_indices=False,
+            )
             result[key] = tf.reshape(dense, [-1, *shape])
         else:
-            coords = tf.transpose(tf.unravel_index(flat, tf.constant(shape, tf.int64)))
+            coords = tf.transpose(tf.unravel_index(positions % size, tf.constant(shape, tf.int64)))
             result[f"{key}/coords"] = tf.RaggedTensor.from_row_splits(coords, deltas.row_splits, validate=False)
             result[f"{key}/values"] = values
     for key, info in metadata["scalars"].items():
@@ -518,28 +631,35 @@ def verify(records_dir: str | Path, *, batch_size: int = 256) -> dict[str, Any]:
     import tensorflow as tf
 
     records_dir = Path(records_dir)
-    metadata = load_metadata(records_dir)
+    metadata = read_metadata(records_dir)
     paths = shard_paths(records_dir, metadata)
     spec = feature_spec(metadata)
     sizes = {k: int(np.prod(v["shape"])) for k, v in metadata["arrays"].items()}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def check(serialized: tf.Tensor) -> tf.Tensor:
         parsed = tf.io.parse_example(serialized, spec)
         bad = tf.constant(False)
         for key, size in sizes.items():
-            flat = _flat_indices(parsed[f"{key}/delta"])
-            values = parsed[f"{key}/values"]
-            bad = bad | tf.reduce_any(flat < 0) | tf.reduce_any(flat >= size)
-            bad = bad | tf.reduce_any(tf.not_equal(parsed[f"{key}/delta"].row_lengths(), values.row_lengths()))
+            deltas, values, last = parsed[f"{key}/delta"], parsed[f"{key}/values"], parsed[f"{key}/last"]
+            positions = _batch_positions(deltas, last, size)
+            rows = deltas.value_rowids()
+            indices = positions - rows * size
+            filled = deltas.row_lengths() > 0
+            ends = tf.boolean_mask(deltas.row_splits[1:] - 1, filled)
+            bad |= tf.reduce_any(deltas.flat_values < 0) | tf.reduce_any(indices < 0) | tf.reduce_any(indices >= size)
+            bad |= tf.reduce_any(tf.not_equal(deltas.row_lengths(), values.row_lengths()))
+            bad |= tf.reduce_any(tf.not_equal(tf.gather(indices, ends), tf.boolean_mask(last, filled)))
         return tf.stack([tf.cast(tf.shape(serialized)[0], tf.int64), tf.cast(bad, tf.int64)])
 
     total = 0
     for path, entry in zip(paths, metadata["shards"], strict=True):
-        dataset = tf.data.TFRecordDataset(str(path), compression_type=_COMPRESSION).batch(batch_size).map(check)
+        compression = _tf_compression(metadata["encoding"].get("compression", "GZIP"))
+        dataset = tf.data.TFRecordDataset(str(path), compression_type=compression).batch(batch_size)
         count = 0
         try:
-            for result in dataset:
-                n, bad = (int(v) for v in result.numpy())
+            for serialized in dataset:
+                n, bad = (int(v) for v in check(serialized).numpy())
                 if bad:
                     raise DataError(f"{path}: record {count + 1}..{count + n}: cell indices or values inconsistent")
                 count += n
@@ -594,7 +714,8 @@ def measure_encoding_sizes(h5_path: str | Path, *, n_events: int = 128) -> dict[
     with tempfile.TemporaryDirectory() as tmp:
         for name, records in (("dense_tfrecord", dense), ("sparse_tfrecord", sparse), ("sparse_delta_tfrecord", delta)):
             path = os.path.join(tmp, name)
-            with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type=_COMPRESSION)) as writer:
+            options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=_TFRECORD_GZIP_LEVEL)
+            with tf.io.TFRecordWriter(path, options) as writer:
                 for record in records:
                     writer.write(record)
             sizes[name] = os.path.getsize(path) / max(1, n)

@@ -36,6 +36,7 @@ __all__ = [
     "ScaleEnergy",
     "ToPointCloud",
     "Transform",
+    "dequantize",
     "split_transforms",
 ]
 
@@ -56,6 +57,17 @@ def _map_values(fn: Any, x: Any) -> Any:
     if isinstance(x, tf.RaggedTensor):
         return x.with_flat_values(fn(x.flat_values))
     return fn(x)
+
+
+def dequantize(cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Integer cell coordinates (float32) plus uniform noise in [0, 1), never rounded up into the next cell.
+
+    In float32, ``x + u`` with ``u`` just below 1 rounds to ``x + 1`` once ``x`` is large enough; the result is
+    clipped to the largest float32 below ``x + 1``.
+    """
+    cells = np.asarray(cells, dtype=np.float32)
+    noisy = cells + rng.random(cells.shape, dtype=np.float32)
+    return np.minimum(noisy, np.nextafter(cells + np.float32(1), cells))
 
 
 class Transform:
@@ -354,8 +366,7 @@ class ToPointCloud(Transform):
             k = len(order)
             position = np.stack(coords, axis=1)[order].astype(np.float32)
             if self.dequantize:
-                noisy = position + rng.random(position.shape, dtype=np.float32)
-                position = np.minimum(noisy, np.nextafter(position + 1, position))  # stay inside the cell
+                position = dequantize(position, rng)
             else:
                 position += np.float32(0.5)
             points[i, :k, :ndim] = position

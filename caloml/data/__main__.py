@@ -1,0 +1,217 @@
+"""The data command line: ``python -m caloml.data COMMAND ...`` (also installed as ``caloml-data``).
+
+Commands::
+
+    convert FILE.h5 [FILE.h5 ...] --out tf_records/NAME [--shard-events N] [--overwrite]
+    inspect PATH                 summary of an HDF5 file or a TFRecord directory
+    verify  tf_records/NAME      read every record, check counts and checksums
+
+Each command is a pair (add-parser function, run function) in :data:`SUBCOMMANDS`: the first takes the
+``subparsers`` action, adds the command's parser (name, help, arguments) and returns it; the second takes the parsed
+``argparse.Namespace`` and returns an exit status (None for 0). :func:`build_parser` builds the parser from the
+registry, so a command is one more ``register(name, add_parser, run)`` (for example the simulator's
+``register("simulate", caloml.sim.cli.add_simulate_parser, caloml.sim.cli.run_simulate)``). User errors raise
+:class:`caloml.errors.CalomlError`, which :func:`cli` prints as one line (exit status 2).
+
+TensorFlow is imported only by the commands that need it (``convert``, ``verify``), after the inputs were checked,
+and quietly (:func:`import_tensorflow_quietly`), so that errors stay one line and ``inspect`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from caloml.errors import run_cli
+
+__all__ = ["SUBCOMMANDS", "build_parser", "cli", "import_tensorflow_quietly", "main", "register"]
+
+AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
+Run = Callable[[argparse.Namespace], int | None]
+
+#: The commands, in the order of the help: name -> (add-parser function, run function).
+SUBCOMMANDS: dict[str, tuple[AddParser, Run]] = {}
+
+
+def register(name: str, add_parser: AddParser, run: Run) -> None:
+    """Add (or replace) the command ``name``: ``add_parser(subparsers)`` must add a parser called ``name``."""
+    SUBCOMMANDS[name] = (add_parser, run)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and start its runtime with its start-up log lines (oneDNN, CUDA probing...) hidden.
+
+    TensorFlow writes those lines to file descriptor 2 before its logging is configured, so the descriptor is
+    redirected to a temporary file for the import; if the import fails, the captured text is written back.
+    ``TF_CPP_MIN_LOG_LEVEL`` defaults to 2 (warnings and errors of the runtime become exceptions anyway).
+    """
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_logical_devices("CPU")  # initializes the runtime (device probing logs) now
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+# -- convert ----------------------------------------------------------------------------------------------------------
+def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``convert``: HDF5 files to sharded TFRecords."""
+    from caloml.data.tfrecord import DEFAULT_SHARD_EVENTS
+
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert HDF5 files (LCD or CaloChallenge) into sharded TFRecords with metadata.json",
+        description=(
+            "Convert HDF5 files, all LCD or all CaloChallenge (detected), into GZIP-compressed TFRecord shards in the"
+            " sparse encoding, with metadata.json (shapes, units, counts, source checksums, provenance). The output"
+            " appears atomically; an existing one is kept unless --overwrite."
+        ),
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE.h5", help="HDF5 files, all LCD or all CaloChallenge")
+    parser.add_argument("--out", required=True, metavar="tf_records/NAME", help="output directory")
+    parser.add_argument(
+        "--shard-events",
+        type=_positive_int,
+        default=DEFAULT_SHARD_EVENTS,
+        metavar="N",
+        help=f"events per shard (default {DEFAULT_SHARD_EVENTS})",
+    )
+    parser.add_argument(
+        "--compression",
+        choices=("gzip", "none"),
+        default="gzip",
+        help="shard compression (default gzip; none reads faster, files about 25%% larger)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """Convert HDF5 files (LCD or CaloChallenge) into sharded TFRecords with metadata.json."""
+    from caloml.data.tfrecord import check_output, convert_to_tfrecords, open_sources
+
+    out = Path(args.out)
+    check_output(out, args.overwrite)
+    readers = open_sources(args.files)  # checks keys, shapes and scalars before TensorFlow is loaded
+    try:
+        import_tensorflow_quietly()
+        metadata = convert_to_tfrecords(
+            readers,
+            out,
+            shard_events=args.shard_events,
+            overwrite=args.overwrite,
+            progress=True,
+            compression=args.compression.upper(),
+        )
+    finally:
+        for reader in readers:
+            reader.close()
+    total = sum(int(s["bytes"]) for s in metadata["shards"])
+    n_events = int(metadata["n_events"])
+    print(
+        f"wrote {n_events} events in {len(metadata['shards'])} shards to {out}"
+        f" ({total / 2**20:.1f} MiB, {total / max(1, n_events):.0f} bytes per event)"
+    )
+    return 0
+
+
+# -- inspect ----------------------------------------------------------------------------------------------------------
+def add_inspect_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``inspect``: summary of a file or records directory."""
+    parser = subparsers.add_parser(
+        "inspect",
+        help="summarize an HDF5 file or a TFRecord directory",
+        description="Summarize an HDF5 file (layout, keys, shapes, energy range, provenance) or a TFRecord directory.",
+    )
+    parser.add_argument("path", metavar="PATH", help="an HDF5 file or a TFRecord directory")
+    return parser
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """Summarize an HDF5 file or a TFRecord directory (layout, keys, shapes, energies, provenance)."""
+    from caloml.data.inspect import inspect_path
+
+    print(inspect_path(args.path))
+    return 0
+
+
+# -- verify -----------------------------------------------------------------------------------------------------------
+def add_verify_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``verify``: read back every record."""
+    parser = subparsers.add_parser(
+        "verify",
+        help="read every record of a TFRecord directory and check it against its metadata",
+        description="Read every record of a TFRecord directory; check counts, cell indices and checksums.",
+    )
+    parser.add_argument("records", metavar="tf_records/NAME", help="a TFRecord directory")
+    return parser
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Read every record of a TFRecord directory and check it against its metadata."""
+    from caloml.data.tfrecord import read_metadata, shard_paths, verify
+
+    shard_paths(args.records, read_metadata(args.records))  # cheap checks first
+    import_tensorflow_quietly()
+    summary = verify(args.records)
+    print(f"ok: {summary['n_events']} events in {summary['n_shards']} shards, checksums match")
+    return 0
+
+
+register("convert", add_convert_parser, run_convert)
+register("inspect", add_inspect_parser, run_inspect)
+register("verify", add_verify_parser, run_verify)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one sub-parser per entry of :data:`SUBCOMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m caloml.data",
+        description="caloml data tools: convert calorimeter HDF5 files to TFRecords, inspect and verify them.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (add_parser, run) in SUBCOMMANDS.items():
+        subparser = add_parser(subparsers)
+        if subparser.prog.split()[-1] != name:
+            raise ValueError(f"the add-parser function of {name!r} added {subparser.prog!r}")
+        subparser.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int | None:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+def cli() -> None:
+    """Console entry point: :func:`main` with one-line user errors (exit status 2)."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()
