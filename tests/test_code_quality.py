@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +24,6 @@ def test_ruff(command: list[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.skipif(shutil.which("mypy") is None and not (Path(sys.executable).parent / "mypy").exists(),
-                    reason="mypy is part of the dev extra")
 def test_mypy() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "caloml"], cwd=ROOT, capture_output=True, text=True, check=False

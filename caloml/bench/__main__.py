@@ -16,12 +16,13 @@ from pathlib import Path
 
 from caloml.errors import run_cli
 
+
 def _unit(name: str) -> str:
-    if "per_s" in name:
-        return "showers/s"
-    if "bytes" in name:
-        return "bytes"
-    if "speedup" in name or "ratio" in name:
+    """The unit of a figure from its name's ending."""
+    for ending, unit in (("_per_s", "showers/s"), ("_bytes", "bytes"), ("_per_shower", "bytes"), ("_ms", "ms")):
+        if name.endswith(ending) or (ending == "_per_s" and "_per_s_" in name):
+            return unit
+    if "speedup" in name or "ratio" in name or name.endswith("_x"):
         return "x"
     return ""
 

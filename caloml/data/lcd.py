@@ -203,7 +203,7 @@ class LCDWriter(HDF5EventWriter):
         stored: dict[str, np.ndarray] = {}
         for key, array in arrays.items():
             if key in _CELL_SHAPES:
-                stored[key] = array.astype(np.float32) * np.float32(LCD_STORED_PER_GEV)
+                stored[key] = np.multiply(array, np.float32(LCD_STORED_PER_GEV), dtype=np.float32)
             elif key == "pdgID":
                 stored[key] = array.astype(np.int32)
             elif np.issubdtype(array.dtype, np.floating):

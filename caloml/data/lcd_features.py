@@ -80,6 +80,7 @@ def expert_features(ecal_gev: np.ndarray, hcal_gev: np.ndarray) -> dict[str, np.
     hcal = project(hcal_gev, hit_threshold_gev=HIT_THRESHOLD_GEV)
     ecal_e = ecal.total
     hcal_e = hcal.total
+    assert ecal.hits is not None and hcal.hits is not None  # noqa: PT018 - project() was given a threshold
     ecal_hits = ecal.hits.astype(np.float64)
     hcal_hits = hcal.hits.astype(np.float64)
 

@@ -97,7 +97,7 @@ def project(cells: np.ndarray, hit_threshold_gev: float | None = None) -> Projec
         block = np.ascontiguousarray(cells[start:stop])
         np.einsum("nxyz->nxy", block, out=xy[start:stop])
         np.matmul(ones, block.reshape(stop - start, nx * ny, nz), out=z[start:stop])
-        if hits is not None:
+        if hits is not None and hit_threshold_gev is not None:
             hits[start:stop] = _count_above(_flat(block), hit_threshold_gev)
     return Projections(xy=xy, z=z.astype(np.float64, copy=False), hits=hits)
 

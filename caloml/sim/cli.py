@@ -48,7 +48,7 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     spectrum = parser.add_mutually_exclusive_group()
     spectrum.add_argument("--log-uniform", dest="log_uniform", action="store_true", default=None)
     spectrum.add_argument("--uniform", dest="log_uniform", action="store_false")
-    parser.add_argument("--chunk-events", type=int, default=64, help="showers simulated together (memory)")
+    parser.add_argument("--chunk-events", type=int, default=32, help="showers simulated together (memory)")
 
 
 def request_from_args(args: argparse.Namespace) -> SimulationRequest:
@@ -168,6 +168,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     start = time.perf_counter()
 
+    config = json.loads(json.dumps(config))  # as it reads back from the file: tuples become lists
     stored = None
     if h5_path.exists():
         with open_hdf5(h5_path) as handle:

@@ -69,13 +69,14 @@ def em_showers(
     halo: HaloModel | None,
     visible_scale: np.ndarray | float = 1.0,
     profiles: gflash.LongitudinalProfiles | None = None,
-) -> Spots:
+) -> list[Spots]:
     """Develop M electromagnetic showers of ``energy_gev`` (shape (M,)) along ``axes``.
 
     Per shower: correlated (T, alpha) draw, layer shares from the Gamma profile along the inclined axis, a
     sampling fluctuation per layer, visible energy through each layer's visible fraction (times
     ``visible_scale``, e.g. 1/(e/h)), then spots placed with the two-component lateral profile, plus a soft halo.
     ``profiles`` replaces the GFlash (T, alpha) draw (the electromagnetic part of hadronic showers has its own).
+    Returns the core spots and, with a halo model, the halo spots.
     """
     n_showers = energy_gev.size
     n_layers = detector.n_layers
@@ -123,11 +124,11 @@ def em_showers(
     x, y = place_in_sensor_plane(rng, radius, axes.x_mm[shower], axis_y[group], axes.sin_theta[shower])
     core = Spots(axes.event[shower], layer, x, y, energy)
     if halo is None:
-        return core
+        return [core]
     halo_part = halo_spots(
         rng, detector, energy_gev, axes, visible.sum(axis=1) * halo_share, halo, layer, counts.sum(axis=1), axis_y
     )
-    return Spots.concatenate([core, halo_part])
+    return [core, halo_part]
 
 
 def halo_spots(
@@ -148,8 +149,8 @@ def halo_spots(
     so the halo follows the shower's depth profile, except for ``uniform_depth_share`` of the hits spread
     uniformly over the first section's layers. ``axis_y`` is the table of :meth:`ShowerAxes.axis_y_table`.
     Radii follow the long-tailed r^2 / (r^2 + R^2) law with R = ``radius_moliere`` Moliere radii; energies are
-    u^4 (a steep soft spectrum spanning decades), rescaled so that every shower's halo carries exactly its
-    halo energy.
+    u^4 (a steep soft spectrum spanning decades), scaled so that every shower's halo carries its halo energy on
+    average.
     """
     n_showers = energy_gev.size
     n_hits = rng.poisson(halo.hits_at_100_gev * np.power(energy_gev / 100.0, 0.6)) * (core_counts > 0)
@@ -168,13 +169,14 @@ def halo_spots(
     spread = (u < share) & (span > 0)
     layer = np.where(spread, first_layer + (u / share * span).astype(np.int64), layer)
     u = rng.random(shower.size, dtype=np.float32)
-    energy = (u * u) ** 2
-    per_shower = np.bincount(shower, weights=energy, minlength=n_showers)
-    energy = energy * (halo_visible / np.where(per_shower > 0, per_shower, 1.0))[shower]
+    # E[u^4] = 1/5: each hit carries 5 u^4 / n_hits of its shower's halo energy, exact on average (the sum
+    # fluctuates by about 1% of the 1.5% halo share, and saves a pass over the hits).
+    per_hit = (5.0 * halo_visible / np.maximum(n_hits, 1)).astype(np.float32)
+    energy = (u * u) ** 2 * per_hit[shower]
     u = np.minimum(rng.random(shower.size, dtype=np.float32), np.float32(0.99))  # r <= 10 R
     # One lateral scale for the whole halo: the first layer's Moliere radius.
     radius = np.float32(halo.radius_moliere * detector.moliere_mm[0]) * np.sqrt(u / (1 - u))
     x, y = place_in_sensor_plane(
         rng, radius, axes.x_mm[shower], axis_y[shower * detector.n_layers + layer], axes.sin_theta[shower]
     )
-    return Spots(axes.event[shower], layer, x, y, energy)
+    return Spots(axes.event[shower], layer, x, y, energy, halo=True)

@@ -35,7 +35,8 @@ def primary_axes(primaries: Primaries, event: np.ndarray | None = None) -> Showe
 def simulate_spots(
     rng: np.random.Generator, layout: SimulationLayout, particle: str, primaries: Primaries
 ) -> tuple[Spots, dict[str, np.ndarray]]:
-    """The spots of every event and the particle-level truth (``openingAngle``, ``conversion``)."""
+    """The spots of every event (core first, then halo) and the particle-level truth (``openingAngle``,
+    ``conversion``)."""
     detector = layout.build_detector()
     n = primaries.energy_gev.size
     energy = primaries.energy_gev
@@ -43,11 +44,11 @@ def simulate_spots(
     opening = np.full(n, -1.0)
     conversion = np.zeros(n, np.int32)
     if particle == "electron":
-        spots = em_showers(rng, detector, energy, axes, halo=layout.halo)
+        parts = em_showers(rng, detector, energy, axes, halo=layout.halo)
     elif particle == "photon":
         conversion, start = photon_conversions(rng, n)
         photon_axes = ShowerAxes(axes.event, start, axes.x_mm, axes.y_mm, axes.sin_theta, axes.cot_theta)
-        spots = em_showers(rng, detector, energy, photon_axes, halo=layout.halo)
+        parts = em_showers(rng, detector, energy, photon_axes, halo=layout.halo)
     elif particle == "pi0":
         decay = decay_pi0(rng, energy)
         opening = decay.opening_angle_rad
@@ -63,12 +64,12 @@ def simulate_spots(
         both = np.concatenate([axes.event, axes.event])
         photon_axes = ShowerAxes(both, start, dx, dy, axes.sin_theta[both], axes.cot_theta[both])
         photon_energy = np.concatenate([decay.energy_1_gev, decay.energy_2_gev])
-        spots = em_showers(rng, detector, photon_energy, photon_axes, halo=layout.halo)
+        parts = em_showers(rng, detector, photon_energy, photon_axes, halo=layout.halo)
     elif particle == "chpi":
-        spots = charged_pions(rng, detector, energy, axes, halo=layout.halo)
+        parts = charged_pions(rng, detector, energy, axes, halo=layout.halo)
     else:
         raise ValueError(f"unknown particle {particle!r}")
-    return spots, {"openingAngle": opening, "conversion": conversion}
+    return Spots.concatenate(parts), {"openingAngle": opening, "conversion": conversion}
 
 
 def simulate_batch(
@@ -88,7 +89,7 @@ def simulate_batch(
     assert isinstance(ecal_grid, CartesianCalorimeter)
     assert isinstance(hcal_grid, CartesianCalorimeter)
     cot_theta = np.cos(primaries.theta_rad) / np.sin(primaries.theta_rad)
-    bary = readout.barycentre(spots, detector, n)
+    bary = readout.barycentre(spots.head(spots.n_core if spots.n_core is not None else spots.size), detector, n)
     hcal_depth = CLIC_HCAL_FRONT_MM - CLIC_ECAL_FRONT_MM
     ecal_offset = rng.random((2, n)) * ecal_grid.cell_mm
     hcal_offset = rng.random((2, n)) * hcal_grid.cell_mm

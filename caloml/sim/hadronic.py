@@ -99,7 +99,7 @@ def charged_pions(
     axes: ShowerAxes,
     *,
     halo: HaloModel | None,
-) -> Spots:
+) -> list[Spots]:
     """Charged pions of ``energy_gev`` (shape (M,)) entering along ``axes`` (which must start at depth 0)."""
     n_pions = energy_gev.size
     total_lambda = detector.lambda_bounds[-1] / axes.sin_theta
@@ -107,7 +107,7 @@ def charged_pions(
     interacts = interaction < total_lambda
     parts = [mip_track(rng, detector, axes, np.where(interacts, interaction, np.inf))]
     if not interacts.any():
-        return parts[0]
+        return parts
 
     pions = np.nonzero(interacts)[0]
     params = sample_hadronic_parameters(rng, energy_gev[pions])
@@ -126,13 +126,13 @@ def charged_pions(
     em_profiles = gflash.LongitudinalProfiles(
         depth_max=(params.a_em - 1.0) / params.b_em, alpha=params.a_em, mean_alpha=params.a_em
     )
-    parts.append(em_showers(rng, detector, em_energy, sub_axes, halo=halo, profiles=em_profiles))
+    parts.extend(em_showers(rng, detector, em_energy, sub_axes, halo=halo, profiles=em_profiles))
     parts.append(
         hadronic_component(
             rng, detector, params.deposited_gev * (1.0 - params.em_share), params, sub_axes, interaction[pions]
         )
     )
-    return Spots.concatenate(parts)
+    return parts
 
 
 def hadronic_component(

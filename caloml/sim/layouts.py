@@ -46,7 +46,7 @@ def _detector(name: str) -> SimulationDetector:
     return DETECTORS[name]()
 
 
-_LCD_HALO = HaloModel(hits_at_100_gev=14000.0)
+_LCD_HALO = HaloModel(hits_at_100_gev=12000.0, radius_moliere=6.0)
 _LCD_THETA = (60.0 * DEGREE, 120.0 * DEGREE)
 _PERPENDICULAR = (90.0 * DEGREE, 90.0 * DEGREE)
 

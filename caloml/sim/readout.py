@@ -66,8 +66,14 @@ def bin_windows(spots: Spots, detector: SimulationDetector, windows: list[Window
         grid = detector.sections[window.section]
         assert isinstance(grid, CartesianCalorimeter)
         mine = spot_section == window.section
-        event, layer = spots.event[mine], detector.section_layer[spots.layer[mine]]
-        x, y, energy = spots.x_mm[mine], spots.y_mm[mine], spots.visible_gev[mine]
+        if np.count_nonzero(mine) > mine.size // 2:
+            # Most spots are in this section: work on all of them (no copies) and mask at the end.
+            event, layer, x, y, energy = spots.event, spots.layer, spots.x_mm, spots.y_mm, spots.visible_gev
+            layer = detector.section_layer[layer]
+        else:
+            event, layer = spots.event[mine], detector.section_layer[spots.layer[mine]]
+            x, y, energy = spots.x_mm[mine], spots.y_mm[mine], spots.visible_gev[mine]
+            mine = np.ones(event.size, bool)
         inv = 1.0 / grid.cell_mm
         # Cell index in the window = floor((position - offset) / cell) - (index of the window's first cell).
         first_x = np.floor((window.centre_x_mm - window.offset_x_mm) * inv) - grid.n_x // 2
@@ -76,7 +82,7 @@ def bin_windows(spots: Spots, detector: SimulationDetector, windows: list[Window
         shift_y = (window.offset_y_mm * inv + first_y).astype(np.float32)
         ix = np.floor(x * np.float32(inv) - shift_x[event]).astype(np.int64)
         iy = np.floor(y * np.float32(inv) - shift_y[event]).astype(np.int64)
-        inside = (ix >= 0) & (ix < grid.n_x) & (iy >= 0) & (iy < grid.n_y)
+        inside = mine & (ix >= 0) & (ix < grid.n_x) & (iy >= 0) & (iy < grid.n_y)
         flat = ((event * grid.n_x + ix) * grid.n_y + iy) * grid.stack.n_layers + layer
         cells = np.bincount(flat[inside], weights=energy[inside], minlength=n_events * grid.n_cells)
         out.append(cells.astype(np.float32).reshape(n_events, *grid.shape))

@@ -14,27 +14,44 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Spots:
-    """Arrays of shape (S,): ``event`` and ``layer`` (int64), ``x_mm``, ``y_mm`` (float32) and ``visible_gev``."""
+    """Arrays of shape (S,): ``event`` and ``layer`` (int64), ``x_mm``, ``y_mm`` (float32) and ``visible_gev``.
+
+    ``halo`` marks a set of soft-halo deposits; ``n_core`` is the number of leading spots that are not halo
+    (None: no such split is known), so that the window can be centred on the shower core without a pass over the
+    many halo deposits.
+    """
 
     event: np.ndarray
     layer: np.ndarray
     x_mm: np.ndarray
     y_mm: np.ndarray
     visible_gev: np.ndarray
+    halo: bool = False
+    n_core: int | None = None
 
     @property
     def size(self) -> int:
         """Number of spots."""
         return int(self.event.size)
 
+    def head(self, n: int) -> Spots:
+        """The first ``n`` spots (views, no copy)."""
+        return Spots(self.event[:n], self.layer[:n], self.x_mm[:n], self.y_mm[:n], self.visible_gev[:n])
+
     @staticmethod
     def concatenate(parts: list[Spots]) -> Spots:
-        """All spots of ``parts`` in one set."""
+        """All spots of ``parts`` in one set, the core parts first (their count is ``n_core``)."""
         parts = [p for p in parts if p.size]
-        if not parts:
+        ordered = [p for p in parts if not p.halo] + [p for p in parts if p.halo]
+        n_core = sum(p.size for p in parts if not p.halo)
+        if not ordered:
             empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
-            return Spots(empty_i, empty_i, empty_f, empty_f, empty_f)
-        return Spots(*(np.concatenate([getattr(p, f) for p in parts]) for f in Spots.__dataclass_fields__))
+            return Spots(empty_i, empty_i, empty_f, empty_f, empty_f, n_core=0)
+        event, layer, x, y, energy = (np.concatenate([getattr(p, name) for p in ordered]) for name in _ARRAY_FIELDS)
+        return Spots(event, layer, x, y, energy, n_core=n_core)
+
+
+_ARRAY_FIELDS = ("event", "layer", "x_mm", "y_mm", "visible_gev")
 
 
 def group_normalized_weights(rng: np.random.Generator, group: np.ndarray, n_groups: int, shape: float) -> np.ndarray:
