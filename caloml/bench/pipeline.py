@@ -62,7 +62,12 @@ def _pipeline_rate(
 
     from caloml.data.pipeline import make_dataset
 
-    dataset = make_dataset(records_dir, global_batch_size=batch_size, shuffle=True, seed=seed, repeat=True)
+    # The same content as the h5py loop reads: the cells and the primary energy.
+    metadata = read_metadata(records_dir)
+    energy_key = "energy" if "energy" in metadata["scalars"] else "incident_energies"
+    dataset = make_dataset(
+        records_dir, global_batch_size=batch_size, shuffle=True, seed=seed, repeat=True, keys=[array_key, energy_key]
+    )
     iterator = iter(dataset)
     for _ in range(warmup_batches):
         next(iterator)
