@@ -194,3 +194,13 @@ def test_benchmark_figures(lcd_file: Path, records_dir: Path) -> None:
         assert figures[key] > 0, key
     assert figures["bytes_per_shower_records"] > 0
     assert figures["bytes_per_shower_sparse_delta_tfrecord"] < figures["bytes_per_shower_sparse_tfrecord"]
+
+
+def test_keys_decode_only_what_is_asked(records_dir: Path, reference: dict) -> None:
+    dataset = make_dataset(records_dir, global_batch_size=16, shuffle=False, keys=["ECAL", "energy"])
+    events = _collect(dataset)
+    assert set(events) == {"ECAL", "energy"}
+    got, want = _by_energy(events), _by_energy(reference)
+    np.testing.assert_allclose(got["ECAL"], want["ECAL"], rtol=1e-6)
+    with pytest.raises(DataError, match="no key 'mtheta_typo'"):
+        make_dataset(records_dir, global_batch_size=16, keys=["ECAL", "mtheta_typo"])
