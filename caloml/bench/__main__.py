@@ -19,6 +19,8 @@ from caloml.errors import run_cli
 
 def _unit(name: str) -> str:
     """The unit of a figure from its name's ending."""
+    if "_ms_per_" in name:
+        return "ms"
     for ending, unit in (("_per_s", "showers/s"), ("_bytes", "bytes"), ("_per_shower", "bytes"), ("_ms", "ms")):
         if name.endswith(ending) or (ending == "_per_s" and "_per_s_" in name):
             return unit
@@ -60,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print_figures(benchmark_simulator(args.events, args.seed))
     if "pipeline" in what:
+        from caloml.data.__main__ import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
         from caloml.bench.pipeline import benchmark_pipeline
         from caloml.data.tfrecord import convert_to_tfrecords
         from caloml.sim.run import SimulationRequest, simulate_file

@@ -26,12 +26,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from caloml.data.checks import check_event_shape, check_values
-from caloml.data.hdf5 import DEFAULT_GZIP_LEVEL, HDF5EventReader, HDF5EventWriter
+from caloml.data.hdf5 import HDF5EventReader, HDF5EventWriter
 from caloml.errors import DataError
 from caloml.geometry import CLIC_ECAL, CLIC_HCAL
 from caloml.units import LCD_STORED_PER_GEV
@@ -173,16 +173,6 @@ class LCDWriter(HDF5EventWriter):
     """
 
     layout: ClassVar[str] = "lcd"
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        overwrite: bool = False,
-        attrs: Mapping[str, Any] | None = None,
-        compression_level: int | None = DEFAULT_GZIP_LEVEL,
-    ) -> None:
-        super().__init__(path, overwrite=overwrite, attrs=attrs, compression_level=compression_level)
 
     def _prepare(self, events: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         for key in ("ECAL", "energy"):

@@ -139,7 +139,9 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     parser.add_argument("--particle", choices=PARTICLES, default=DEFAULT_PARTICLE)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="HDF5 file and validation")
     parser.add_argument("--records", type=Path, default=None, help="TFRecord directory (tf_records/GEOM-PART)")
-    parser.add_argument("--full-validation", action="store_true", help="the full validation (minutes)")
+    parser.add_argument(
+        "--quick-validation", action="store_true", help="small validation samples (seconds; targets may miss)"
+    )
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     return parser
@@ -191,7 +193,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     validation_dir = args.run_dir / "validation"
     report = write_validation_report(
-        validation_dir, seed=args.seed, quick=not args.full_validation, overwrite=True, progress=progress
+        validation_dir, seed=args.seed, quick=args.quick_validation, overwrite=True, progress=progress
     )
     failed = [t["name"] for t in report.get("targets", []) if t.get("status") != "pass"]
     print(f"[3/3] validation plots and table in {validation_dir} ({len(failed)} target(s) failed)")

@@ -1055,7 +1055,7 @@ def write_validation_report(
         elapsed: dict[str, float] = {}
         plots: list[str] = []
         steps = _steps()
-        bar = tqdm(steps.items(), total=len(steps), desc="validation", unit="check", disable=not progress)
+        bar = tqdm(steps.items(), total=len(steps), desc="validation", unit="check", disable=None if progress else True)
         with bar:
             for index, (name, step) in enumerate(bar):
                 bar.set_postfix_str(name)

@@ -173,7 +173,10 @@ def simulate_file(
     layout = LAYOUTS[request.geometry]
     writer_class = LCDWriter if layout.file_layout == "lcd" else CaloChallengeWriter
     attrs = provenance_attrs(config)
-    bar = tqdm(total=request.n_events, unit="shower", desc=f"simulate {request.particle}", disable=not progress)
+    # disable=None: a progress bar on a terminal, none in logs.
+    bar = tqdm(
+        total=request.n_events, unit="shower", desc=f"simulate {request.particle}", disable=None if progress else True
+    )
     with writer_class(Path(out), overwrite=overwrite, attrs=attrs) as writer, bar:
         for chunk in iter_chunks(request, workers):
             writer.append(chunk)
