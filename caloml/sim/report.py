@@ -33,12 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np
-from matplotlib import pyplot as plt
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
 import caloml
 from caloml.errors import CalomlError, OutputExistsError
@@ -606,14 +603,20 @@ def _target(measured_key: str) -> Target:
     return next(t for t in TARGETS if t.measured_key == measured_key)
 
 
-def _save(fig: Any, folder: Path, name: str) -> str:
+# Figures are drawn on matplotlib's object API (no pyplot): the report neither changes a notebook's backend nor
+# keeps figures alive in pyplot's registry.
+def _save(fig: Figure, folder: Path, name: str) -> str:
     fig.savefig(folder / name, dpi=110)
-    plt.close(fig)
     return name
 
 
-def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.6, **kwargs: Any) -> tuple[Any, Any]:
-    return plt.subplots(1, ncols, figsize=(width, height), layout="constrained", **kwargs)
+def _subplots(nrows: int, ncols: int, **kwargs: Any) -> tuple[Figure, Any]:
+    fig = Figure(figsize=kwargs.pop("figsize"), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def _figure(ncols: int = 1, width: float = 6.4, height: float = 4.6, **kwargs: Any) -> tuple[Figure, Any]:
+    return _subplots(1, ncols, figsize=(width, height), **kwargs)
 
 
 def _plot_longitudinal(folder: Path, lon: dict[str, Any], extra: dict[str, Any]) -> list[str]:
@@ -623,7 +626,7 @@ def _plot_longitudinal(folder: Path, lon: dict[str, Any], extra: dict[str, Any])
     names = []
 
     fig, ax = _figure()
-    colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, energies.size))
+    colours = colormaps["viridis"](np.linspace(0, 0.9, energies.size))
     for energy, profile, colour in zip(energies, extra["profiles_per_x0"], colours, strict=True):
         ax.step(extra["layer_centres_x0"], profile, where="mid", color=colour, label=f"{energy:g} GeV")
     ax.set_yscale("log")
@@ -728,9 +731,7 @@ def _plot_angle(folder: Path, angle: dict[str, Any], extra: dict[str, Any]) -> l
     theta = np.asarray(angle["theta_rad"])
     mean = np.asarray(angle["mtheta_mean_rad"])
     spread = np.asarray(angle["mtheta_std_rad"])
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(6.4, 6.0), layout="constrained", sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
-    )
+    fig, (top, bottom) = _subplots(2, 1, figsize=(6.4, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
     top.errorbar(theta, mean, yerr=spread, fmt="o", capsize=3, label="mean ± std of the measured angle")
     span = np.array([theta.min() - 0.05, theta.max() + 0.05])
     top.plot(span, span, "k--", lw=1, label="diagonal (measured = true)")
