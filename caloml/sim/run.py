@@ -7,6 +7,7 @@ file depends only on the request (same seed, same file), whatever the number of 
 from __future__ import annotations
 
 import os
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -123,12 +124,18 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def _main_module_importable() -> bool:
+    """Whether worker processes can re-import ``__main__`` (not so for code piped to ``python -``)."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return main_file is None or os.path.exists(main_file)
+
+
 def iter_chunks(request: SimulationRequest, workers: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Simulated chunks in order (energies in GeV, the layout's keys); ``workers`` > 1 uses processes."""
     request = request.resolve()
     plan = _chunk_plan(request)
     workers = min(workers or default_workers(), len(plan))
-    if workers <= 1:
+    if workers <= 1 or not _main_module_importable():
         for seed, size in plan:
             yield _simulate_chunk(request, seed, size)
         return
