@@ -145,3 +145,12 @@ def test_parser_registry() -> None:
         assert args.run(args) == 7
     finally:
         del SUBCOMMANDS["hello"]
+
+
+def test_convert_refuses_to_replace_its_input(tmp_path: Path, lcd_file: Path) -> None:
+    source = tmp_path / "input.h5"
+    shutil.copy(lcd_file, source)
+    before = source.read_bytes()
+    result = _cli("convert", source, "--out", source, "--overwrite", cwd=tmp_path)
+    _assert_one_line_error(result, "would replace the input")
+    assert source.read_bytes() == before

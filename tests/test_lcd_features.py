@@ -121,6 +121,7 @@ def test_input_checks() -> None:
         expert_features(ecal, hcal[0])
 
 
+@pytest.mark.slow  # a wall-clock check: opt-in, not on a loaded CI machine
 def test_fast_enough_for_the_simulator() -> None:
     """A loose guard (the target is well under 50 ms per 256 events): catches a per-event Python loop."""
     ecal = np.zeros((256, *CLIC_ECAL.shape), np.float32)

@@ -204,3 +204,13 @@ def test_keys_decode_only_what_is_asked(records_dir: Path, reference: dict) -> N
     np.testing.assert_allclose(got["ECAL"], want["ECAL"], rtol=1e-6)
     with pytest.raises(DataError, match="no key 'mtheta_typo'"):
         make_dataset(records_dir, global_batch_size=16, keys=["ECAL", "mtheta_typo"])
+
+
+def test_same_seed_same_order(records_dir: Path) -> None:
+    def energies(seed: int) -> np.ndarray:
+        dataset = make_dataset(records_dir, global_batch_size=8, shuffle=True, seed=seed, keys=["energy"])
+        return np.concatenate([b["energy"] for b in dataset.as_numpy_iterator()])
+
+    first = energies(5)
+    np.testing.assert_array_equal(first, energies(5))
+    assert not np.array_equal(first, energies(6))

@@ -504,10 +504,12 @@ def test_lcd_file_round_trip(tmp_path) -> None:
             assert raw.shape == events[key].shape
             np.testing.assert_array_equal(raw, events[key] * np.float32(50.0), err_msg=key)  # 50 x GeV, exactly
             assert file[key].chunks == (1, *events[key].shape[1:])  # one event per chunk
+        for key in ("ECAL_E", "HCAL_E"):  # the window sums are stored like the cells
+            np.testing.assert_array_equal(file[key][...], events[key] * np.float32(50.0), err_msg=key)
         for key, dataset in file.items():
             assert dataset.compression == "gzip", key
             assert dataset.chunks is not None, key
-        for key in LCD_SCALAR_KEYS:
+        for key in set(LCD_SCALAR_KEYS) - {"ECAL_E", "HCAL_E"}:
             np.testing.assert_array_equal(file[key][...], events[key], err_msg=key)
         stored_config = json.loads(file.attrs["caloml_config"])
         assert stored_config["seed"] == 31
@@ -517,9 +519,9 @@ def test_lcd_file_round_trip(tmp_path) -> None:
         assert len(reader) == 5
         back = reader.read(slice(None))
         assert reader.attrs["caloml_config"]["seed"] == 31
-    for key in ("ECAL", "HCAL"):
+    for key in ("ECAL", "HCAL", "ECAL_E", "HCAL_E"):  # x 50 then / 50 in float32
         np.testing.assert_allclose(back[key], events[key], rtol=1e-6, err_msg=key)
-    for key in LCD_SCALAR_KEYS:
+    for key in set(LCD_SCALAR_KEYS) - {"ECAL_E", "HCAL_E"}:
         np.testing.assert_array_equal(back[key], events[key], err_msg=key)
 
 

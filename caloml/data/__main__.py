@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from caloml.errors import run_cli
+from caloml.errors import CalomlError, run_cli
 from caloml.sim import cli as sim_cli
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cli", "import_tensorflow_quietly", "main", "register"]
@@ -95,7 +95,7 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         type=_positive_int,
         default=DEFAULT_SHARD_EVENTS,
         metavar="N",
-        help=f"events per shard (default {DEFAULT_SHARD_EVENTS})",
+        help=f"at most N events per shard, balanced over the shards (default {DEFAULT_SHARD_EVENTS})",
     )
     parser.add_argument(
         "--compression",
@@ -119,6 +119,9 @@ def run_convert(args: argparse.Namespace) -> int:
     from caloml.data.tfrecord import check_output, convert_to_tfrecords, open_sources
 
     out = Path(args.out)
+    for source in map(Path, args.files):
+        if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
+            raise CalomlError(f"{out}: the output would replace the input {source}; choose another --out")
     check_output(out, args.overwrite)
     readers = open_sources(args.files)  # checks keys, shapes and scalars before TensorFlow is loaded
     try:

@@ -15,10 +15,10 @@ key                shape, dtype                meaning and units
 =================  ==========================  ================================================================
 
 Units at the edge (see ``shared/reference/data-formats.md``): the files store the **cell arrays** ``ECAL`` and
-``HCAL`` as 50 x GeV (:data:`caloml.units.LCD_STORED_PER_GEV`); the reader divides, the writer multiplies.
-Every other key is stored as it is in memory (``ECAL_E``/``HCAL_E`` in GeV, as :mod:`caloml.data.lcd_features`
-computes them). Only ``ECAL`` and ``energy`` are required; the real files may lack any other key. Cells may be
-float64 (original releases) or float32 (repacked); scalars may be (N,) or (N, 1).
+``HCAL`` and the **window sums** ``ECAL_E`` and ``HCAL_E`` as 50 x GeV (:data:`caloml.units.LCD_STORED_PER_GEV`;
+the sums of the real files are sums of the stored cells); the reader divides, the writer multiplies. Every other
+key is stored as it is in memory. Only ``ECAL`` and ``energy`` are required; the real files may lack any other
+key. Cells may be float64 (original releases) or float32 (repacked); scalars may be (N,) or (N, 1).
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ _SCALAR_KEYS = frozenset(
      "openingAngle", "conversion", "sum"}
 )  # fmt: skip
 _ENERGY_KEYS = frozenset({"ECAL", "HCAL", "energy", "ECAL_E", "HCAL_E"})
+#: Window sums stored like the cells, in 50 x GeV (they are sums of the stored cells in the real files' code).
+_STORED_SUM_KEYS = frozenset({"ECAL_E", "HCAL_E"})
 _FILENAME = re.compile(r"^(?P<particle>[A-Za-z0-9]+?)Escan")
 
 
@@ -138,6 +140,8 @@ class LCDReader(HDF5EventReader):
             return cells
         if raw.ndim == 2 and raw.shape[1] == 1:
             raw = raw[:, 0]
+        if key in _STORED_SUM_KEYS:
+            return raw.astype(np.float32) / np.float32(LCD_STORED_PER_GEV)
         if key == "pdgID":
             return raw.astype(np.int32)
         if np.issubdtype(raw.dtype, np.floating):
@@ -192,7 +196,7 @@ class LCDWriter(HDF5EventWriter):
         check_values(arrays, file=self.path, energy_keys=_ENERGY_KEYS, offset=self.n_events)
         stored: dict[str, np.ndarray] = {}
         for key, array in arrays.items():
-            if key in _CELL_SHAPES:
+            if key in _CELL_SHAPES or key in _STORED_SUM_KEYS:
                 stored[key] = np.multiply(array, np.float32(LCD_STORED_PER_GEV), dtype=np.float32)
             elif key == "pdgID":
                 stored[key] = array.astype(np.int32)

@@ -4,8 +4,8 @@
 divide the stored 50 x GeV values by :data:`caloml.units.LCD_STORED_PER_GEV`) and returns the keys of
 :data:`EXPERT_FEATURE_KEYS`, each of shape (N,) and float32:
 
-* ``ECAL_E``, ``HCAL_E`` - sums of the windows, **in GeV**. The files caloml writes store these sums in GeV
-  (only the cell arrays ``ECAL`` / ``HCAL`` are written in the 50 x GeV stored units).
+* ``ECAL_E``, ``HCAL_E`` - sums of the windows, **in GeV**; :class:`caloml.data.lcd.LCDWriter` stores them, like
+  the cells, in 50 x GeV (the sums of the stored cells, as in the real files).
 * ``ECAL_nHits``, ``HCAL_nHits`` - cells strictly above 0.1 stored units, that is 0.1 / 50 = 0.002 GeV.
 * ``HCAL_ECAL_ERatio``, ``HCAL_ECAL_nHitsRatio`` - HCAL over ECAL sums and hit counts.
 * ``{ECAL,HCAL}_ratioFirstLayerToTotalE``, ``{ECAL,HCAL}_ratioFirstLayerToSecondLayerE``.

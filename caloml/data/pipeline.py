@@ -51,6 +51,7 @@ def make_dataset(
     shuffle_buffer: int = 1024,
     cycle_length: int | None = None,
     keys: Sequence[str] | None = None,
+    deterministic: bool = True,
 ) -> tf.data.Dataset:
     """A dataset of batches of events from a TFRecord directory.
 
@@ -80,6 +81,9 @@ def make_dataset(
         tensors. Scalars are (B,) (``incident_energies`` (B, 1)) in every case.
     cycle_length:
         Shard files read concurrently (default: all of this pipeline's files, at most 16).
+    deterministic:
+        True (default): the same ``seed`` gives the same events in the same order; False lets the parallel
+        reads and decodes deliver out of order (the order then varies from run to run).
     keys:
         Decode only these arrays and scalars (default: all), e.g. ``["ECAL", "energy", "mtheta"]`` for a generator:
         features that are not asked for are not parsed, which saves time for the LCD files' many scalars.
@@ -122,7 +126,7 @@ def make_dataset(
             )
             shard_records = True
     # a record-level split needs the same record order in every pipeline
-    deterministic = not shuffle or shard_records
+    deterministic = deterministic or not shuffle or shard_records
     compression = "" if metadata["encoding"].get("compression") == "NONE" else "GZIP"
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffle and not shard_records:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+import caloml
 from caloml.errors import OutputExistsError
 from caloml.sim.layouts import LAYOUTS
 from caloml.sim.particles import PARTICLES
@@ -33,6 +34,13 @@ def parse_angle(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not an angle: {text!r} (radians, or degrees as 90deg)") from None
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that define a :class:`~caloml.sim.run.SimulationRequest`."""
     parser.add_argument("--geometry", choices=sorted(LAYOUTS), default=DEFAULT_GEOMETRY, help="data set layout")
@@ -48,7 +56,6 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     spectrum = parser.add_mutually_exclusive_group()
     spectrum.add_argument("--log-uniform", dest="log_uniform", action="store_true", default=None)
     spectrum.add_argument("--uniform", dest="log_uniform", action="store_false")
-    parser.add_argument("--chunk-events", type=int, default=32, help="showers simulated together (memory)")
 
 
 def request_from_args(args: argparse.Namespace) -> SimulationRequest:
@@ -63,7 +70,6 @@ def request_from_args(args: argparse.Namespace) -> SimulationRequest:
         energy_range_gev=tuple(energy) if energy else None,
         theta_range_rad=tuple(theta) if theta else None,
         log_uniform_energy=args.log_uniform,
-        chunk_events=args.chunk_events,
     ).resolve()
 
 
@@ -76,7 +82,7 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     add_request_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output HDF5 file")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=_positive_int, default=None, help="processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -192,11 +198,27 @@ def run_prepare(args: argparse.Namespace) -> int:
         print(f"[2/3] converted to TFRecords in {records}")
 
     validation_dir = args.run_dir / "validation"
-    report = write_validation_report(
-        validation_dir, seed=args.seed, quick=args.quick_validation, overwrite=True, progress=progress
+    previous = validation_dir / "validation.json"
+    report = json.loads(previous.read_text()) if previous.exists() else None
+    same = report is not None and (report.get("seed"), report.get("quick"), report.get("caloml_version")) == (
+        args.seed,
+        args.quick_validation,
+        caloml.__version__,
     )
+    if same and not args.overwrite:
+        print(f"[3/3] reusing the validation in {validation_dir} (same seed and sizes)")
+    else:
+        if validation_dir.exists() and any(validation_dir.iterdir()) and not args.overwrite:
+            raise OutputExistsError(
+                f"{validation_dir}: holds a validation with another seed or size; pass --overwrite to replace it"
+            )
+        report = write_validation_report(
+            validation_dir, seed=args.seed, quick=args.quick_validation, overwrite=args.overwrite, progress=progress
+        )
+        print(f"[3/3] validation plots and table in {validation_dir}")
+    assert report is not None
     failed = [t["name"] for t in report.get("targets", []) if t.get("status") != "pass"]
-    print(f"[3/3] validation plots and table in {validation_dir} ({len(failed)} target(s) failed)")
+    print(f"      {len(report.get('targets', [])) - len(failed)} of {len(report.get('targets', []))} targets pass")
     print(
         json.dumps(
             {

@@ -1,7 +1,7 @@
 """Simulating whole data sets: seeded chunks, parallel over cores, written in order to the file layouts.
 
 Every chunk of ``chunk_events`` events draws from its own generator, spawned from the request's seed, so a
-file depends only on the request (same seed, same file), whatever the number of worker processes.
+file depends only on the request (same seed and chunk size, same file), whatever the number of worker processes.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ class SimulationRequest:
         energy_range_gev: primary energy range (equal ends: a fixed energy), GeV.
         theta_range_rad: incidence-angle range (equal ends: a fixed angle), radians; 90 degrees is perpendicular.
         log_uniform_energy: energy spectrum, log-uniform instead of uniform.
-        chunk_events: events simulated together (small chunks stay in the CPU caches; 32 showers of 500 GeV
-            need about 0.3 GB).
+        chunk_events: events simulated together; each chunk draws from its own generator, so this is part of
+            the random stream (a different value gives different showers for the same seed). 32 keeps the
+            work in the CPU caches; 32 showers of 500 GeV need about 0.3 GB.
     """
 
     geometry: str
