@@ -12,6 +12,7 @@ from functools import cache
 import h5py
 import numpy as np
 import pytest
+from layout_spec import EXPERT_KEYS
 from scipy import integrate, optimize, stats
 
 from caloml.data.calochallenge import CaloChallengeReader
@@ -38,21 +39,6 @@ LCD_SCALAR_KEYS = (
     "HCAL_E",
     "openingAngle",
     "conversion",
-)
-# The Triforce expert features, written out from data-formats.md (not imported from the code under test).
-EXPERT_KEYS = (
-    "ECAL_E",
-    "HCAL_E",
-    "ECAL_nHits",
-    "HCAL_nHits",
-    "HCAL_ECAL_ERatio",
-    "HCAL_ECAL_nHitsRatio",
-    "ECAL_ratioFirstLayerToTotalE",
-    "ECAL_ratioFirstLayerToSecondLayerE",
-    "HCAL_ratioFirstLayerToTotalE",
-    "HCAL_ratioFirstLayerToSecondLayerE",
-    *(f"{c}moment{a}{k}" for c in ("ECAL", "HCAL") for a in "XYZ" for k in range(1, 7)),
-    "R9",
 )
 ECAL_SHAPE = (51, 51, 25)
 HCAL_SHAPE = (11, 11, 60)

@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from caloml.cli_args import positive_int
 from caloml.errors import CalomlError, run_cli
 from caloml.sim import cli as sim_cli
 
@@ -92,7 +93,7 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     parser.add_argument("--out", required=True, metavar="tf_records/NAME", help="output directory")
     parser.add_argument(
         "--shard-events",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_SHARD_EVENTS,
         metavar="N",
         help=f"at most N events per shard, balanced over the shards (default {DEFAULT_SHARD_EVENTS})",
@@ -105,13 +106,6 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import caloml
+from caloml.cli_args import positive_int
 from caloml.errors import OutputExistsError
 from caloml.sim.layouts import LAYOUTS
 from caloml.sim.particles import PARTICLES
@@ -32,13 +33,6 @@ def parse_angle(text: str) -> float:
         return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an angle: {text!r} (radians, or degrees as 90deg)") from None
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +76,7 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     )
     add_request_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="output HDF5 file")
-    parser.add_argument("--workers", type=_positive_int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

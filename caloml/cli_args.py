@@ -1,0 +1,13 @@
+"""Argument types shared by caloml's command lines (argparse ``type=`` callables)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1 (argparse reports anything else as a usage error)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
