@@ -47,14 +47,21 @@ def register(name: str, add_parser: AddParser, run: Run) -> None:
     SUBCOMMANDS[name] = (add_parser, run)
 
 
-def import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly(configure: Callable[[], None] | None = None, *, start_runtime: bool = True) -> None:
     """Import TensorFlow and start its runtime with its start-up log lines (oneDNN, CUDA probing...) hidden.
 
+    ``configure`` runs after the import and before the runtime starts (e.g. to split the CPU into logical
+    devices, which is only possible before then). With ``start_runtime=False`` only the import happens; a later
+    call starts the runtime (a command can then read its configuration between the two).
+
     TensorFlow writes those lines to file descriptor 2 before its logging is configured, so the descriptor is
-    redirected to a temporary file for the import; if the import fails, the captured text is written back.
+    redirected to a temporary file meanwhile; if something fails, the captured text is written back.
     ``TF_CPP_MIN_LOG_LEVEL`` defaults to 2 (warnings and errors of the runtime become exceptions anyway).
     """
-    if "tensorflow" in sys.modules:
+    global _IMPORTED, _RUNTIME_STARTED
+    if "tensorflow" in sys.modules and not _IMPORTED:
+        return  # imported elsewhere (a notebook, the tests): nothing left to hide
+    if _RUNTIME_STARTED or (_IMPORTED and not start_runtime):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
@@ -64,7 +71,12 @@ def import_tensorflow_quietly() -> None:
         try:
             import tensorflow as tf
 
-            tf.config.list_logical_devices("CPU")  # initializes the runtime (device probing logs) now
+            _IMPORTED = True
+            if start_runtime:
+                if configure is not None:
+                    configure()
+                tf.config.list_logical_devices("CPU")  # initializes the runtime (device probing logs) now
+                _RUNTIME_STARTED = True
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)
@@ -73,6 +85,10 @@ def import_tensorflow_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+_IMPORTED = False
+_RUNTIME_STARTED = False
 
 
 # -- convert ----------------------------------------------------------------------------------------------------------

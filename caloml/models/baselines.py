@@ -1,0 +1,366 @@
+"""The Triforce baselines (seed 004 appendices C and D, models.md section 2): linear and XGBoost energy regression
+and a BDT classifier on the expert features.
+
+* :class:`LinearEnergyRegression` - ``E = a * ECAL_E + b * HCAL_E + c`` by least squares (GeV).
+* :class:`XGBoostEnergyRegression` - XGBoost regressor of the primary energy (GeV), max depth 3, learning rate 0.3,
+  min child weight 1, up to 1000 rounds with early stopping after 10 rounds without improvement **on a validation
+  split** (the original stopped on its test set); features per particle type, :func:`regression_feature_names`.
+* :class:`BDTClassifier` - XGBoost classifier on every expert feature of the LCD feature files (R9 included,
+  :data:`caloml.data.lcd_features.EXPERT_FEATURE_KEYS`), its depth and learning rate tuned on a validation split
+  (lowest validation log-loss over :data:`BDT_GRID`, each with early stopping). The paper tuned a BDT with
+  scikit-optimize; the original code used AdaBoost.
+
+Inputs are batch dicts of NumPy arrays keyed like the LCD files (GeV; what :class:`caloml.data.lcd.LCDReader`
+yields). Derived regression features (from the expert-feature moments of the files, in cell units):
+
+* ``ECAL_meanZ`` = ``ECALmomentZ1`` (energy-weighted mean layer index), ``HCAL_meanZ`` = ``HCALmomentZ1``;
+* ``ECAL_rmsX`` = sqrt(``ECALmomentX2``), ``HCAL_rmsXY`` = sqrt(``HCALmomentX2`` + ``HCALmomentY2``).
+
+Saving is portable, no pickle: :meth:`save` writes a directory with ``baseline.json`` (kind, feature names,
+coefficients or tuned settings, seed) and, for the XGBoost models, ``model.json`` (XGBoost's own JSON format,
+``save_model``); :func:`load_baseline` reads any of them back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from caloml.data.lcd_features import EXPERT_FEATURE_KEYS
+from caloml.errors import CalomlError, OutputExistsError
+from caloml.units import LCD_STORED_PER_GEV
+
+__all__ = [
+    "BDT_GRID",
+    "BDTClassifier",
+    "LinearEnergyRegression",
+    "XGBoostEnergyRegression",
+    "feature_matrix",
+    "load_baseline",
+    "raw_energy_mask",
+    "regression_feature_names",
+]
+
+#: Settings tried by :meth:`BDTClassifier.fit` (each with up to ``max_rounds`` rounds and early stopping).
+BDT_GRID: tuple[dict[str, float], ...] = tuple(
+    {"max_depth": depth, "learning_rate": rate} for depth in (3, 5) for rate in (0.1, 0.3)
+)
+
+_EM_FEATURES = ("ECAL_E", "HCAL_E", "ECAL_meanZ")
+_CHPI_FEATURES = (*_EM_FEATURES, "ECAL_rmsX", "HCAL_rmsXY", "HCAL_meanZ")
+_DERIVED: dict[str, tuple[str, ...]] = {
+    "ECAL_meanZ": ("ECALmomentZ1",),
+    "HCAL_meanZ": ("HCALmomentZ1",),
+    "ECAL_rmsX": ("ECALmomentX2",),
+    "HCAL_rmsXY": ("HCALmomentX2", "HCALmomentY2"),
+}
+_PARTICLES = ("electron", "photon", "pi0", "chpi")
+
+
+def regression_feature_names(particle: str) -> tuple[str, ...]:
+    """The XGBoost regression features of a particle type (appendix D).
+
+    ``electron``, ``photon``, ``pi0``: ECAL and HCAL sums and the ECAL mean depth; ``chpi`` adds the ECAL RMS in
+    x, the HCAL RMS in (x, y) and the HCAL mean depth.
+    """
+    if particle not in _PARTICLES:
+        raise CalomlError(f"unknown particle {particle!r}; choose one of {', '.join(_PARTICLES)}")
+    return _CHPI_FEATURES if particle == "chpi" else _EM_FEATURES
+
+
+def feature_matrix(batch: Mapping[str, Any], names: Sequence[str]) -> np.ndarray:
+    """(N, len(names)) float64 matrix of the named features of a batch (file keys or the derived ones above).
+
+    A missing key raises a one-line :class:`CalomlError` naming it.
+    """
+    columns = []
+    for name in names:
+        sources = _DERIVED.get(name, (name,))
+        missing = [key for key in sources if key not in batch]
+        if missing:
+            raise CalomlError(
+                f"feature '{name}' needs key '{missing[0]}', which the data lacks (the Triforce feature files and "
+                "caloml's simulated lcd-rec files have it; compute it with caloml.data.lcd_features.expert_features)"
+            )
+        values = [np.asarray(batch[key], dtype=np.float64).reshape(-1) for key in sources]
+        if name in ("ECAL_rmsX", "HCAL_rmsXY"):
+            columns.append(np.sqrt(np.maximum(sum(values), 0.0)))
+        else:
+            columns.append(values[0])
+    matrix = np.stack(columns, axis=1)
+    bad = np.argwhere(~np.isfinite(matrix))
+    if bad.size:
+        row, column = bad[0]
+        raise CalomlError(f"feature '{names[column]}' is not finite ({matrix[row, column]}) at event {row}")
+    return matrix
+
+
+def raw_energy_mask(batch: Mapping[str, Any], min_fraction: float = 0.3) -> np.ndarray:
+    """Events whose raw sum reaches ``min_fraction`` of the true energy (appendix D, charged pions: 30%).
+
+    The raw sum is ``(ECAL_E + HCAL_E) * 50``, the files' stored units, in which an electron's sum is about its
+    energy in GeV (sampling fraction 0.02). Returns a boolean (N,) mask.
+    """
+    for key in ("ECAL_E", "HCAL_E", "energy"):
+        if key not in batch:
+            raise CalomlError(f"the raw-energy cut needs key '{key}', which the data lacks")
+    raw = (np.asarray(batch["ECAL_E"], np.float64) + np.asarray(batch["HCAL_E"], np.float64)) * LCD_STORED_PER_GEV
+    return np.asarray(raw >= min_fraction * np.asarray(batch["energy"], np.float64))
+
+
+def _check_rows(x: np.ndarray, y: np.ndarray, what: str) -> None:
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise CalomlError(f"{what}: {x.shape[0]} feature rows and {y.shape[0]} targets (need equal, non-zero)")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _prepare_directory(directory: Path, overwrite: bool) -> None:
+    if (directory / "baseline.json").exists() and not overwrite:
+        raise OutputExistsError(f"{directory}: holds a saved baseline already; pass overwrite=True to replace it")
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+class LinearEnergyRegression:
+    """``E = a * ECAL_E + b * HCAL_E + c`` (GeV), fitted by least squares (appendix D, equation 2)."""
+
+    kind = "linear_energy_regression"
+
+    def __init__(self, coefficients: Sequence[float] | None = None) -> None:
+        self.coefficients: tuple[float, float, float] | None = (
+            None if coefficients is None else (float(coefficients[0]), float(coefficients[1]), float(coefficients[2]))
+        )
+
+    def fit(self, batch: Mapping[str, Any]) -> LinearEnergyRegression:
+        """Fit on a batch with ``ECAL_E``, ``HCAL_E`` and ``energy`` (GeV)."""
+        x = feature_matrix(batch, ("ECAL_E", "HCAL_E"))
+        y = feature_matrix(batch, ("energy",))[:, 0]
+        _check_rows(x, y, "linear regression")
+        design = np.column_stack([x, np.ones(len(x))])
+        solution, *_ = np.linalg.lstsq(design, y, rcond=None)
+        self.coefficients = (float(solution[0]), float(solution[1]), float(solution[2]))
+        return self
+
+    def predict(self, batch: Mapping[str, Any]) -> np.ndarray:
+        """Predicted energies (N,) GeV."""
+        if self.coefficients is None:
+            raise CalomlError("the linear regression is not fitted yet")
+        a, b, c = self.coefficients
+        x = feature_matrix(batch, ("ECAL_E", "HCAL_E"))
+        return a * x[:, 0] + b * x[:, 1] + c
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "coefficients": list(self.coefficients or ()), "formula": "a*ECAL_E+b*HCAL_E+c"}
+
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``directory/baseline.json`` (atomically); returns the directory."""
+        if self.coefficients is None:
+            raise CalomlError("the linear regression is not fitted yet")
+        path = Path(directory)
+        _prepare_directory(path, overwrite)
+        _atomic_write_text(path / "baseline.json", json.dumps(self.to_dict(), indent=2))
+        return path
+
+
+class _XGBoostBaseline:
+    """Shared saving and loading of the XGBoost baselines."""
+
+    kind = ""
+
+    def __init__(self, feature_names: Sequence[str], seed: int = 0) -> None:
+        self.feature_names = tuple(feature_names)
+        self.seed = int(seed)
+        self.model: Any = None
+        self.settings: dict[str, Any] = {}
+
+    def _require_fitted(self) -> None:
+        if self.model is None:
+            raise CalomlError(f"the {self.kind} is not fitted yet")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "feature_names": list(self.feature_names),
+            "seed": self.seed,
+            "settings": self.settings,
+            "model_file": "model.json",
+        }
+
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``directory/model.json`` (XGBoost JSON) and ``directory/baseline.json``; returns the directory."""
+        self._require_fitted()
+        path = Path(directory)
+        _prepare_directory(path, overwrite)
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".model.", suffix=".json")
+        os.close(fd)
+        try:
+            self.model.save_model(tmp)
+            os.replace(tmp, path / "model.json")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _atomic_write_text(path / "baseline.json", json.dumps(self.to_dict(), indent=2))
+        return path
+
+
+class XGBoostEnergyRegression(_XGBoostBaseline):
+    """XGBoost energy regression (appendix D): depth 3, learning rate 0.3, <= 1000 rounds, early stopping 10.
+
+    ``XGBoostEnergyRegression(regression_feature_names("chpi"), seed=1).fit(train, validation)``; the validation
+    batch only decides when to stop (never pass the test set).
+    """
+
+    kind = "xgboost_energy_regression"
+
+    def __init__(
+        self,
+        feature_names: Sequence[str],
+        seed: int = 0,
+        *,
+        max_depth: int = 3,
+        learning_rate: float = 0.3,
+        min_child_weight: float = 1.0,
+        max_rounds: int = 1000,
+        early_stopping_rounds: int = 10,
+    ) -> None:
+        super().__init__(feature_names, seed)
+        self.settings = {
+            "max_depth": int(max_depth),
+            "learning_rate": float(learning_rate),
+            "min_child_weight": float(min_child_weight),
+            "max_rounds": int(max_rounds),
+            "early_stopping_rounds": int(early_stopping_rounds),
+        }
+
+    def fit(self, train: Mapping[str, Any], validation: Mapping[str, Any]) -> XGBoostEnergyRegression:
+        """Fit on ``train`` (features and ``energy``, GeV), early-stopping on ``validation``."""
+        import xgboost
+
+        x_train, y_train = feature_matrix(train, self.feature_names), feature_matrix(train, ("energy",))[:, 0]
+        x_val, y_val = feature_matrix(validation, self.feature_names), feature_matrix(validation, ("energy",))[:, 0]
+        _check_rows(x_train, y_train, "training split")
+        _check_rows(x_val, y_val, "validation split")
+        s = self.settings
+        self.model = xgboost.XGBRegressor(
+            n_estimators=s["max_rounds"],
+            max_depth=s["max_depth"],
+            learning_rate=s["learning_rate"],
+            min_child_weight=s["min_child_weight"],
+            early_stopping_rounds=s["early_stopping_rounds"],
+            random_state=self.seed,
+            n_jobs=1,
+        )
+        self.model.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
+        self.settings["best_iteration"] = int(self.model.best_iteration)
+        return self
+
+    def predict(self, batch: Mapping[str, Any]) -> np.ndarray:
+        """Predicted energies (N,) GeV."""
+        self._require_fitted()
+        return np.asarray(self.model.predict(feature_matrix(batch, self.feature_names)), dtype=np.float64)
+
+
+class BDTClassifier(_XGBoostBaseline):
+    """Classification BDT on the expert features (appendix C), tuned on a validation split.
+
+    ``labels`` are class indices 0 .. n_classes - 1 (see :mod:`caloml.tasks.triforce_data` for the mapping from
+    ``pdgID``). :meth:`fit` tries each setting of ``grid`` with early stopping on the validation split and keeps
+    the one of lowest validation log-loss (recorded in ``settings``).
+    """
+
+    kind = "bdt_classifier"
+
+    def __init__(
+        self,
+        feature_names: Sequence[str] = EXPERT_FEATURE_KEYS,
+        seed: int = 0,
+        *,
+        grid: Sequence[Mapping[str, float]] = BDT_GRID,
+        max_rounds: int = 800,
+        early_stopping_rounds: int = 20,
+    ) -> None:
+        super().__init__(feature_names, seed)
+        self.grid = [dict(g) for g in grid]
+        self.settings = {"max_rounds": int(max_rounds), "early_stopping_rounds": int(early_stopping_rounds)}
+
+    def fit(
+        self, train: Mapping[str, Any], train_labels: Any, validation: Mapping[str, Any], validation_labels: Any
+    ) -> BDTClassifier:
+        """Fit and tune; ``*_labels`` (N,) ints."""
+        import xgboost
+
+        x_train, x_val = feature_matrix(train, self.feature_names), feature_matrix(validation, self.feature_names)
+        y_train, y_val = np.asarray(train_labels).reshape(-1), np.asarray(validation_labels).reshape(-1)
+        _check_rows(x_train, y_train, "training split")
+        _check_rows(x_val, y_val, "validation split")
+        classes = np.unique(y_train)
+        if classes.size < 2 or not np.array_equal(classes, np.arange(classes.size)):
+            raise CalomlError(f"the training labels must be 0 .. n_classes - 1 with every class present, got {classes}")
+        best: tuple[float, Any, dict[str, Any]] | None = None
+        for setting in self.grid:
+            model = xgboost.XGBClassifier(
+                n_estimators=self.settings["max_rounds"],
+                max_depth=int(setting["max_depth"]),
+                learning_rate=float(setting["learning_rate"]),
+                early_stopping_rounds=self.settings["early_stopping_rounds"],
+                eval_metric="logloss" if classes.size == 2 else "mlogloss",
+                random_state=self.seed,
+                n_jobs=1,
+            )
+            model.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
+            score = float(model.best_score)
+            if best is None or score < best[0]:
+                best = (score, model, {**setting, "best_iteration": int(model.best_iteration)})
+        assert best is not None
+        self.model = best[1]
+        self.settings.update(best[2], validation_logloss=best[0], n_classes=int(classes.size))
+        return self
+
+    def predict_proba(self, batch: Mapping[str, Any]) -> np.ndarray:
+        """Class probabilities (N, n_classes)."""
+        self._require_fitted()
+        return np.asarray(self.model.predict_proba(feature_matrix(batch, self.feature_names)), dtype=np.float64)
+
+
+def load_baseline(directory: str | os.PathLike) -> LinearEnergyRegression | XGBoostEnergyRegression | BDTClassifier:
+    """Load a baseline saved with ``save`` (CalomlError for a directory that holds none)."""
+    path = Path(directory)
+    try:
+        record = json.loads((path / "baseline.json").read_text())
+        kind = record["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CalomlError(f"{path}: no saved baseline there (baseline.json missing or unreadable)") from None
+    if kind == LinearEnergyRegression.kind:
+        return LinearEnergyRegression(record["coefficients"])
+    if kind not in (XGBoostEnergyRegression.kind, BDTClassifier.kind):
+        raise CalomlError(f"{path}: unknown baseline kind {kind!r}")
+    import xgboost
+
+    baseline: XGBoostEnergyRegression | BDTClassifier
+    if kind == XGBoostEnergyRegression.kind:
+        baseline = XGBoostEnergyRegression(record["feature_names"], record["seed"])
+        baseline.model = xgboost.XGBRegressor()
+    else:
+        baseline = BDTClassifier(record["feature_names"], record["seed"])
+        baseline.model = xgboost.XGBClassifier()
+    baseline.settings = dict(record["settings"])
+    try:
+        baseline.model.load_model(str(path / record["model_file"]))
+    except (OSError, xgboost.core.XGBoostError):
+        raise CalomlError(f"{path}: cannot read the XGBoost model {record['model_file']}") from None
+    return baseline

@@ -1,0 +1,149 @@
+"""The 3DGAN generator (seed 002, models.md section 1): (Ep/100, angle, noise) -> a 51 x 51 x 25 ECAL image.
+
+Layer by layer as published, in the channels-last layout of caloml's arrays (x, y, z = depth, channel):
+
+    concat(Ep/100, angle [rad], noise (latent_size - 2))          (B, 256)
+    Dense(5184) -> Reshape (9, 9, 8, 8) -> UpSampling3D(6, 6, 6)  (B, 54, 54, 48, 8)
+    Conv3D(8, (6, 6, 8), valid, he_uniform) ReLU BatchNorm        (B, 49, 49, 41, 8)
+    3 x [ZeroPadding3D((2, 2, 1)) Conv3D(6, (4, 4, 6)) ReLU BatchNorm]   -> (50, 50, 38), (51, 51, 35), (52, 52, 32)
+    ZeroPadding3D((1, 1, 0)) Conv3D(6, (3, 3, 5)) ReLU BatchNorm  (B, 52, 52, 28, 6)
+    ZeroPadding3D((1, 1, 0)) Conv3D(6, (3, 3, 3)) ReLU            (B, 52, 52, 26, 6)
+    Conv3D(1, (2, 2, 2), glorot_normal) ReLU                      (B, 51, 51, 25, 1)
+
+BatchNorm epsilon 1e-6. The image is in "power space": cell energies in GeV raised to the power 0.85; the final
+ReLU gives exact zeros (sparse images). 1,365,047 parameters (the paper quotes about 1.37 M).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from caloml.geometry import CLIC_ECAL
+
+__all__ = ["Generator3D"]
+
+#: Output image shape (x, y, depth, channel) of the CLIC ECAL window.
+IMAGE_SHAPE: tuple[int, int, int, int] = (*CLIC_ECAL.shape, 1)
+
+#: Number of conditioning inputs before the noise: Ep / 100 and the angle.
+N_CONDITIONS = 2
+
+_BATCHNORM_EPSILON = 1e-6
+
+# (filters, kernel, zero padding before the convolution or None, batch normalization after the ReLU)
+_CONV_STACK: tuple[tuple[int, tuple[int, int, int], tuple[int, int, int] | None, bool], ...] = (
+    (8, (6, 6, 8), None, True),
+    (6, (4, 4, 6), (2, 2, 1), True),
+    (6, (4, 4, 6), (2, 2, 1), True),
+    (6, (4, 4, 6), (2, 2, 1), True),
+    (6, (3, 3, 5), (1, 1, 0), True),
+    (6, (3, 3, 3), (1, 1, 0), False),
+)
+
+
+def _seed(seed: int | None, offset: int) -> int | None:
+    """A distinct initializer seed per layer (Keras initializers repeat their values for one seed)."""
+    return None if seed is None else int(seed) + offset
+
+
+@keras.saving.register_keras_serializable(package="caloml")
+class Generator3D(keras.Model):
+    """The conditional 3DGAN generator, a functional model with three inputs.
+
+    Inputs: ``energy_scaled`` (B, 1) = Ep [GeV] / 100, ``angle`` (B, 1) in radians (the angle condition the
+    model is trained with), ``noise`` (B, latent_size - 2) standard normal. Output: (B, 51, 51, 25, 1), the image
+    in power space (cells in GeV ** power, power 0.85 by default), non-negative with exact zeros.
+
+    Parameters
+    ----------
+    latent_size:
+        Length of the concatenated input vector (256 in the paper: 2 conditions + 254 noise values).
+    batchnorm_synchronized:
+        Batch statistics over the global batch under ``tf.distribute`` (so that training does not depend on the
+        number of replicas); no effect on a single device.
+    seed:
+        Seed of the weight initializers (each layer gets ``seed + index``); None draws from Keras' global seed.
+    """
+
+    def __init__(
+        self, latent_size: int = 256, batchnorm_synchronized: bool = True, seed: int | None = None, **kwargs: Any
+    ) -> None:
+        if int(latent_size) <= N_CONDITIONS:
+            raise ValueError(f"latent_size must exceed {N_CONDITIONS} (Ep and angle), got {latent_size}")
+        latent_size = int(latent_size)
+
+        # === Layers ===
+        concatenate = keras.layers.Concatenate(axis=-1, name="conditions_and_noise")
+        dense = keras.layers.Dense(
+            5184, kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 0)), name="dense"
+        )
+        reshape = keras.layers.Reshape((9, 9, 8, 8), name="reshape")
+        upsample = keras.layers.UpSampling3D(size=(6, 6, 6), name="upsample")
+        blocks: list[list[keras.layers.Layer]] = []
+        for index, (filters, kernel, padding, batchnorm) in enumerate(_CONV_STACK, start=1):
+            block: list[keras.layers.Layer] = []
+            if padding is not None:
+                block.append(keras.layers.ZeroPadding3D(padding, name=f"pad_{index}"))
+            block.append(
+                keras.layers.Conv3D(
+                    filters,
+                    kernel,
+                    padding="valid",
+                    kernel_initializer=keras.initializers.HeUniform(seed=_seed(seed, index)),
+                    name=f"conv_{index}",
+                )
+            )
+            block.append(keras.layers.ReLU(name=f"relu_{index}"))
+            if batchnorm:
+                block.append(
+                    keras.layers.BatchNormalization(
+                        epsilon=_BATCHNORM_EPSILON, synchronized=batchnorm_synchronized, name=f"batchnorm_{index}"
+                    )
+                )
+            blocks.append(block)
+        last = len(_CONV_STACK) + 1
+        output_conv = keras.layers.Conv3D(
+            1,
+            (2, 2, 2),
+            padding="valid",
+            kernel_initializer=keras.initializers.GlorotNormal(seed=_seed(seed, last)),
+            name=f"conv_{last}",
+        )
+        output_relu = keras.layers.ReLU(name="image")
+
+        # === Functional model ===
+        energy_input = keras.Input(shape=(1,), name="energy_scaled")
+        angle_input = keras.Input(shape=(1,), name="angle")
+        noise_input = keras.Input(shape=(latent_size - N_CONDITIONS,), name="noise")
+        x = concatenate([energy_input, angle_input, noise_input])
+        x = upsample(reshape(dense(x)))
+        for block in blocks:
+            for layer in block:
+                x = layer(x)
+        image = output_relu(output_conv(x))
+        super().__init__(inputs=[energy_input, angle_input, noise_input], outputs=image, **kwargs)
+
+        # === Config ===
+        self.latent_size = latent_size
+        self.batchnorm_synchronized = bool(batchnorm_synchronized)
+        self.seed = seed
+
+    @property
+    def noise_size(self) -> int:
+        """Number of noise values per event (latent_size - 2)."""
+        return self.latent_size - N_CONDITIONS
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "latent_size": self.latent_size,
+            "batchnorm_synchronized": self.batchnorm_synchronized,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Generator3D:
+        return cls(**config)

@@ -1,0 +1,382 @@
+"""The 3DGAN training task: LCD generation-set data, the GAN3D model, and the paper's model-selection rule.
+
+``python -m caloml.train gan`` binds :class:`caloml.models.gan3d.GAN3D` to the shared trainer. Without
+``--data`` it simulates (once, cached under ``tf_records/``) the LCD generation set for the configured particle
+and energy range, plus an independent validation set. The pipeline drops events with an ECAL deposit below
+``data.min_deposit_gev`` (0.2 GeV, the paper's cut) and hands the model cells in GeV: the model applies the power
+0.85 and the energy scaling itself, so the real total deposit (a discriminator target) is exact.
+
+Model selection (seed 002 section 4.4): after every epoch, showers are generated for the validation events'
+energies and angles with a fixed noise seed; the selection metric is the mean over energy bins of
+``|<SF>_generated - <SF>_validation| / <SF>_validation`` where SF = ECAL deposit / primary energy; the best of
+the last ``trainer.selection_window`` epochs is kept. The angle condition (``model.condition_angle``, the measured
+angle ``mtheta`` by default as in the original training, or the true ``theta``) is the same in training,
+selection and generation; the original mixed them up.
+
+Two-step transfer training: ``--preset paper-stage1`` (electrons, 100-200 GeV), then ``--preset paper
+--init-from RUN`` (2-500 GeV); photons and neutral pions start from the electron weights with ``--particle`` and
+``--init-from``; charged pions train from scratch (``--preset paper-chpi``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from caloml.errors import CalomlError, DataError
+from caloml.sim.layouts import DEGREE
+from caloml.sim.particles import PARTICLES
+from caloml.training.config import RuntimeConfig
+from caloml.training.task import SelectionMetric, TrainerSection
+
+#: LCD generation-set incidence angles (radians).
+THETA_RANGE_RAD = (60.0 * DEGREE, 120.0 * DEGREE)
+#: Arrays and scalars the GAN reads from the records.
+CELL_KEY = "ECAL"
+
+
+@dataclass
+class GanData:
+    """Data section.
+
+    Attributes:
+        records: training TFRecord directory (``python -m caloml.data convert``); empty: the embedded default.
+        validation_records: validation TFRecord directory for model selection (required with ``records``).
+        particle: ``electron``, ``photon``, ``pi0`` or ``chpi``; one model per particle type.
+        energy_range_gev: primary energies of the default data and the model's trained range, GeV.
+        theta_range_rad: incidence angles of the default data and the trained range, radians.
+        train_events, validation_events: sizes of the default data.
+        simulation_seed: seed of the default data (training uses ``2 s``, validation ``2 s + 1``).
+        min_deposit_gev: events with a smaller ECAL deposit are dropped (paper: 0.2 GeV).
+        shuffle_buffer: events in the shuffle buffer.
+    """
+
+    records: str = ""
+    validation_records: str = ""
+    particle: str = "electron"
+    energy_range_gev: tuple[float, float] = (2.0, 500.0)
+    theta_range_rad: tuple[float, float] = THETA_RANGE_RAD
+    train_events: int = 2000
+    validation_events: int = 500
+    simulation_seed: int = 1
+    min_deposit_gev: float = 0.2
+    shuffle_buffer: int = 1024
+
+
+@dataclass
+class GanModel:
+    """Model section (see :class:`caloml.models.gan3d.GAN3D`)."""
+
+    latent_size: int = 256
+    power: float = 0.85
+    energy_scale_gev: float = 100.0
+    condition_angle: str = "mtheta"
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"real": 3.0, "energy": 0.1, "angle": 25.0, "sum": 0.1}
+    )
+    label_flip_probability: float = 0.05
+    dropout: float = 0.2
+    batchnorm_synchronized: bool = True
+
+
+@dataclass
+class GanTrainer(TrainerSection):
+    """Trainer section: the shared settings plus the optimizers and the selection binning.
+
+    Attributes:
+        learning_rate: RMSprop learning rate of both networks (the code's 1e-3; the paper's table says 0.01).
+        selection_energy_bins: number of equal primary-energy bins of the selection metric over the validation
+            energies (the paper used bins between 50 and 450 GeV).
+    """
+
+    global_batch_size: int = 64
+    learning_rate: float = 1e-3
+    selection_energy_bins: int = 10
+
+
+@dataclass
+class GanConfig:
+    """The whole 3DGAN run configuration."""
+
+    data: GanData = field(default_factory=GanData)
+    model: GanModel = field(default_factory=GanModel)
+    trainer: GanTrainer = field(default_factory=GanTrainer)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # a 2-core laptop CPU in a few minutes: shows the whole chain, not a converged generator
+    "quick": {
+        "data": {"energy_range_gev": [100.0, 200.0], "train_events": 256, "validation_events": 64},
+        "trainer": {"epochs": 2, "global_batch_size": 8, "steps_per_epoch": 6, "selection_window": 2},
+    },
+    # seed 002 section 4.4, step 1: electrons 100-200 GeV, 137,342 events, 130 epochs, batch 64
+    "paper-stage1": {
+        "data": {"energy_range_gev": [100.0, 200.0], "train_events": 137342, "validation_events": 20000},
+        "trainer": {"epochs": 130, "global_batch_size": 64},
+    },
+    # step 2: 2-500 GeV, 400k events per particle type, 30 epochs, from the stage-1 weights (--init-from)
+    "paper": {
+        "data": {"energy_range_gev": [2.0, 500.0], "train_events": 400000, "validation_events": 20000},
+        "trainer": {"epochs": 30, "global_batch_size": 64},
+    },
+    # section 6: charged pions from random weights, 300k events, about 200 epochs
+    "paper-chpi": {
+        "data": {
+            "particle": "chpi",
+            "energy_range_gev": [2.0, 500.0],
+            "train_events": 300000,
+            "validation_events": 20000,
+        },
+        "trainer": {"epochs": 200, "global_batch_size": 64},
+    },
+}
+
+
+@dataclass
+class GanInputs:
+    """Located data: the training records and the validation conditions and deposits (NumPy, GeV / rad)."""
+
+    train_records: Path
+    n_train_events: int
+    validation_energy_gev: np.ndarray
+    validation_angle_rad: np.ndarray
+    validation_deposit_gev: np.ndarray
+
+
+class GAN3DTask:
+    """Conditional 3DGAN (seed 002): one generator per particle type, conditioned on energy and angle."""
+
+    name = "gan"
+    config_class = GanConfig
+    presets = PRESETS
+
+    # -- command line
+    def add_arguments(self, parser: argparse._ArgumentGroup) -> None:  # type: ignore[override]
+        parser.add_argument("--particle", choices=PARTICLES)
+        parser.add_argument("--data", help="training TFRecord directory (default: simulate and cache)")
+        parser.add_argument("--validation-data", help="validation TFRecord directory (with --data)")
+        parser.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV")
+        parser.add_argument("--theta-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="radians")
+        parser.add_argument("--events", type=int, help="training events of the default data")
+        parser.add_argument("--condition-angle", choices=["mtheta", "theta"], help="angle condition key")
+
+    def flags(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {
+            "data.particle": args.particle,
+            "data.records": args.data,
+            "data.validation_records": args.validation_data,
+            "data.energy_range_gev": args.energy_range,
+            "data.theta_range_rad": args.theta_range,
+            "data.train_events": args.events,
+            "model.condition_angle": args.condition_angle,
+        }
+
+    def default_run_dir(self, config: GanConfig) -> Path:
+        low, high = config.data.energy_range_gev
+        return Path("runs") / f"gan3d-{config.data.particle}-{low:g}-{high:g}GeV"
+
+    # -- data
+    def prepare_data(self, config: GanConfig, *, chief: bool) -> GanInputs:
+        from caloml.data.tfrecord import read_metadata
+
+        self._check(config)
+        data = config.data
+        if data.records:
+            if not data.validation_records:
+                raise CalomlError("--data needs --validation-data too: model selection uses a validation split")
+            train, validation = Path(data.records), Path(data.validation_records)
+        else:
+            from caloml.sim.run import SimulationRequest
+            from caloml.tasks.default_data import cached_simulation
+
+            def request(n: int, seed: int) -> SimulationRequest:
+                return SimulationRequest("lcd-gen", data.particle, n, seed, data.energy_range_gev, data.theta_range_rad)
+
+            progress = config.runtime.progress
+            seed = config.data.simulation_seed
+            train = cached_simulation(request(data.train_events, 2 * seed), "train", progress=progress, create=chief)
+            validation = cached_simulation(
+                request(data.validation_events, 2 * seed + 1), "validation", progress=progress, create=chief
+            )
+        metadata = read_metadata(train)
+        for records in (train, validation):
+            scalars = read_metadata(records)["scalars"]
+            for key in ("energy", config.model.condition_angle):
+                if key not in scalars:
+                    raise DataError(f"{records}: no '{key}' in the records (available: {', '.join(scalars)})")
+        energy, angle, deposit = self._validation_arrays(config, validation)
+        return GanInputs(train, int(metadata["n_events"]), energy, angle, deposit)
+
+    def _check(self, config: GanConfig) -> None:
+        if config.data.particle not in PARTICLES:
+            raise CalomlError(f"unknown particle {config.data.particle!r}; choose one of {', '.join(PARTICLES)}")
+        if config.model.condition_angle not in ("mtheta", "theta"):
+            raise CalomlError(f"model.condition_angle must be 'mtheta' or 'theta', got {config.model.condition_angle}")
+
+    def _validation_arrays(self, config: GanConfig, records: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from caloml.data.pipeline import make_dataset
+        from caloml.data.transforms import MinTotalDeposit
+
+        keys = ["energy", config.model.condition_angle, f"{CELL_KEY}/sum"]
+        dataset = make_dataset(
+            records,
+            global_batch_size=1024,
+            shuffle=False,
+            keys=[CELL_KEY, "energy", config.model.condition_angle],
+            transforms=[MinTotalDeposit(config.data.min_deposit_gev, CELL_KEY)],
+        )
+        columns: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+        for batch in dataset:
+            columns["energy"].append(batch["energy"].numpy())
+            columns[config.model.condition_angle].append(batch[config.model.condition_angle].numpy())
+            columns[f"{CELL_KEY}/sum"].append(tf.reduce_sum(batch[CELL_KEY], axis=(1, 2, 3)).numpy())
+        if not columns["energy"]:
+            raise DataError(f"{records}: no validation event passes the {config.data.min_deposit_gev} GeV cut")
+        energy, angle, deposit = (np.concatenate(columns[k]).astype(np.float64) for k in keys)
+        low, high = config.data.energy_range_gev
+        inside = (energy >= low * (1 - 1e-6)) & (energy <= high * (1 + 1e-6))
+        if not inside.all():
+            raise DataError(
+                f"{records}: validation energies {energy.min():.4g}-{energy.max():.4g} GeV leave the trained range "
+                f"{low:g}-{high:g} GeV (data.energy_range_gev)"
+            )
+        return energy, angle, deposit
+
+    def make_dataset(
+        self, config: GanConfig, data: GanInputs, input_context: tf.distribute.InputContext
+    ) -> tf.data.Dataset:
+        from caloml.data.pipeline import make_dataset
+        from caloml.data.transforms import MinTotalDeposit
+
+        return make_dataset(
+            data.train_records,
+            global_batch_size=config.trainer.global_batch_size,
+            input_context=input_context,
+            shuffle=True,
+            seed=config.runtime.seed,
+            repeat=True,
+            drop_remainder=True,
+            shuffle_buffer=config.data.shuffle_buffer,
+            keys=[CELL_KEY, "energy", config.model.condition_angle],
+            transforms=[MinTotalDeposit(config.data.min_deposit_gev, CELL_KEY)],
+        )
+
+    def steps_per_epoch(self, config: GanConfig, data: GanInputs) -> int:
+        return max(1, data.n_train_events // config.trainer.global_batch_size)
+
+    # -- model
+    def build_model(self, config: GanConfig) -> keras.Model:
+        from caloml.models.gan3d import GAN3D
+
+        m = config.model
+        gan = GAN3D(
+            particle=config.data.particle,
+            latent_size=m.latent_size,
+            power=m.power,
+            energy_scale_gev=m.energy_scale_gev,
+            condition_angle=m.condition_angle,
+            loss_weights=dict(m.loss_weights),
+            label_flip_probability=m.label_flip_probability,
+            dropout=m.dropout,
+            batchnorm_synchronized=m.batchnorm_synchronized,
+            energy_range_gev=tuple(config.data.energy_range_gev),
+            theta_range_rad=tuple(config.data.theta_range_rad),
+            seed=config.runtime.seed,
+        )
+        lr = config.trainer.learning_rate
+        gan.compile(  # builds both optimizers, so that a checkpoint restores their state
+            discriminator_optimizer=keras.optimizers.RMSprop(lr),
+            generator_optimizer=keras.optimizers.RMSprop(lr),
+        )
+        return gan
+
+    def optimizers(self, model: keras.Model) -> dict[str, keras.optimizers.Optimizer]:
+        return {
+            "discriminator_optimizer": model.discriminator_optimizer,
+            "generator_optimizer": model.generator_optimizer,
+        }
+
+    def check_init_source(self, config: GanConfig, source: keras.Model) -> None:
+        from caloml.models.gan3d import GAN3D
+
+        if not isinstance(source, GAN3D):
+            raise CalomlError(f"--init-from: a {type(source).__name__}, not a 3DGAN")
+        if source.latent_size != config.model.latent_size:
+            raise CalomlError(
+                f"--init-from: latent size {source.latent_size}, this run uses {config.model.latent_size}"
+            )
+        if source.particle != config.data.particle:
+            print(f"transfer: {source.particle} weights initialize the {config.data.particle} model")
+
+    # -- selection and export
+    def selection_metric(self, config: GanConfig, data: GanInputs) -> SelectionMetric:
+        edges = _energy_bins(data.validation_energy_gev, config.trainer.selection_energy_bins)
+        seed = config.runtime.seed
+
+        def compute(model: keras.Model) -> float:
+            deposit = _generated_deposit(model, data.validation_energy_gev, data.validation_angle_rad, seed)
+            return sampling_fraction_error(
+                data.validation_energy_gev, data.validation_deposit_gev, deposit, edges=edges
+            )
+
+        return SelectionMetric(
+            "sampling_fraction_error",
+            compute,
+            "mean over primary-energy bins of |<SF>gen - <SF>val| / <SF>val on the validation conditions",
+        )
+
+    def export(self, model: keras.Model, config: GanConfig, run_dir: Path) -> Path | None:
+        from caloml.export import export_gan
+
+        return Path(export_gan(model))
+
+
+def _energy_bins(energy_gev: np.ndarray, n_bins: int) -> np.ndarray:
+    low, high = float(energy_gev.min()), float(energy_gev.max())
+    return np.linspace(low, np.nextafter(high, math.inf), max(1, n_bins) + 1)
+
+
+def _generated_deposit(
+    model: keras.Model, energy_gev: np.ndarray, angle_rad: np.ndarray, seed: int, batch_size: int = 64
+) -> np.ndarray:
+    """ECAL deposits (GeV) of showers generated for the given conditions, with noise fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, len(energy_gev), batch_size):
+        e = energy_gev[start : start + batch_size].astype(np.float32)
+        a = angle_rad[start : start + batch_size].astype(np.float32)
+        noise = rng.standard_normal((len(e), model.latent_size - 2)).astype(np.float32)
+        showers = model.generate(e, a, noise=noise)
+        out.append(np.asarray(keras.ops.convert_to_numpy(keras.ops.sum(showers, axis=(1, 2, 3)))))
+    return np.concatenate(out).astype(np.float64)
+
+
+def sampling_fraction_error(
+    energy_gev: np.ndarray, real_deposit_gev: np.ndarray, generated_deposit_gev: np.ndarray, *, edges: np.ndarray
+) -> float:
+    """Mean over energy bins of the relative error of the mean sampling fraction (generated vs real).
+
+    All arrays are (N,) for the same N events; ``edges`` are the primary-energy bin edges in GeV. Bins without
+    events are skipped; NaN when no bin has events.
+    """
+    index = np.digitize(energy_gev, edges) - 1
+    errors = []
+    for b in range(len(edges) - 1):
+        inside = index == b
+        if not inside.any():
+            continue
+        real = np.mean(real_deposit_gev[inside] / energy_gev[inside])
+        generated = np.mean(generated_deposit_gev[inside] / energy_gev[inside])
+        errors.append(abs(generated - real) / real)
+    return float(np.mean(errors)) if errors else math.nan
+
+
+TASK = GAN3DTask()

@@ -1,0 +1,184 @@
+"""Data of the Triforce reconstruction tasks (seed 004 section 5, data-formats.md section 1): filters and labels.
+
+Two classification tasks, each with its explicit class mapping (``abs(pdgID)`` -> class index):
+
+=================  ==================  ===============================================================
+task               classes             filter
+=================  ==================  ===============================================================
+``e-vs-pi``        11 -> 0, 211 -> 1   charged pions only: HCAL / ECAL < 0.1 (:class:`MaxHcalEcalRatio`)
+``gamma-vs-pi0``   22 -> 0, 111 -> 1   opening angle < 0.01 rad (:class:`MaxOpeningAngle`; photons,
+                                       with opening angle -1, pass)
+=================  ==================  ===============================================================
+
+A pdgID outside the task, or a class absent from the data, raises :class:`~caloml.errors.CalomlError`: a wrong
+label mapping is never made silently.
+
+:func:`prepare_events` turns a batch of LCD events (GeV, as :class:`caloml.data.lcd.LCDReader` yields) into the
+networks' inputs: task filters, ``class_label``, ECAL centre crop to 25 x 25 x 25 (:class:`CenterCrop`; cropped
+files pass unchanged). ``ECAL_E`` and ``HCAL_E`` keep their meaning in caloml, the sums of the files' windows
+(computed from the cells when a file lacks them, before the crop); the original code fed the sum of the cropped
+ECAL instead, which holds the same energy up to the tails outside the crop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from caloml.data.transforms import CenterCrop, EventFilter, MaxHcalEcalRatio, MaxOpeningAngle
+from caloml.errors import CalomlError
+
+__all__ = [
+    "REQUIRED_KEYS",
+    "TASKS",
+    "ReconstructionTask",
+    "class_labels",
+    "get_task",
+    "load_events",
+    "prepare_events",
+    "split_indices",
+]
+
+#: Keys every event needs (besides what a task's filters read).
+REQUIRED_KEYS: tuple[str, ...] = ("ECAL", "HCAL", "recoEta", "recoPhi", "energy", "pdgID")
+LABEL_KEY = "class_label"
+
+
+@dataclass(frozen=True)
+class ReconstructionTask:
+    """A two-class reconstruction task.
+
+    Attributes:
+        name: ``e-vs-pi`` or ``gamma-vs-pi0``.
+        classes: PDG codes (absolute values) in class-index order.
+        particles: simulator particle names of the classes (for the default data).
+        filters: per PDG code, the event filters its events must pass.
+    """
+
+    name: str
+    classes: tuple[int, ...]
+    particles: tuple[str, ...]
+    filters: Mapping[int, tuple[EventFilter, ...]] = field(default_factory=dict)
+
+    @property
+    def label_of(self) -> dict[int, int]:
+        """``abs(pdgID)`` -> class index."""
+        return {pdg: index for index, pdg in enumerate(self.classes)}
+
+
+TASKS: dict[str, ReconstructionTask] = {
+    "e-vs-pi": ReconstructionTask("e-vs-pi", (11, 211), ("electron", "chpi"), {211: (MaxHcalEcalRatio(0.1),)}),
+    "gamma-vs-pi0": ReconstructionTask("gamma-vs-pi0", (22, 111), ("photon", "pi0"), {111: (MaxOpeningAngle(0.01),)}),
+}
+
+
+def get_task(name: str) -> ReconstructionTask:
+    """The task called ``name`` (CalomlError for an unknown one)."""
+    if name not in TASKS:
+        raise CalomlError(f"unknown reconstruction task {name!r}; choose one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def class_labels(pdg_ids: Any, task: ReconstructionTask, *, require_all: bool = True) -> np.ndarray:
+    """Class indices (N,) int32 of the PDG codes (sign ignored) for ``task``.
+
+    Raises CalomlError for a PDG code outside the task and, with ``require_all``, when a class has no event.
+    """
+    codes = np.abs(np.asarray(pdg_ids).reshape(-1).astype(np.int64))
+    mapping = task.label_of
+    unexpected = sorted(set(np.unique(codes).tolist()) - set(mapping))
+    if unexpected:
+        count = int(np.isin(codes, unexpected).sum())
+        raise CalomlError(
+            f"task {task.name} expects pdgID {' or '.join(map(str, task.classes))}, found {unexpected[0]} "
+            f"({count} event(s) of unexpected type)"
+        )
+    labels = np.zeros(codes.shape, dtype=np.int32)
+    for pdg, index in mapping.items():
+        labels[codes == pdg] = index
+    if require_all:
+        missing = [pdg for pdg in task.classes if not np.any(codes == pdg)]
+        if missing:
+            raise CalomlError(f"task {task.name}: no event of class pdgID {missing[0]} in the data")
+    return labels
+
+
+def _check_keys(batch: Mapping[str, Any], task: ReconstructionTask, source: str) -> None:
+    needed = list(REQUIRED_KEYS)
+    for filters in task.filters.values():
+        for event_filter in filters:
+            needed += [k for k in event_filter.required_keys if k not in ("ECAL_E", "HCAL_E")]
+    for key in needed:
+        if key not in batch:
+            hint = " (Triforce needs the reconstruction files with the 11 x 11 x 60 HCAL)" if key == "HCAL" else ""
+            raise CalomlError(f"{source}: no '{key}' in the data{hint}")
+
+
+def prepare_events(
+    batch: Mapping[str, np.ndarray], task: ReconstructionTask, *, source: str = "data", require_all: bool = True
+) -> dict[str, np.ndarray]:
+    """Filter, label and crop a NumPy batch of LCD events (GeV) for ``task``; see the module docstring.
+
+    Adds ``class_label`` (N,) int32 and the window sums ``ECAL_E``/``HCAL_E`` (GeV) when absent; ``ECAL`` becomes
+    (N, 25, 25, 25). ``source`` names the data in error messages.
+    """
+    _check_keys(batch, task, source)
+    events = dict(batch)
+    for key in ("ECAL", "HCAL"):
+        if f"{key}_E" not in events:
+            cells = np.asarray(events[key])
+            events[f"{key}_E"] = cells.reshape(len(cells), -1).sum(axis=1, dtype=np.float64).astype(np.float32)
+    labels = class_labels(events["pdgID"], task, require_all=False)
+    keep = np.ones(labels.shape, dtype=bool)
+    codes = np.abs(np.asarray(events["pdgID"]).reshape(-1))
+    for pdg, filters in task.filters.items():
+        of_class = codes == pdg
+        for event_filter in filters:
+            passed = np.asarray(event_filter.keep(events), dtype=bool).reshape(-1)
+            keep &= ~of_class | passed
+    events = {key: np.asarray(value)[keep] for key, value in events.items()}
+    events[LABEL_KEY] = labels[keep]
+    if require_all:
+        class_labels(events["pdgID"], task, require_all=True)
+    if events["ECAL"].shape[1:3] != (25, 25):
+        events = CenterCrop(25, 25, "ECAL").numpy(events)
+        events["ECAL"] = np.ascontiguousarray(events["ECAL"])
+    return events
+
+
+def load_events(
+    paths: Sequence[str | os.PathLike], task: ReconstructionTask, *, max_events_per_file: int | None = None
+) -> dict[str, np.ndarray]:
+    """Read LCD files into memory and :func:`prepare_events` them together (small data sets, tests, baselines)."""
+    from caloml.data.lcd import LCDReader
+
+    if not paths:
+        raise CalomlError(f"task {task.name}: no input files")
+    parts = []
+    for path in paths:
+        with LCDReader(Path(path)) as reader:
+            n = len(reader) if max_events_per_file is None else min(len(reader), max_events_per_file)
+            raw = reader.read(slice(0, n))
+        parts.append(prepare_events(raw, task, source=str(path), require_all=False))
+    keys = set(parts[0])
+    for path, part in zip(paths, parts, strict=True):
+        if set(part) != keys:
+            raise CalomlError(f"{path}: its keys differ from those of {paths[0]}: {sorted(keys ^ set(part))[0]}")
+    events = {key: np.concatenate([part[key] for part in parts]) for key in sorted(keys)}
+    class_labels(events["pdgID"], task, require_all=True)
+    return events
+
+
+def split_indices(n_events: int, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0) -> list[np.ndarray]:
+    """Seeded random disjoint index sets (train, validation, test...) of the given fractions of ``n_events``."""
+    if any(f < 0 for f in fractions) or sum(fractions) > 1.0 + 1e-9:
+        raise CalomlError(f"split fractions must be non-negative and sum to at most 1, got {list(fractions)}")
+    order = np.random.default_rng(seed).permutation(n_events)
+    bounds = np.round(np.cumsum([0.0, *fractions]) * n_events).astype(int)
+    return [np.sort(order[start:stop]) for start, stop in itertools.pairwise(bounds)]

@@ -1,0 +1,129 @@
+"""``python -m caloml.train MODEL [options]``: train a model with the shared trainer.
+
+Models are tasks (:class:`caloml.training.task.TrainingTask`) looked up by name in :data:`TASKS`; this module only
+parses the command line, resolves the configuration (defaults < ``--preset`` < ``--config FILE.yaml`` < flags <
+``--set section.key=value``) and calls :func:`caloml.training.trainer.train`. Examples::
+
+    python -m caloml.train gan --preset quick --strategy mirrored      # the README's main job
+    python -m caloml.train gan --preset paper-stage1 --run-dir runs/gan-stage1
+    python -m caloml.train gan --preset paper --init-from runs/gan-stage1 --run-dir runs/gan-electron
+    python -m caloml.train gan --particle photon --init-from runs/gan-electron --run-dir runs/gan-photon
+
+A run directory that holds the same configuration is resumed from its last checkpoint (so rerunning an
+interrupted command continues it); ``--print-config`` shows the resolved configuration without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from caloml.cli_args import positive_int
+from caloml.errors import CalomlError, run_cli
+from caloml.training.config import config_to_dict, resolve_config
+
+#: Task name -> "module:attribute" of a TrainingTask instance (imported only when chosen).
+TASKS: dict[str, str] = {
+    "gan": "caloml.tasks.gan3d:TASK",
+}
+
+
+def load_task(name: str) -> Any:
+    """The task registered as ``name`` (CalomlError for an unknown one)."""
+    if name not in TASKS:
+        raise CalomlError(f"unknown model {name!r}; choose one of {', '.join(TASKS)}")
+    module, attribute = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def build_parser(task: Any) -> argparse.ArgumentParser:
+    """The parser of ``python -m caloml.train NAME``: the shared flags, then the task's own."""
+    parser = argparse.ArgumentParser(prog=f"python -m caloml.train {task.name}", description=task.__doc__)
+    shared = parser.add_argument_group("shared training options")
+    shared.add_argument("--preset", choices=sorted(task.presets), help="named sizes (see --print-config)")
+    shared.add_argument("--config", type=Path, help="YAML file {data,model,trainer,runtime} over the preset")
+    shared.add_argument("--strategy", choices=["default", "one_device", "mirrored", "multi_worker"])
+    shared.add_argument("--cpu-replicas", type=int, help="mirrored on a CPU: split it into N logical devices")
+    shared.add_argument("--run-dir", help="run directory (default: runs/<model>-<particle>...)")
+    shared.add_argument("--seed", type=int, help="seed of every random draw of the run")
+    shared.add_argument("--epochs", type=positive_int)
+    shared.add_argument("--batch-size", type=positive_int, help="global batch size over all replicas")
+    shared.add_argument("--steps-per-epoch", type=positive_int)
+    shared.add_argument("--init-from", help="initial weights: a run directory, .keras file or checkpoint")
+    shared.add_argument("--export", action="store_true", default=None, help="export to saved_models/ at the end")
+    shared.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
+    shared.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="any config key")
+    shared.add_argument("--overwrite", action="store_true", help="move an existing different run aside")
+    shared.add_argument("--print-config", action="store_true", help="print the resolved configuration and stop")
+    task.add_arguments(parser.add_argument_group(f"{task.name} options"))
+    return parser
+
+
+def shared_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The shared flags as dotted configuration keys (None: not given)."""
+    return {
+        "runtime.strategy": args.strategy,
+        "runtime.cpu_replicas": args.cpu_replicas,
+        "runtime.run_dir": args.run_dir,
+        "runtime.seed": args.seed,
+        "runtime.progress": False if args.no_progress else None,
+        "trainer.epochs": args.epochs,
+        "trainer.global_batch_size": args.batch_size,
+        "trainer.steps_per_epoch": args.steps_per_epoch,
+        "trainer.init_from": args.init_from,
+        "trainer.export": args.export,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, resolve the configuration, train; prints a JSON summary."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        names = ", ".join(TASKS)
+        if argv and argv[0] in ("-h", "--help"):
+            print(f"usage: python -m caloml.train MODEL [options]   (MODEL: {names}; MODEL --help for options)")
+            return 0
+        raise CalomlError(f"name the model to train first: python -m caloml.train MODEL ... (MODEL: {names})")
+    from caloml.data.__main__ import import_tensorflow_quietly
+
+    import_tensorflow_quietly(start_runtime=False)  # the tasks import TensorFlow; its runtime starts below
+    task = load_task(argv[0])
+    args = build_parser(task).parse_args(argv[1:])
+    config = resolve_config(
+        task.config_class,
+        preset=task.presets[args.preset] if args.preset else None,
+        yaml_path=args.config,
+        flags={**shared_flags(args), **task.flags(args)},
+        assignments=args.set,
+    )
+    if args.print_config:
+        print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
+        return 0
+
+    def split_cpu() -> None:
+        if config.runtime.strategy == "mirrored" and config.runtime.cpu_replicas > 1:
+            from caloml.training.strategy import split_cpu as split
+
+            split(config.runtime.cpu_replicas)
+
+    import_tensorflow_quietly(configure=split_cpu)
+    from caloml.training.trainer import describe, train
+
+    result = train(task, config, overwrite=args.overwrite)
+    print(describe(result))
+    return 0
+
+
+def cli() -> None:
+    """Console entry point with one-line user errors."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,1 @@
+"""The shared training machinery: configuration, strategies, run directories, the trainer."""

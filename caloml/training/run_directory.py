@@ -1,0 +1,155 @@
+"""The run directory: one per training run, resumable, never silently replaced.
+
+Layout::
+
+    RUN/config.yaml         resolved configuration, seed included (written before the first step)
+    RUN/checkpoints/        tf.train.Checkpoint of the model, its optimizers and the epoch, after every epoch
+    RUN/logs/               TensorBoard event files
+    RUN/selection.json      the model-selection metric per epoch and the chosen epoch
+    RUN/model.keras         the selected model (complete Keras archive), written when training ends
+    RUN/history.json        the per-epoch training metrics
+
+Starting a run in a directory that holds one: the same configuration (up to the keys in
+:data:`RESUMABLE_CHANGES`, e.g. more epochs) resumes from the last checkpoint; a different one is refused unless
+``overwrite`` is given, in which case the old directory is moved aside to ``RUN.replaced-N`` (nothing is deleted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from caloml.errors import CalomlError, OutputExistsError
+
+#: Configuration keys a resumed run may change: how long it trains and where and how it executes.
+RESUMABLE_CHANGES = (
+    "trainer.epochs",
+    "trainer.init_from",  # only read by a fresh run
+    "trainer.export",
+    "runtime.strategy",
+    "runtime.cpu_replicas",
+    "runtime.progress",
+)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_json(path: Path, value: Any) -> Path:
+    """JSON version of :func:`atomic_write_text` (indented, keys in insertion order)."""
+    return atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two configurations, ignoring :data:`RESUMABLE_CHANGES`."""
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if k not in RESUMABLE_CHANGES and a.get(k) != b.get(k)]
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """Paths of a run directory (see the module docstring)."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    @property
+    def selection(self) -> Path:
+        return self.path / "selection.json"
+
+    @property
+    def model(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.json"
+
+    def has_checkpoint(self) -> bool:
+        """Whether at least one epoch checkpoint exists."""
+        return self.checkpoints.is_dir() and any(self.checkpoints.glob("ckpt-*.index"))
+
+    def prepare(self, config: dict[str, Any], *, overwrite: bool = False) -> bool:
+        """Check the directory against ``config`` before training; True when an earlier run is resumed.
+
+        A directory without ``config.yaml`` must be empty (or absent); one without a checkpoint starts afresh.
+        Otherwise a configuration identical up to :data:`RESUMABLE_CHANGES` resumes; a different one is an
+        OutputExistsError, or with ``overwrite`` the old directory is renamed to ``RUN.replaced-N`` and a new run
+        starts.
+        """
+        from caloml.training.config import read_config_dict
+
+        if not self.path.exists():
+            return False
+        if not self.path.is_dir():
+            raise OutputExistsError(f"{self.path}: exists and is not a directory")
+        if not self.config.exists():
+            if any(self.path.iterdir()):
+                if not overwrite:
+                    raise OutputExistsError(
+                        f"{self.path}: not empty and not a caloml run; choose another --run-dir or pass --overwrite"
+                    )
+                self._move_aside()
+            return False
+        if not self.has_checkpoint():
+            return False  # configured but never finished an epoch: nothing to resume or lose
+        try:
+            old = read_config_dict(self.config)
+        except CalomlError:
+            old = {}
+        differences = config_differences(old, config)
+        if not differences:
+            return True
+        if not overwrite:
+            shown = ", ".join(differences[:4]) + (" ..." if len(differences) > 4 else "")
+            raise OutputExistsError(
+                f"{self.path}: holds a run with a different configuration ({shown}); "
+                "choose another --run-dir, or pass --overwrite to move it aside and start again"
+            )
+        self._move_aside()
+        return False
+
+    def _move_aside(self) -> Path:
+        n = 1
+        while (target := self.path.with_name(f"{self.path.name}.replaced-{n}")).exists():
+            n += 1
+        self.path.rename(target)
+        print(f"moved the previous run to {target}")
+        return target

@@ -1,0 +1,91 @@
+"""What a trainable model tells the shared trainer: its configuration, data, model factory and selection rule.
+
+A model module knows its architecture and its training step; a task binds it to data and to the trainer, and
+``python -m caloml.train NAME`` only looks the task up by name (see :mod:`caloml.train`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import keras
+import tensorflow as tf
+
+
+@dataclass
+class TrainerSection:
+    """Trainer settings every task shares (a task's ``trainer`` section extends this dataclass).
+
+    Attributes:
+        epochs: total number of epochs (a resumed run continues up to it).
+        global_batch_size: events per step over all replicas (each replica gets an equal share).
+        steps_per_epoch: steps per epoch (0: one pass over the training data).
+        keep_checkpoints: epoch checkpoints kept (at least ``selection_window``, so that any selectable epoch can
+            be restored).
+        selection_window: the model is selected among the last this-many epochs by the task's metric.
+        init_from: start from the weights of a run directory, ``.keras`` file or checkpoint (transfer training);
+            the optimizer state and the epoch counter start fresh.
+        export: after training, export the selected model to ``saved_models/`` (TF Serving layout).
+    """
+
+    epochs: int = 1
+    global_batch_size: int = 64
+    steps_per_epoch: int = 0
+    keep_checkpoints: int = 10
+    selection_window: int = 10
+    init_from: str = ""
+    export: bool = False
+
+
+@dataclass
+class SelectionMetric:
+    """A model-selection rule: ``compute(model)`` returns a number, lower is better."""
+
+    name: str
+    compute: Callable[[keras.Model], float]
+    description: str = ""
+
+
+class TrainingTask(Protocol):
+    """The contract between a model and :func:`caloml.training.trainer.train`."""
+
+    name: str
+    config_class: type
+    presets: dict[str, dict[str, Any]]
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Task-specific command-line flags (each maps to one dotted configuration key)."""
+
+    def flags(self, args: argparse.Namespace) -> dict[str, Any]:
+        """The flags given on the command line as ``{"section.key": value}`` (None for flags not given)."""
+
+    def default_run_dir(self, config: Any) -> Path:
+        """Where a run goes when ``runtime.run_dir`` is empty."""
+
+    def prepare_data(self, config: Any, *, chief: bool) -> Any:
+        """Locate (or simulate and cache) the data; runs before any model is built."""
+
+    def make_dataset(self, config: Any, data: Any, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        """The training dataset for one input pipeline (batched per replica, repeated)."""
+
+    def steps_per_epoch(self, config: Any, data: Any) -> int:
+        """Steps in one epoch when ``trainer.steps_per_epoch`` is 0."""
+
+    def build_model(self, config: Any) -> keras.Model:
+        """The compiled model with its optimizers' variables built (called inside ``strategy.scope()``)."""
+
+    def optimizers(self, model: keras.Model) -> dict[str, keras.optimizers.Optimizer]:
+        """The optimizers whose state is checkpointed with the model."""
+
+    def selection_metric(self, config: Any, data: Any) -> SelectionMetric | None:
+        """The rule that picks the best epoch (None: the last epoch)."""
+
+    def check_init_source(self, config: Any, source: keras.Model) -> None:
+        """Raise CalomlError when ``source`` cannot initialize this task's model (another architecture...)."""
+
+    def export(self, model: keras.Model, config: Any, run_dir: Path) -> Path | None:
+        """Export the selected model for serving; returns the export directory."""

@@ -1,0 +1,292 @@
+"""The shared trainer: strategy, run directory, checkpoints, resume, TensorBoard, progress and model selection.
+
+:func:`train` runs any :class:`~caloml.training.task.TrainingTask` with ``model.fit`` under the configured
+``tf.distribute`` strategy:
+
+1. the strategy is created first (it must see TensorFlow's devices before anything else does);
+2. the run directory is checked (resume, refuse or move aside);
+3. the task prepares its data (simulating and caching the embedded default when no data is given), then the
+   resolved configuration is written to the run directory;
+4. inside ``strategy.scope()`` the task builds and compiles the model; the last checkpoint is restored when the
+   run resumes, or ``trainer.init_from`` weights are loaded for transfer training;
+5. ``fit`` runs with a checkpoint after every epoch, the selection metric per epoch, TensorBoard logs and a
+   progress bar;
+6. the epoch with the best selection metric among the last ``selection_window`` is restored and saved as
+   ``model.keras``.
+
+Resuming restores the weights, the optimizer state and the epoch counter; the data order of the remaining epochs
+is seeded by ``seed + first epoch``, so a resumed run is reproducible but not bit-identical to an uninterrupted
+one. Under ``multi_worker`` only the chief writes the run directory; the other workers checkpoint into a
+scratch directory that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import caloml
+from caloml.errors import CalomlError
+from caloml.training.config import config_to_dict, write_config
+from caloml.training.run_directory import RunDirectory, atomic_write_json
+from caloml.training.strategy import is_chief, make_strategy, worker_tag
+from caloml.training.task import SelectionMetric, TrainingTask
+
+
+@dataclass
+class TrainingResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: the run directory.
+        model_path: ``RUN/model.keras`` (None on non-chief workers).
+        selected_epoch: epoch (1-based) of the selected model.
+        history: per-epoch metrics of this invocation and the earlier ones of a resumed run.
+        resumed_from_epoch: epochs already done when this invocation started (0: a fresh run).
+        seconds: wall time of this invocation.
+        export_dir: the serving export, when ``trainer.export`` is set.
+    """
+
+    run_dir: Path
+    model_path: Path | None
+    selected_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+    seconds: float = 0.0
+    export_dir: Path | None = None
+    model: keras.Model | None = field(default=None, repr=False)
+
+
+def train(task: TrainingTask, config: Any, *, overwrite: bool = False) -> TrainingResult:
+    """Train ``task`` with the resolved ``config`` (see the module docstring); returns the result."""
+    start = time.perf_counter()
+    strategy = make_strategy(config.runtime.strategy, cpu_replicas=config.runtime.cpu_replicas)
+    if config.runtime.mixed_precision:
+        keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
+    chief = is_chief(strategy)
+    run_path = Path(config.runtime.run_dir) if config.runtime.run_dir else task.default_run_dir(config)
+    config = replace(config, runtime=replace(config.runtime, run_dir=str(run_path)))
+    run = RunDirectory(run_path)
+    config_dict = config_to_dict(config)
+    trainer = config.trainer
+    if trainer.keep_checkpoints < max(trainer.selection_window, 1):
+        raise CalomlError(
+            f"trainer.keep_checkpoints ({trainer.keep_checkpoints}) must be at least trainer.selection_window "
+            f"({trainer.selection_window}) so that the selected epoch can be restored"
+        )
+    resume = run.prepare(config_dict, overwrite=overwrite) if chief else run.has_checkpoint()
+    data = task.prepare_data(config, chief=chief)
+    if chief:
+        run.path.mkdir(parents=True, exist_ok=True)
+        write_config(config, run.config)
+    keras.utils.set_random_seed(config.runtime.seed)
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix=f"caloml-{worker_tag(strategy)}-"))
+    checkpoint_dir = run.checkpoints if chief else scratch / "checkpoints"  # type: ignore[operator]
+
+    with strategy.scope():
+        model = task.build_model(config)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=model, epoch=epoch, **task.optimizers(model))
+    manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=trainer.keep_checkpoints)
+    latest = tf.train.latest_checkpoint(str(run.checkpoints))
+    if resume and latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        print(f"resuming {run.path} after epoch {int(epoch.numpy())} ({latest})")
+    elif trainer.init_from:
+        _initialize_from(task, config, model, Path(trainer.init_from))
+    initial_epoch = int(epoch.numpy())
+    history = _read_history(run) if resume else []
+
+    selection = task.selection_metric(config, data)
+    callbacks: list[keras.callbacks.Callback] = [
+        EpochCheckpoint(manager, epoch, run, history if chief else None),
+    ]
+    if selection is not None:
+        callbacks.append(SelectionLogger(selection, run, write=chief))
+    log_dir = run.logs if chief else scratch / "logs"  # type: ignore[operator]
+    callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch", write_graph=False))
+
+    if initial_epoch < trainer.epochs:
+        seeded = replace(config, runtime=replace(config.runtime, seed=config.runtime.seed + initial_epoch))
+        dataset = strategy.distribute_datasets_from_function(lambda context: task.make_dataset(seeded, data, context))
+        steps = trainer.steps_per_epoch or task.steps_per_epoch(config, data)
+        model.fit(
+            dataset,
+            epochs=trainer.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=1 if config.runtime.progress else 2,
+            shuffle=False,  # the task's dataset shuffles (seeded)
+        )
+    else:
+        print(f"{run.path}: already trained for {initial_epoch} epochs (trainer.epochs = {trainer.epochs})")
+
+    selected = _select_and_restore(checkpoint, manager, run, selection, trainer.selection_window, chief)
+    result = TrainingResult(
+        run_dir=run.path,
+        model_path=None,
+        selected_epoch=selected,
+        history=history,
+        resumed_from_epoch=initial_epoch,
+        model=model,
+    )
+    if chief:
+        _save_model_atomically(model, run.model)
+        result.model_path = run.model
+        if trainer.export:
+            result.export_dir = task.export(model, config, run.path)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """After every epoch: advance the epoch counter, save a checkpoint and append the metrics to ``history.json``."""
+
+    def __init__(
+        self,
+        manager: tf.train.CheckpointManager,
+        epoch: tf.Variable,
+        run: RunDirectory,
+        history: list[dict[str, float]] | None,
+    ) -> None:
+        super().__init__()
+        self.manager = manager
+        self.epoch = epoch
+        self.run = run
+        self.history = history
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+        if self.history is not None:
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+            self.history[:] = [h for h in self.history if h["epoch"] != epoch + 1] + [row]
+            atomic_write_json(self.run.history, self.history)
+
+
+class SelectionLogger(keras.callbacks.Callback):
+    """After every epoch: compute the selection metric, log it and record it in ``selection.json``."""
+
+    def __init__(self, metric: SelectionMetric, run: RunDirectory, *, write: bool) -> None:
+        super().__init__()
+        self.metric = metric
+        self.run = run
+        self.write = write
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = float(self.metric.compute(self.model))
+        if logs is not None:
+            logs[f"val_{self.metric.name}"] = value
+        print(f"epoch {epoch + 1}: {self.metric.name} = {value:.4g}")
+        if self.write:
+            record = _read_selection(self.run, self.metric)
+            record["epochs"] = [e for e in record["epochs"] if e["epoch"] != epoch + 1] + [
+                {"epoch": epoch + 1, "value": value}
+            ]
+            atomic_write_json(self.run.selection, record)
+
+
+def _read_history(run: RunDirectory) -> list[dict[str, float]]:
+    if not run.history.exists():
+        return []
+    return list(json.loads(run.history.read_text()))
+
+
+def _read_selection(run: RunDirectory, metric: SelectionMetric) -> dict[str, Any]:
+    if run.selection.exists():
+        record = json.loads(run.selection.read_text())
+        if record.get("metric") == metric.name:
+            return dict(record)
+    return {"metric": metric.name, "description": metric.description, "lower_is_better": True, "epochs": []}
+
+
+def _select_and_restore(
+    checkpoint: tf.train.Checkpoint,
+    manager: tf.train.CheckpointManager,
+    run: RunDirectory,
+    metric: SelectionMetric | None,
+    window: int,
+    chief: bool,
+) -> int:
+    """Restore the best epoch among the last ``window`` with a checkpoint; returns it (1-based)."""
+    available = {int(Path(p).name.rsplit("-", 1)[1]): p for p in manager.checkpoints}
+    if not available:
+        return 0
+    last = max(available)
+    candidates = [e for e in available if e > last - window]
+    chosen = last
+    if metric is not None and run.selection.exists():
+        record = json.loads(run.selection.read_text())
+        values = {e["epoch"]: e["value"] for e in record["epochs"] if e["epoch"] in candidates}
+        finite = {e: v for e, v in values.items() if math.isfinite(v)}
+        if finite:
+            chosen = min(finite, key=lambda e: (finite[e], -e))
+        if chief:
+            record.update(selected_epoch=chosen, window=sorted(candidates))
+            atomic_write_json(run.selection, record)
+    if chosen != last:
+        checkpoint.restore(available[chosen]).assert_existing_objects_matched()
+    print(f"selected epoch {chosen}" + (f" by {metric.name}" if metric is not None else " (the last)"))
+    return chosen
+
+
+def _initialize_from(task: TrainingTask, config: Any, model: keras.Model, source: Path) -> None:
+    """Copy the weights of a run directory, ``.keras`` file or checkpoint prefix into ``model``."""
+    if source.is_dir() and (source / "model.keras").exists():
+        source = source / "model.keras"
+    if source.suffix == ".keras":
+        if not source.is_file():
+            raise CalomlError(f"--init-from {source}: file not found")
+        try:
+            loaded = keras.saving.load_model(source, compile=False)
+        except Exception as exc:  # any failure to load is the user's file
+            raise CalomlError(f"--init-from {source}: cannot load the model ({type(exc).__name__})") from None
+        task.check_init_source(config, loaded)
+        try:
+            model.set_weights(loaded.get_weights())
+        except ValueError:
+            raise CalomlError(f"--init-from {source}: the weights do not fit this model's architecture") from None
+    else:
+        prefix = tf.train.latest_checkpoint(str(source)) if source.is_dir() else str(source)
+        if not prefix or not tf.io.gfile.exists(f"{prefix}.index"):
+            raise CalomlError(f"--init-from {source}: no run directory, .keras file or checkpoint there")
+        try:
+            tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError):
+            raise CalomlError(f"--init-from {source}: the checkpoint does not fit this model") from None
+    print(f"initialized the weights from {source}")
+
+
+def _save_model_atomically(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    keras.saving.save_model(model, tmp)
+    tmp.replace(path)
+
+
+def describe(result: TrainingResult) -> str:
+    """A JSON summary of a run for the command line."""
+    last = result.history[-1] if result.history else {}
+    summary = {
+        "run_dir": str(result.run_dir),
+        "model": str(result.model_path) if result.model_path else None,
+        "selected_epoch": result.selected_epoch,
+        "resumed_from_epoch": result.resumed_from_epoch,
+        "last_epoch_metrics": {k: round(v, 5) for k, v in last.items() if np.isfinite(v)},
+        "export": str(result.export_dir) if result.export_dir else None,
+        "seconds": round(result.seconds, 1),
+        "caloml_version": caloml.__version__,
+    }
+    return json.dumps(summary, indent=2)

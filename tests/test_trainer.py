@@ -1,0 +1,153 @@
+"""The shared trainer on a small regression task: checkpoints, resume, selection, transfer, outputs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from caloml.errors import CalomlError
+from caloml.training.config import RuntimeConfig, resolve_config
+from caloml.training.task import SelectionMetric, TrainerSection
+from caloml.training.trainer import train
+
+
+@dataclass
+class LineData:
+    slope: float = 2.0
+    events: int = 64
+
+
+@dataclass
+class LineConfig:
+    data: LineData = field(default_factory=LineData)
+    model: dict[str, float] = field(default_factory=dict)
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+class LineTask:
+    """Fit y = slope x + 1 with one Dense unit; the selection metric can be scripted per epoch."""
+
+    name = "line"
+    config_class = LineConfig
+    presets: dict[str, dict[str, Any]] = {}  # noqa: RUF012 - the protocol's class attribute
+
+    def __init__(self, scripted_metric: list[float] | None = None) -> None:
+        self.scripted = list(scripted_metric or [])
+        self.weights_seen: list[np.ndarray] = []
+
+    def default_run_dir(self, config: LineConfig) -> Path:
+        raise AssertionError("tests always give a run directory")
+
+    def prepare_data(self, config: LineConfig, *, chief: bool) -> tuple[np.ndarray, np.ndarray]:
+        x = np.random.default_rng(0).normal(size=(config.data.events, 1)).astype(np.float32)
+        return x, (config.data.slope * x + 1.0).astype(np.float32)
+
+    def make_dataset(self, config: LineConfig, data: Any, input_context: tf.distribute.InputContext) -> Any:
+        x, y = data
+        batch = input_context.get_per_replica_batch_size(config.trainer.global_batch_size)
+        return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64, seed=config.runtime.seed).repeat().batch(batch)
+
+    def steps_per_epoch(self, config: LineConfig, data: Any) -> int:
+        return config.data.events // config.trainer.global_batch_size
+
+    def build_model(self, config: LineConfig) -> keras.Model:
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.Adam(0.05), "mse")
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    def optimizers(self, model: keras.Model) -> dict[str, Any]:
+        return {"optimizer": model.optimizer}
+
+    def selection_metric(self, config: LineConfig, data: Any) -> SelectionMetric:
+        x, y = data
+
+        def compute(model: keras.Model) -> float:
+            self.weights_seen.append(model.layers[0].kernel.numpy().copy())
+            if self.scripted:
+                return self.scripted.pop(0)
+            return float(np.mean((model.predict(x, verbose=0) - y) ** 2))
+
+        return SelectionMetric("mse", compute)
+
+    def check_init_source(self, config: LineConfig, source: keras.Model) -> None:
+        if not isinstance(source, keras.Sequential):
+            raise CalomlError("not a line model")
+
+    def export(self, model: keras.Model, config: LineConfig, run_dir: Path) -> Path | None:
+        return None
+
+
+def _config(run_dir: Path, *assignments: str) -> LineConfig:
+    base = [f"runtime.run_dir={run_dir}", "runtime.progress=false", "trainer.global_batch_size=16"]
+    return resolve_config(LineConfig, assignments=[*base, *assignments])
+
+
+def test_training_writes_the_run_directory_and_lowers_the_loss(tmp_path):
+    run = tmp_path / "run"
+    result = train(LineTask(), _config(run, "trainer.epochs=3"))
+    assert (run / "config.yaml").exists()
+    assert sorted(p.name for p in (run / "checkpoints").glob("ckpt-*.index")) == [
+        "ckpt-1.index",
+        "ckpt-2.index",
+        "ckpt-3.index",
+    ]
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert any((run / "logs").rglob("events.out.tfevents.*"))
+    selection = json.loads((run / "selection.json").read_text())
+    assert selection["metric"] == "mse"
+    assert len(selection["epochs"]) == 3
+    assert selection["selected_epoch"] == result.selected_epoch
+    reloaded = keras.saving.load_model(run / "model.keras")
+    x = np.array([[0.5]], np.float32)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), result.model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    first = train(LineTask(), _config(run, "trainer.epochs=2"))
+    steps = 64 // 16
+    assert int(first.model.optimizer.iterations.numpy()) == 2 * steps
+    # the same command with more epochs continues: optimizer state, epoch counter and history carry over
+    second = train(LineTask(), _config(run, "trainer.epochs=4"))
+    assert second.resumed_from_epoch == 2
+    assert int(second.model.optimizer.iterations.numpy()) == 4 * steps
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2, 3, 4]
+    # the same command again: nothing left to do, and the run is not restarted
+    third = train(LineTask(), _config(run, "trainer.epochs=4"))
+    assert third.resumed_from_epoch == 4
+
+
+def test_selection_restores_the_best_epoch_of_the_window(tmp_path):
+    task = LineTask(scripted_metric=[5.0, 1.0, 3.0, 4.0])
+    result = train(task, _config(tmp_path / "run", "trainer.epochs=4", "trainer.selection_window=3"))
+    assert result.selected_epoch == 2  # the minimum, inside the last three epochs
+    np.testing.assert_allclose(result.model.layers[0].kernel.numpy(), task.weights_seen[1])
+    task = LineTask(scripted_metric=[0.1, 1.0, 3.0, 4.0])
+    result = train(task, _config(tmp_path / "run2", "trainer.epochs=4", "trainer.selection_window=3"))
+    assert result.selected_epoch == 2  # epoch 1 is better but outside the window
+
+
+def test_init_from_copies_weights_but_not_the_optimizer(tmp_path):
+    source = train(LineTask(), _config(tmp_path / "a", "trainer.epochs=2"))
+    target = train(LineTask(), _config(tmp_path / "b", "trainer.epochs=1", f"trainer.init_from={tmp_path / 'a'}"))
+    assert target.resumed_from_epoch == 0
+    first_epoch_loss = target.history[0]["loss"]
+    assert first_epoch_loss < source.history[0]["loss"]  # starts where the source ended
+    with pytest.raises(CalomlError, match=r"no run directory, \.keras file or checkpoint"):
+        train(LineTask(), _config(tmp_path / "c", f"trainer.init_from={tmp_path / 'nothing'}"))
+
+
+def test_keep_checkpoints_must_cover_the_selection_window(tmp_path):
+    with pytest.raises(CalomlError, match="keep_checkpoints"):
+        train(LineTask(), _config(tmp_path / "run", "trainer.keep_checkpoints=2", "trainer.selection_window=5"))
