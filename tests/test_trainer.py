@@ -58,7 +58,7 @@ class LineTask:
     def steps_per_epoch(self, config: LineConfig, data: Any) -> int:
         return config.data.events // config.trainer.global_batch_size
 
-    def build_model(self, config: LineConfig) -> keras.Model:
+    def build_model(self, config: LineConfig, data: Any) -> keras.Model:
         model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
         model.compile(keras.optimizers.Adam(0.05), "mse")
         model.optimizer.build(model.trainable_variables)

@@ -1,7 +1,8 @@
 """``python -m caloml.bench [WHAT ...]``: benchmarks that print one ``name: value unit`` line per figure.
 
 WHAT is ``sim`` (simulator throughput), ``pipeline`` (TFRecord input pipeline against a plain h5py loop and
-the bytes per shower of each encoding) or ``all`` (the default). The machine is printed first, so that a
+the bytes per shower of each encoding), ``gan`` (3DGAN generator throughput on the CPU: graph, XLA, bfloat16; about
+30 minutes on 2 cores with the default batches) or ``all`` (the default). The machine is printed first, so that a
 figure can be quoted with where it was measured.
 """
 
@@ -11,14 +12,21 @@ import argparse
 import os
 import platform
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from caloml.cli_args import positive_int
 from caloml.errors import run_cli
 
 
 def _unit(name: str) -> str:
     """The unit of a figure from its name's ending."""
+    if "gflop_per_shower" in name:
+        return "GFLOP"
+    if "gflop_per_cpu_s" in name:
+        return "GFLOP/CPU-s"
+    if "gflop_per_s" in name:
+        return "GFLOP/s"
     if "_ms_per_" in name:
         return "ms"
     for ending, unit in (("_per_s", "showers/s"), ("_bytes", "bytes"), ("_per_shower", "bytes"), ("_ms", "ms")):
@@ -29,10 +37,33 @@ def _unit(name: str) -> str:
     return ""
 
 
-def print_figures(figures: dict[str, float]) -> None:
-    """One ``name: value unit`` line per figure."""
+def _int_list(text: str) -> list[int]:
+    """``"1,64,1024"`` -> [1, 64, 1024] (positive integers)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"need positive integers, got {text!r}")
+    return values
+
+
+def _mode_list(text: str) -> list[str]:
+    """``"graph,bf16"`` -> ["graph", "bf16"] (modes of the gan benchmark)."""
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    known = ("graph", "xla", "bf16", "bf16_xla")
+    if not modes or any(mode not in known for mode in modes):
+        raise argparse.ArgumentTypeError(f"modes are {', '.join(known)}; got {text!r}")
+    return modes
+
+
+def print_figures(figures: Mapping[str, float | str], flush: bool = False) -> None:
+    """One ``name: value unit`` line per figure (a text value, such as why a figure was skipped, as it is)."""
     for name, value in figures.items():
-        print(f"{name}: {value:.4g} {_unit(name)}".rstrip())
+        if isinstance(value, str):
+            print(f"{name}: {value}", flush=flush)
+        else:
+            print(f"{name}: {value:.4g} {_unit(name)}".rstrip(), flush=flush)
 
 
 def machine_description() -> str:
@@ -51,11 +82,22 @@ def machine_description() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m caloml.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", nargs="*", choices=["sim", "pipeline", "all"], default=["all"])
-    parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement")
+    parser.add_argument("what", nargs="*", choices=["sim", "pipeline", "gan", "all"], default=["all"])
+    parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement (sim, pipeline)")
     parser.add_argument("--seed", type=int, default=1)
+    gan = parser.add_argument_group("gan")
+    gan.add_argument("--model", help="run directory or .keras file of a GAN3D (default: random full-size weights)")
+    gan.add_argument("--batches", type=_int_list, default=[1, 64, 1024], help="batch sizes (default 1,64,1024)")
+    gan.add_argument("--modes", type=_mode_list, default=None, help="graph,xla,bf16,bf16_xla (default: all four)")
+    gan.add_argument("--repeats", type=positive_int, default=3, help="timed calls per batch size (default 3)")
+    gan.add_argument(
+        "--max-call-seconds",
+        type=float,
+        default=300.0,
+        help="skip a batch size whose call is predicted to take longer (default 300)",
+    )
     args = parser.parse_args(argv)
-    what = {"sim", "pipeline"} if "all" in args.what else set(args.what)
+    what = {"sim", "pipeline", "gan"} if "all" in args.what else set(args.what)
     print(f"machine: {machine_description()}")
     if "sim" in what:
         from caloml.bench.simulator import benchmark_simulator
@@ -75,6 +117,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             records = Path(tmp) / "records"
             convert_to_tfrecords([h5], records)
             print_figures(benchmark_pipeline(h5, records))
+    if "gan" in what:
+        from caloml.data.__main__ import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        from caloml.bench.gan import MODES, benchmark_gan
+
+        benchmark_gan(  # minutes: each figure is printed as soon as it is measured
+            args.model,
+            batches=args.batches,
+            repeats=args.repeats,
+            seed=args.seed,
+            modes=args.modes or MODES,
+            max_call_seconds=args.max_call_seconds,
+            report=lambda name, value: print_figures({name: value}, flush=True),
+        )
     return 0
 
 

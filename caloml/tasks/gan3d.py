@@ -146,6 +146,7 @@ class GanInputs:
 
     train_records: Path
     n_train_events: int
+    condition_angle_range_rad: tuple[float, float]
     validation_energy_gev: np.ndarray
     validation_angle_rad: np.ndarray
     validation_deposit_gev: np.ndarray
@@ -213,7 +214,37 @@ class GAN3DTask:
                 if key not in scalars:
                     raise DataError(f"{records}: no '{key}' in the records (available: {', '.join(scalars)})")
         energy, angle, deposit = self._validation_arrays(config, validation)
-        return GanInputs(train, int(metadata["n_events"]), energy, angle, deposit)
+        angle_range = self._condition_range(config, train)
+        return GanInputs(train, int(metadata["n_events"]), angle_range, energy, angle, deposit)
+
+    def _condition_range(self, config: GanConfig, records: Path) -> tuple[float, float]:
+        """The range of the angle condition in the training data (radians): the model's trained angle range.
+
+        For the measured angle it is narrower than the true-angle range the data was simulated with (about
+        1.2-1.9 rad for 60-120 degrees), and generation must stay inside what the model saw.
+        """
+        from caloml.data.pipeline import make_dataset
+        from caloml.data.transforms import MinTotalDeposit
+
+        key = config.model.condition_angle
+        dataset = make_dataset(
+            records,
+            global_batch_size=4096,
+            shuffle=False,
+            keys=[key],
+            transforms=[MinTotalDeposit(config.data.min_deposit_gev, CELL_KEY)],
+        )
+        low, high = math.inf, -math.inf
+        for batch in dataset:
+            values = batch[key].numpy()
+            values = values[np.isfinite(values) & (values <= math.pi)]  # the measured angle of an empty event is 100
+            if values.size:
+                low, high = min(low, float(values.min())), max(high, float(values.max()))
+        if not low < high:
+            raise DataError(
+                f"{records}: no event with a valid '{key}' passes the {config.data.min_deposit_gev} GeV cut"
+            )
+        return low, high
 
     def _check(self, config: GanConfig) -> None:
         if config.data.particle not in PARTICLES:
@@ -273,7 +304,7 @@ class GAN3DTask:
         return max(1, data.n_train_events // config.trainer.global_batch_size)
 
     # -- model
-    def build_model(self, config: GanConfig) -> keras.Model:
+    def build_model(self, config: GanConfig, data: GanInputs) -> keras.Model:
         from caloml.models.gan3d import GAN3D
 
         m = config.model
@@ -288,7 +319,7 @@ class GAN3DTask:
             dropout=m.dropout,
             batchnorm_synchronized=m.batchnorm_synchronized,
             energy_range_gev=tuple(config.data.energy_range_gev),
-            theta_range_rad=tuple(config.data.theta_range_rad),
+            theta_range_rad=data.condition_angle_range_rad,
             seed=config.runtime.seed,
         )
         lr = config.trainer.learning_rate
@@ -336,7 +367,7 @@ class GAN3DTask:
     def export(self, model: keras.Model, config: GanConfig, run_dir: Path) -> Path | None:
         from caloml.export import export_gan
 
-        return Path(export_gan(model))
+        return Path(export_gan(model, provenance={"source": str(run_dir), "seed": config.runtime.seed}))
 
 
 def _energy_bins(energy_gev: np.ndarray, n_bins: int) -> np.ndarray:

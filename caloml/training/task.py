@@ -75,8 +75,11 @@ class TrainingTask(Protocol):
     def steps_per_epoch(self, config: Any, data: Any) -> int:
         """Steps in one epoch when ``trainer.steps_per_epoch`` is 0."""
 
-    def build_model(self, config: Any) -> keras.Model:
-        """The compiled model with its optimizers' variables built (called inside ``strategy.scope()``)."""
+    def build_model(self, config: Any, data: Any) -> keras.Model:
+        """The compiled model with its optimizers' variables built (called inside ``strategy.scope()``).
+
+        ``data`` is what :meth:`prepare_data` returned (e.g. the trained condition ranges measured on it).
+        """
 
     def optimizers(self, model: keras.Model) -> dict[str, keras.optimizers.Optimizer]:
         """The optimizers whose state is checkpointed with the model."""

@@ -94,7 +94,7 @@ def train(task: TrainingTask, config: Any, *, overwrite: bool = False) -> Traini
     checkpoint_dir = run.checkpoints if chief else scratch / "checkpoints"  # type: ignore[operator]
 
     with strategy.scope():
-        model = task.build_model(config)
+        model = task.build_model(config, data)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, epoch=epoch, **task.optimizers(model))
     manager = tf.train.CheckpointManager(checkpoint, str(checkpoint_dir), max_to_keep=trainer.keep_checkpoints)

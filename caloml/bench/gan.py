@@ -1,0 +1,276 @@
+"""3DGAN generator benchmark: showers per second on this CPU, with and without XLA, in float32 and bfloat16.
+
+For each batch size (1, 64 and 1024 by default) the full-size generator (random weights unless a trained model is
+given: the speed does not depend on the weights) runs through ``GAN3D.call`` - conditions, generator, inverse
+power, i.e. showers in GeV - in these modes:
+
+* ``graph``: a ``tf.function`` (TensorFlow's graph executor; oneDNN kernels on x86);
+* ``xla``: the same with ``jit_compile=True`` (XLA's CPU compiler);
+* ``bf16`` / ``bf16_xla``: the model rebuilt under the Keras ``mixed_bfloat16`` policy (bfloat16 arithmetic,
+  float32 weights), only when the CPU has bfloat16 instructions (``avx512_bf16`` or ``amx_bf16`` in
+  ``/proc/cpuinfo``); otherwise the lines say why they were skipped.
+
+Each figure is the best of ``repeats`` timed calls after one untimed warm-up call (tracing, compilation, oneDNN
+primitive creation); long calls are timed fewer times, or skipped when predicted to exceed a time limit (see
+:func:`benchmark_gan`). Wall-clock rates (showers/s, ms/shower) and process CPU time per shower are both given: on a
+machine shared with other work the CPU time is the steadier figure. The FLOPs of one shower are counted from the
+layer shapes (2 per multiply-add of the Conv3D and Dense layers; the element-wise layers, under 1%, are left out)
+and the achieved FLOP rate per CPU-second is compared with that of a large ``tf.matmul`` measured in the same run
+(float32 for the float32 modes, bfloat16 for the bfloat16 ones). The bfloat16 modes are first checked against
+float32 (mean relative change of the total shower energy); a change beyond bfloat16 rounding is reported as wrong
+results.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BF16_CPU_FLAGS",
+    "BF16_TOLERANCE",
+    "MODES",
+    "benchmark_gan",
+    "bf16_support",
+    "cpu_flags",
+    "generator_flops_per_shower",
+    "matmul_gflop_per_s",
+]
+
+#: CPU flags (``/proc/cpuinfo``) of the x86 instructions that compute in bfloat16.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+#: The measured modes: graph (tf.function), XLA (jit_compile), and both in bfloat16 (mixed_bfloat16 policy).
+MODES = ("graph", "xla", "bf16", "bf16_xla")
+#: Largest mean relative change of the total shower energy that bfloat16 rounding explains (8 bits of mantissa
+#: per operation, summed over 65,025 cells: well under 1% when the arithmetic is right).
+BF16_TOLERANCE = 0.05
+#: Calls predicted to take longer than this (seconds) are timed without a warm-up call in the graph modes.
+SKIP_WARM_UP_SECONDS = 30.0
+#: Milliseconds per shower of the paper (seed 002) on a 2-socket Xeon 8180 and on a GTX 1080.
+PAPER_MS_PER_SHOWER = {"xeon_8180_2_sockets": 16.0, "gtx_1080": 4.0}
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The ``flags`` of the first CPU in ``cpuinfo`` (empty when the file is unreadable, e.g. not Linux)."""
+    try:
+        with open(cpuinfo) as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_support(flags: set[str] | None = None) -> tuple[bool, str]:
+    """Whether this CPU computes in bfloat16, and the reason in words."""
+    flags = cpu_flags() if flags is None else flags
+    found = [flag for flag in BF16_CPU_FLAGS if flag in flags]
+    if found:
+        return True, f"CPU flags {', '.join(found)}"
+    if not flags:
+        return False, "no CPU flags readable (/proc/cpuinfo)"
+    return False, f"the CPU has none of the bfloat16 flags {', '.join(BF16_CPU_FLAGS)}"
+
+
+def generator_flops_per_shower(generator: Any) -> float:
+    """FLOPs of one shower through a functional generator: 2 x the multiply-adds of its Conv3D and Dense layers.
+
+    Conv3D: 2 x kernel volume x input channels x filters x output voxels; Dense: 2 x inputs x units.
+    """
+    import keras
+
+    flops = 0.0
+    for layer in generator.layers:
+        if isinstance(layer, keras.layers.Conv3D):
+            kernel = tuple(int(d) for d in layer.kernel.shape)  # (kx, ky, kz, in, out)
+            voxels = int(np.prod([int(d) for d in layer.output.shape[1:4]]))
+            flops += 2.0 * float(np.prod(kernel)) * voxels
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2.0 * float(np.prod([int(d) for d in layer.kernel.shape]))
+        elif isinstance(layer, keras.Model):
+            flops += generator_flops_per_shower(layer)
+    return flops
+
+
+def _time_calls(function: Callable[[], Any], timed_calls: int, warm_up: bool = True) -> tuple[float, float]:
+    """(best wall seconds, process CPU seconds of that call) over ``timed_calls`` calls, after one untimed warm-up
+    call when ``warm_up``; ``function`` must return something NumPy can convert (which waits for the result)."""
+    if warm_up:
+        np.asarray(function())
+    best = (float("inf"), float("inf"))
+    for _ in range(max(1, timed_calls)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        np.asarray(function())
+        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
+    return best
+
+
+def matmul_gflop_per_s(dtype: str = "float32", size: int = 4096, repeats: int = 3) -> tuple[float, float]:
+    """FLOP rate of a ``size`` x ``size`` ``tf.matmul`` in ``dtype`` on this machine (best of ``repeats``):
+    (GFLOP per wall-clock second, GFLOP per second of process CPU time)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    a = tf.cast(tf.constant(rng.standard_normal((size, size), dtype=np.float32)), dtype)
+    b = tf.cast(tf.constant(rng.standard_normal((size, size), dtype=np.float32)), dtype)
+    product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b)[:1, :1], tf.float32)))
+    wall, cpu = _time_calls(product, repeats)
+    return 2.0 * size**3 / wall / 1e9, 2.0 * size**3 / cpu / 1e9
+
+
+def _bf16_copy(model: Any) -> Any:
+    """The same GAN rebuilt under the ``mixed_bfloat16`` policy, with the same (float32) weights."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        copy = type(model).from_config(model.get_config())
+    finally:
+        keras.config.set_dtype_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _compiled(net: Any, signature: dict[str, Any], jit_compile: bool) -> Callable[[dict[str, Any]], Any]:
+    """``net``'s showers in float32 as one ``tf.function`` (XLA-compiled when ``jit_compile``)."""
+    import tensorflow as tf
+
+    def showers(inputs: dict[str, Any]) -> Any:
+        return tf.cast(net(inputs, training=False), tf.float32)
+
+    return tf.function(showers, input_signature=[signature], jit_compile=jit_compile)
+
+
+def _inputs(model: Any, batch: int, seed: int) -> dict[str, Any]:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    (energy_low, energy_high), (theta_low, theta_high) = model.energy_range_gev, model.theta_range_rad
+    return {
+        "energy_gev": tf.constant(rng.uniform(energy_low, energy_high, batch).astype(np.float32)),
+        "theta_rad": tf.constant(rng.uniform(theta_low, theta_high, batch).astype(np.float32)),
+        "noise": tf.constant(rng.standard_normal((batch, int(model.latent_size) - 2), dtype=np.float32)),
+    }
+
+
+class _Figures(dict[str, float | str]):
+    """The figures, each passed to ``report`` (if any) as it is set."""
+
+    def __init__(self, report: Callable[[str, float | str], None] | None) -> None:
+        super().__init__()
+        self._report = report
+
+    def __setitem__(self, name: str, value: float | str) -> None:
+        super().__setitem__(name, value)
+        if self._report is not None:
+            self._report(name, value)
+
+
+def benchmark_gan(
+    model_path: str | Path | None = None,
+    batches: Sequence[int] = (1, 64, 1024),
+    repeats: int = 3,
+    seed: int = 1,
+    modes: Sequence[str] = MODES,
+    matmul_size: int = 4096,
+    max_call_seconds: float = 300.0,
+    flags: set[str] | None = None,
+    report: Callable[[str, float | str], None] | None = None,
+) -> dict[str, float | str]:
+    """Measure the 3DGAN generator; figures keyed ``name`` -> value (unit in the name's suffix) or a note (str).
+
+    ``model_path``: a run directory or ``.keras`` file of a GAN3D (default: a randomly initialised full-size one).
+    ``batches`` are measured in increasing order; ``repeats`` timed calls each, fewer when they would take more than
+    ``max_call_seconds`` together (at least one). A batch whose call is predicted (from the previous batch's time
+    per shower) to take more than ``max_call_seconds`` is skipped with a note. Calls predicted to take more than
+    :data:`SKIP_WARM_UP_SECONDS` are not preceded by a warm-up call in the graph modes (the function is already
+    traced; the once-per-shape setup is under 1% of such a call); the XLA modes always warm up (XLA compiles per
+    shape). Wall-clock and process CPU time are both reported: on a loaded machine the CPU time per shower is the
+    steadier figure. ``report(name, value)``, when given, is called for each figure as soon as it is measured.
+    """
+    import tensorflow as tf
+
+    from caloml.models.gan3d import GAN3D
+
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise ValueError(f"unknown modes {unknown}; choose from {list(MODES)}")
+    if model_path is None:
+        model = GAN3D(seed=seed)
+    else:
+        from caloml.generate.trained_model import load_trained_model
+
+        model = load_trained_model(model_path, GAN3D).model
+    flops = generator_flops_per_shower(model.generator)
+    figures = _Figures(report)
+    figures["gan_model"] = "randomly initialised full-size GAN3D" if model_path is None else str(model_path)
+    figures["gan_load_average_1min_at_start"] = os.getloadavg()[0]
+    figures["gan_generator_parameters"] = float(model.generator.count_params())
+    figures["gan_gflop_per_shower"] = flops / 1e9
+    supported, reason = bf16_support(flags)
+    figures["gan_bf16_support"] = f"{'yes' if supported else 'no'} ({reason})"
+    reference: dict[str, float] = {}  # GFLOP per CPU-second of the matmul, per precision
+    for precision in ("float32", "bfloat16"):
+        if precision == "bfloat16" and not (supported and any(mode.startswith("bf16") for mode in modes)):
+            continue
+        per_wall_s, per_cpu_s = matmul_gflop_per_s(precision, matmul_size, repeats)
+        figures[f"gan_matmul_{matmul_size}_{precision}_gflop_per_s"] = per_wall_s
+        figures[f"gan_matmul_{matmul_size}_{precision}_gflop_per_cpu_s"] = per_cpu_s
+        reference[precision] = per_cpu_s
+    models = {"float32": model}
+    noise_size = int(model.latent_size) - 2
+    signature = {
+        "energy_gev": tf.TensorSpec((None,), tf.float32),
+        "theta_rad": tf.TensorSpec((None,), tf.float32),
+        "noise": tf.TensorSpec((None, noise_size), tf.float32),
+    }
+    for mode in modes:
+        precision = "bfloat16" if mode.startswith("bf16") else "float32"
+        xla = mode.endswith("xla")
+        if precision == "bfloat16" and not supported:
+            for batch in batches:
+                figures[f"gan_showers_per_s_b{batch}_{mode}"] = f"skipped ({reason})"
+            continue
+        if precision not in models:
+            models[precision] = _bf16_copy(model)
+        function = _compiled(models[precision], signature, xla)
+        if precision == "bfloat16":  # a speed is worth something only if the showers are right
+            inputs = _inputs(model, 8, seed + 1)
+            exact = np.asarray(model(inputs, training=False)).sum(axis=(1, 2, 3))
+            approximate = np.asarray(function(inputs)).sum(axis=(1, 2, 3))
+            change = float(np.mean(np.abs(approximate / exact - 1.0)))
+            figures[f"gan_{mode}_total_energy_rel_change"] = change
+            if change > BF16_TOLERANCE:
+                figures[f"gan_{mode}_results"] = (
+                    f"WRONG: total energies differ from float32 by {100 * change:.0f}% on average (more than the"
+                    f" {100 * BF16_TOLERANCE:.0f}% bfloat16 rounding allows); its speed below is not usable"
+                )
+        seconds_per_shower: float | None = None
+        for batch in sorted(batches):
+            name = f"b{batch}_{mode}"
+            predicted = None if seconds_per_shower is None else seconds_per_shower * batch
+            if predicted is not None and predicted > max_call_seconds:
+                figures[f"gan_showers_per_s_{name}"] = (
+                    f"skipped (one call predicted to take {predicted:.0f} s from the smaller batch, over the"
+                    f" {max_call_seconds:.0f} s limit; raise --max-call-seconds to measure it)"
+                )
+                continue
+            timed = repeats if predicted is None else max(1, min(repeats, int(max_call_seconds // predicted)))
+            warm_up = xla or predicted is None or predicted <= SKIP_WARM_UP_SECONDS
+            wall, cpu = _time_calls(partial(function, _inputs(model, batch, seed)), timed, warm_up)
+            seconds_per_shower = wall / batch
+            figures[f"gan_showers_per_s_{name}"] = batch / wall
+            figures[f"gan_ms_per_shower_{name}"] = 1e3 * wall / batch
+            figures[f"gan_cpu_ms_per_shower_{name}"] = 1e3 * cpu / batch
+            figures[f"gan_gflop_per_cpu_s_{name}"] = flops * batch / cpu / 1e9
+            figures[f"gan_fraction_of_matmul_{name}"] = flops * batch / cpu / 1e9 / reference[precision]
+    figures["gan_load_average_1min_at_end"] = os.getloadavg()[0]
+    return dict(figures)

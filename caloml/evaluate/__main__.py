@@ -1,0 +1,163 @@
+"""The evaluation command line: ``python -m caloml.evaluate COMMAND ...``.
+
+Commands::
+
+    gen --generated FILE.h5 --reference FILE.h5 --out DIR [--repeats N] [--seed S] [--no-classifier] ...
+
+Each command is a pair (add-parser function, run function) in :data:`SUBCOMMANDS`, as in ``python -m caloml.data``:
+the first takes the ``subparsers`` action, adds the command's parser and returns it; the second takes the parsed
+``argparse.Namespace`` and returns an exit status (None for 0). Another module adds a command with one call, for
+example the reconstruction evaluation: ``register("reco", add_reco_parser, run_reco)``. User errors are
+:class:`caloml.errors.CalomlError`, printed as one line by :func:`caloml.errors.run_cli` (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from caloml.cli_args import positive_int
+from caloml.errors import run_cli
+
+__all__ = ["SUBCOMMANDS", "add_gen_parser", "build_parser", "cli", "main", "register", "run_gen"]
+
+AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
+Run = Callable[[argparse.Namespace], int | None]
+
+#: The commands, in the order of the help: name -> (add-parser function, run function).
+SUBCOMMANDS: dict[str, tuple[AddParser, Run]] = {}
+
+
+def register(name: str, add_parser: AddParser, run: Run) -> None:
+    """Add (or replace) the command ``name``: ``add_parser(subparsers)`` must add a parser called ``name``."""
+    SUBCOMMANDS[name] = (add_parser, run)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``gen``: generated showers against a reference file."""
+    parser = subparsers.add_parser(
+        "gen",
+        help="compare a file of generated showers with a reference file of the same layout",
+        description=(
+            "Compare generated showers with reference showers (LCD or CaloChallenge layout): histograms and"
+            " separation power of the physics observables, KS tests, relative errors of the means per energy (and"
+            " angle) bin, correlation matrices, a classifier two-sample test (AUC, Jensen-Shannon estimate) and"
+            " GAN-train / GAN-test. Writes report.html, metrics.json and PNG plots into --out."
+        ),
+    )
+    parser.add_argument("--generated", required=True, type=Path, metavar="FILE.h5", help="generated showers")
+    parser.add_argument("--reference", required=True, type=Path, metavar="FILE.h5", help="reference showers")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="report directory")
+    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=1, help="classifier tests per input, for the spread (default 1)"
+    )
+    parser.add_argument("--no-classifier", action="store_true", help="skip the classifier two-sample test")
+    parser.add_argument(
+        "--classifier-events",
+        type=positive_int,
+        default=20000,
+        metavar="N",
+        help="most showers per file in the classifier test (default 20000; bounds the memory)",
+    )
+    parser.add_argument("--bins", type=positive_int, default=40, help="histogram bins per observable (default 40)")
+    binning = parser.add_mutually_exclusive_group()
+    binning.add_argument(
+        "--energy-bin-width",
+        type=_positive_float,
+        metavar="GEV",
+        help="incident-energy bins of this width (default: 5 GeV for LCD files)",
+    )
+    binning.add_argument(
+        "--log-energy-bins",
+        type=positive_int,
+        metavar="N",
+        help="N logarithmic incident-energy bins (default for CaloChallenge files: 12)",
+    )
+    parser.add_argument(
+        "--angle-bin-width", type=_positive_float, default=0.1, metavar="RAD", help="angle bins (default 0.1 rad)"
+    )
+    parser.add_argument(
+        "--background",
+        type=Path,
+        metavar="FILE.h5",
+        help="showers of another particle (e.g. simulated charged pions) for GAN-train / GAN-test",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def run_gen(args: argparse.Namespace) -> int:
+    """Run the generator evaluation and print the summary."""
+    from caloml.evaluate.generative import evaluate_generated
+
+    metrics = evaluate_generated(
+        args.generated,
+        args.reference,
+        args.out,
+        seed=args.seed,
+        repeats=args.repeats,
+        classifier=not args.no_classifier,
+        classifier_events=args.classifier_events,
+        bins=args.bins,
+        energy_bin_width_gev=args.energy_bin_width,
+        log_energy_bins=args.log_energy_bins,
+        angle_bin_width_rad=args.angle_bin_width,
+        background=None if args.background is None else str(args.background),
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    summary = metrics["summary"]
+    auc = ", ".join(
+        f"{kind} AUC {summary[f'auc_{kind}']:.3f}"
+        for kind in ("low_level", "high_level")
+        if summary[f"auc_{kind}"] is not None
+    )
+    print(
+        f"{summary['n_flagged_columns']} of {summary['n_columns']} observable columns flagged"
+        f"{'; ' + auc if auc else ''}; largest separation power {summary['largest_separation_power_text']};"
+        f" report: {Path(args.out) / 'report.html'}"
+    )
+    return 0
+
+
+register("gen", add_gen_parser, run_gen)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, one sub-parser per entry of :data:`SUBCOMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m caloml.evaluate",
+        description="caloml evaluation: compare generated showers with a reference (gen).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (add_parser, run) in SUBCOMMANDS.items():
+        subparser = add_parser(subparsers)
+        if subparser.prog.split()[-1] != name:
+            raise ValueError(f"the add-parser function of {name!r} added {subparser.prog!r}")
+        subparser.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int | None:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+def cli() -> None:
+    """Entry point: :func:`main` with one-line user errors (exit status 2)."""
+    run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

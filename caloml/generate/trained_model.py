@@ -1,0 +1,120 @@
+"""Loading a trained model from the path a user gives: a run directory or a ``.keras`` file.
+
+A run directory (what ``python -m caloml.train`` writes) holds ``model.keras`` (the selected best-epoch model, a
+complete Keras archive) and ``config.yaml`` (the resolved training configuration with its seed); a ``.keras`` file
+is used as it is. Anything else - a missing path, a directory without ``model.keras``, a file Keras cannot read, a
+model of another class than asked for, a model of another particle than asked for - is a one-line
+:class:`caloml.errors.CalomlError` naming the path. Keras is imported only when a model is actually loaded.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from caloml.errors import CalomlError
+
+__all__ = ["MODEL_FILE", "RUN_CONFIG_FILE", "TrainedModel", "load_trained_model", "resolve_model_file"]
+
+#: The model file of a run directory.
+MODEL_FILE = "model.keras"
+#: The resolved training configuration of a run directory.
+RUN_CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class TrainedModel:
+    """A loaded model and where it came from.
+
+    Attributes:
+        model: the Keras model (not compiled).
+        path: the path the user gave (run directory or ``.keras`` file).
+        model_file: the ``.keras`` file that was loaded.
+        run_config: the run's ``config.yaml`` as a dict (empty when ``path`` is a bare ``.keras`` file or the run
+            has none).
+    """
+
+    model: Any
+    path: Path
+    model_file: Path
+    run_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def training_seed(self) -> int | None:
+        """The seed of the training run (``seed`` of ``config.yaml``, top level or under ``runtime``), if known."""
+        for section in (self.run_config, self.run_config.get("runtime") or {}):
+            if isinstance(section, dict) and isinstance(section.get("seed"), int):
+                return int(section["seed"])
+        return None
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the model came from, for the configuration stored next to an output."""
+        return {
+            "model_path": str(self.path),
+            "model_file": str(self.model_file),
+            "training_seed": self.training_seed,
+        }
+
+
+def resolve_model_file(path: str | Path) -> Path:
+    """The ``.keras`` file of ``path``: ``path/model.keras`` for a run directory, else ``path`` itself."""
+    path = Path(path)
+    if path.is_dir():
+        model_file = path / MODEL_FILE
+        if not model_file.is_file():
+            raise CalomlError(f"{path}: not a run directory (no {MODEL_FILE} in it) and not a .keras model file")
+        return model_file
+    if not path.exists():
+        raise CalomlError(f"{path}: no such model file or run directory")
+    if path.suffix != ".keras":
+        raise CalomlError(f"{path}: not a Keras model (expected a run directory or a .keras file)")
+    return path
+
+
+def _read_run_config(model_file: Path) -> dict[str, Any]:
+    config_file = model_file.parent / RUN_CONFIG_FILE
+    if model_file.name != MODEL_FILE or not config_file.is_file():
+        return {}
+    import yaml
+
+    try:
+        config = yaml.safe_load(config_file.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise CalomlError(f"{config_file}: unreadable run configuration ({_first_line(error)})") from None
+    return config if isinstance(config, dict) else {}
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def load_trained_model(path: str | Path, model_class: type, *, particle: str | None = None) -> TrainedModel:
+    """Load the model of ``path`` (a run directory or a ``.keras`` file) and check what it is.
+
+    ``model_class`` is the expected class (for example :class:`caloml.models.gan3d.GAN3D`; its module must be
+    imported so that Keras knows the class); ``particle``, when given, must equal the model's ``particle``
+    attribute. The model is loaded without its training state (``compile=False``).
+    """
+    model_file = resolve_model_file(path)
+    run_config = _read_run_config(model_file)
+    import keras
+
+    try:
+        model = keras.saving.load_model(model_file, compile=False)
+    except CalomlError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as error:
+        raise CalomlError(f"{model_file}: not a readable Keras model file ({_first_line(error)})") from None
+    if not isinstance(model, model_class):
+        raise CalomlError(
+            f"{model_file}: a {type(model).__name__} model, expected a {model_class.__name__}"
+            " (a checkpoint of another model?)"
+        )
+    model_particle = getattr(model, "particle", None)
+    if particle is not None and model_particle != particle:
+        raise CalomlError(f"{model_file}: a model of {model_particle} showers, not {particle}")
+    return TrainedModel(model=model, path=Path(path), model_file=model_file, run_config=run_config)

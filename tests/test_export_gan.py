@@ -1,0 +1,184 @@
+"""Exporting a (randomly initialised) 3DGAN as a SavedModel: TF Serving layout, signatures that run with TensorFlow
+alone and match the Keras model, deterministic seeds, errors for out-of-range conditions, versions never replaced."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from caloml.errors import CalomlError, OutputExistsError
+from caloml.export import export_gan
+from caloml.export.__main__ import main
+from caloml.export.gan import accepted_range
+from caloml.export.serving import next_version
+from caloml.models.gan3d import GAN3D
+
+ENERGY_RANGE_GEV = (10.0, 200.0)
+THETA_RANGE_RAD = (1.2, 1.9)
+
+# Runs in a fresh interpreter with TensorFlow only: loads the SavedModel and calls its signatures.
+RELOAD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    path, inputs_file, out_file = sys.argv[1:4]
+    inputs = np.load(inputs_file)
+    loaded = tf.saved_model.load(path)
+    signatures = loaded.signatures
+    energy, theta = tf.constant(inputs["energy"]), tf.constant(inputs["theta"])
+    noise = tf.constant(inputs["noise"])
+    from_noise = signatures["generate_from_noise"](energy_gev=energy, theta_rad=theta, noise=noise)
+    seeds = [tf.constant(s, tf.int64) for s in (4, 4, 5)]
+    seeded = [signatures["generate"](energy_gev=energy, theta_rad=theta, seed=s) for s in seeds]
+    default = signatures["serving_default"](energy_gev=energy, theta_rad=theta, seed=seeds[0])
+    errors = {}
+    for name, (e, t) in {"energy": ([500.0], [1.5]), "nan": ([float("nan")], [1.5]), "theta": ([100.0], [2.5]),
+                         "length": ([100.0, 50.0], [1.5])}.items():
+        try:
+            signatures["generate"](energy_gev=tf.constant(e), theta_rad=tf.constant(t), seed=tf.constant(1, tf.int64))
+            errors[name] = None
+        except tf.errors.InvalidArgumentError as error:
+            errors[name] = error.message
+    seeded = np.stack([s["showers"].numpy() for s in seeded])
+    np.savez(out_file, from_noise=from_noise["showers"].numpy(), seeded=seeded, default=default["showers"].numpy())
+    print(json.dumps({"caloml_imported": "caloml" in sys.modules, "keras_imported": "keras" in sys.modules,
+                      "signatures": sorted(signatures), "errors": errors,
+                      "outputs": {k: str(v) for k, v in signatures["generate"].structured_outputs.items()}}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def gan() -> GAN3D:
+    return GAN3D(
+        particle="electron",
+        condition_angle="theta",
+        energy_range_gev=ENERGY_RANGE_GEV,
+        theta_range_rad=THETA_RANGE_RAD,
+        seed=2,
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(gan: GAN3D, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("saved_models")
+    return export_gan(gan, base, provenance={"source": "test", "seed": 2})
+
+
+def test_layout_and_export_info(gan: GAN3D, exported: Path) -> None:
+    assert exported.name == "1"
+    assert exported.parent.name == "gan3d-electron"
+    assert (exported / "saved_model.pb").is_file()
+    assert (exported / "variables").is_dir()
+    assert [p.name for p in exported.parent.iterdir()] == ["1"]  # no temporary directory left behind
+    info = json.loads((exported / "export.json").read_text())
+    assert info["particle"] == "electron"
+    assert info["version"] == 1
+    assert info["energy_range_gev"] == list(ENERGY_RANGE_GEV)
+    assert info["theta_range_rad"] == list(THETA_RANGE_RAD)
+    assert info["condition_angle"] == "theta"
+    assert info["noise_size"] == 254
+    assert info["model_config"]["latent_size"] == 256
+    assert info["source"] == "test"
+    assert info["seed"] == 2
+    assert set(info["signatures"]) == {"generate", "generate_from_noise"}
+    assert "caloml_version" in info
+
+
+def test_reloaded_without_caloml_matches_keras(gan: GAN3D, exported: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    energy = np.array([10.0, 120.0, 200.0], np.float32)
+    theta = np.array([1.2, 1.57, 1.9], np.float32)
+    noise = rng.standard_normal((3, 254), dtype=np.float32)
+    np.savez(tmp_path / "inputs.npz", energy=energy, theta=theta, noise=noise)
+    result = subprocess.run(
+        [sys.executable, "-c", RELOAD_SCRIPT, str(exported), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["caloml_imported"] is False
+    assert report["signatures"] == ["generate", "generate_from_noise", "serving_default"]
+    assert "(None, 51, 51, 25)" in report["outputs"]["showers"]
+    outputs = np.load(tmp_path / "out.npz")
+
+    expected = np.asarray(gan({"energy_gev": energy, "theta_rad": theta, "noise": noise}))
+    assert outputs["from_noise"].shape == (3, 51, 51, 25)
+    np.testing.assert_allclose(outputs["from_noise"], expected, rtol=1e-4, atol=1e-6)
+    first, again, other = outputs["seeded"]
+    np.testing.assert_array_equal(first, again)  # deterministic per seed
+    assert not np.allclose(first, other)
+    np.testing.assert_array_equal(outputs["default"], first)  # serving_default is generate
+    # the seed signature draws the noise as GAN3D.generate(seed=...) does
+    np.testing.assert_allclose(first, np.asarray(gan.generate(energy, theta, seed=4)), rtol=1e-4, atol=1e-6)
+
+    errors = report["errors"]
+    assert "energy_gev outside the range the model was trained on" in errors["energy"]
+    assert "energy_gev must be finite" in errors["nan"]
+    assert "theta_rad outside the range" in errors["theta"]
+    assert "differ in length" in errors["length"]
+
+
+def test_accepted_range_agrees_with_check_conditions(gan: GAN3D) -> None:
+    for which, trained in enumerate((gan.energy_range_gev, gan.theta_range_rad)):
+        low, high = accepted_range(trained)
+        assert low < trained[0]  # widened by the tolerance
+        assert high > trained[1]
+        for edge, outwards in ((low, -np.inf), (high, np.inf)):
+            inside = np.array([100.0, 1.5], np.float32)
+            inside[which] = edge
+            outside = inside.copy()
+            outside[which] = np.nextafter(edge, np.float32(outwards))
+            gan.check_conditions(inside[0], inside[1])  # the last float32 the export accepts, the model accepts
+            with pytest.raises(CalomlError):  # and the next one both reject
+                gan.check_conditions(outside[0], outside[1])
+
+
+def test_versions_never_replaced(gan: GAN3D, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    keras.saving.save_model(gan, run / "model.keras")
+    (run / "config.yaml").write_text(yaml.safe_dump({"runtime": {"seed": 9}}))
+    base = tmp_path / "saved_models"
+    (base / "gan3d-electron" / "3").mkdir(parents=True)  # an existing version
+    assert next_version(base / "gan3d-electron") == 4
+    assert main(["gan", "--model", str(run), "--saved-models", str(base)]) == 0
+    info = json.loads((base / "gan3d-electron" / "4" / "export.json").read_text())
+    assert info["source"] == str(run)
+    assert info["seed"] == 9
+    with pytest.raises(OutputExistsError, match="never replaced"):
+        main(["gan", "--model", str(run), "--saved-models", str(base), "--version", "3"])
+    assert not any((base / "gan3d-electron" / "3").iterdir())
+    with pytest.raises(CalomlError, match="a model of electron showers, not photon"):
+        main(["gan", "--model", str(run), "--particle", "photon", "--saved-models", str(base)])
+    assert sorted(p.name for p in (base / "gan3d-electron").iterdir()) == ["3", "4"]
+
+
+def test_cli_wrong_model_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "caloml.export", "gan", "--model", str(tmp_path / "nothing.keras")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("caloml: error:")
+    assert "nothing.keras" in lines[0]
+    assert not (tmp_path / "saved_models").exists()
