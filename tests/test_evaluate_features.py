@@ -209,3 +209,27 @@ def test_the_angle_condition_falls_back_to_the_measured_angle(lcd_pair: tuple[Pa
         assert pair.angle_key is None
         assert pair.generated.theta_rad is None
         assert pair.reference.theta_rad is None
+
+
+def test_a_measured_angle_model_is_binned_by_its_condition_and_sentinels_are_not_angles(
+    lcd_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``caloml.generate`` writes ``mtheta_condition`` (the requested measured angle) for an mtheta-conditioned
+    model: that is the generated file's angle condition, not the angle measured on its showers."""
+    with LCDReader(lcd_pair[0]) as reader:
+        events = reader.read(slice(None))
+    condition = np.linspace(1.3, 1.8, len(events["energy"])).astype(np.float32)
+    measured = events["mtheta"].copy()
+    measured[:3] = 100.0  # unmeasurable showers
+    generated = tmp_path / "generated_mtheta.h5"
+    with LCDWriter(generated) as writer:
+        writer.append({"ECAL": events["ECAL"], "energy": events["energy"], "mtheta": measured,
+                       "mtheta_condition": condition})  # fmt: skip
+    with open_pair(generated, lcd_pair[1]) as pair:
+        assert pair.angle_key == "mtheta"
+        np.testing.assert_allclose(pair.generated.theta_rad, condition)
+    sentinel = tmp_path / "sentinel.h5"
+    with LCDWriter(sentinel) as writer:
+        writer.append({"ECAL": events["ECAL"], "energy": events["energy"], "mtheta": measured})
+    with open_pair(sentinel, lcd_pair[1]) as pair:
+        assert pair.angle_key is None  # 100 rad is not an angle: no angle binning rather than 990 bins

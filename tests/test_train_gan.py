@@ -109,6 +109,17 @@ def test_a_second_identical_command_reuses_the_data_and_the_finished_run(trained
     assert "different configuration (trainer.learning_rate)" in changed.stderr
 
 
+def test_data_outside_the_configured_energy_range_is_refused(trained_run):
+    cwd, _ = trained_run
+    records = cwd / "tf_records"
+    train_dir, validation_dir = sorted(records.iterdir())
+    result = _train(cwd, *TINY, "--data", str(train_dir), "--validation-data", str(validation_dir),
+                    "--energy-range", "2", "500", "--run-dir", "other")  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "the training energies span" in result.stderr
+    assert "pass --energy-range" in result.stderr
+
+
 def test_killed_mid_epoch_the_run_resumes_from_its_last_checkpoint(tmp_path):
     args = [*TINY, "--epochs", "3", "--run-dir", "run"]
     first = tmp_path / "run" / "checkpoints" / "ckpt-1.index"
@@ -145,6 +156,7 @@ def test_killed_mid_epoch_the_run_resumes_from_its_last_checkpoint(tmp_path):
         (["--set", "model.condition_angle=phi"], "model.condition_angle must be 'mtheta' or 'theta'"),
         (["--set", "trainer.epochs=two"], "'trainer.epochs': expected an integer"),
         (["--init-from", "missing.keras"], "missing.keras: file not found"),
+        (["--energy-range", "100", "100"], "data.energy_range_gev must be an interval low < high"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, args, message):

@@ -33,6 +33,7 @@ __all__ = [
     "MaxOpeningAngle",
     "MinTotalDeposit",
     "PowerTransform",
+    "ScalarInRange",
     "ScaleEnergy",
     "ToPointCloud",
     "Transform",
@@ -199,6 +200,26 @@ class MaxOpeningAngle(EventFilter):
     def keep(self, scalars: Batch) -> Any:
         """``openingAngle < max_rad``."""
         return scalars[self.key] < self.max_rad
+
+
+@dataclass(frozen=True)
+class ScalarInRange(EventFilter):
+    """Keep events with ``low <= key <= high`` (e.g. a measured angle below pi, which drops the sentinel 100 of
+    events whose angle could not be measured)."""
+
+    key: str
+    low: float
+    high: float
+
+    @property
+    def required_keys(self) -> tuple[str, ...]:
+        """The scalar."""
+        return (self.key,)
+
+    def keep(self, scalars: Batch) -> Any:
+        """``low <= value <= high`` (False for NaN)."""
+        value = scalars[self.key]
+        return (value >= self.low) & (value <= self.high)
 
 
 # -- value transforms ------------------------------------------------------------------------------------------------

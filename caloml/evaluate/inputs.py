@@ -37,9 +37,13 @@ ENERGY_RANGE_TOLERANCE = 0.05
 #: The same for a reference of a single energy, as a fraction of that energy.
 FIXED_ENERGY_TOLERANCE = 0.01
 
-_LCD_KEYS = ("ECAL", "energy", "theta", "mtheta")
 #: The angle keys of LCD files, in order of preference for the angle condition.
 ANGLE_KEYS = ("theta", "mtheta")
+#: Written by ``python -m caloml.generate gan`` for a model conditioned on the measured angle: the measured angle
+#: the shower was generated for. It is that file's ``mtheta`` condition (its ``mtheta`` key is the angle measured
+#: on the generated shower, an output, and is compared as an observable).
+GENERATED_MTHETA_CONDITION = "mtheta_condition"
+_LCD_KEYS = ("ECAL", "energy", "theta", "mtheta", GENERATED_MTHETA_CONDITION)
 
 
 @dataclass
@@ -150,6 +154,23 @@ class InputPair:
         self.close()
 
 
+def _angle_conditions(reader: HDF5EventReader, path: Path) -> dict[str, np.ndarray]:
+    """The file's angle conditions (rad) by key; a key with an invalid value (non-finite, or the measured
+    angle's sentinel 100 of a shower whose angle cannot be measured) is left out, with a note."""
+    angles = {}
+    for key in ANGLE_KEYS:
+        source = GENERATED_MTHETA_CONDITION if key == "mtheta" and GENERATED_MTHETA_CONDITION in reader.keys else key
+        if source not in reader.keys:
+            continue
+        values = reader.read_key(source).reshape(-1).astype(np.float64)
+        invalid = int(np.count_nonzero(~np.isfinite(values) | (values < 0) | (values > np.pi)))
+        if invalid:
+            print(f"note: {path}: {invalid} events have no valid '{source}'; it is not used as the angle condition")
+            continue
+        angles[key] = values
+    return angles
+
+
 def _open_one(path: Path, role: str, chunk_events: int) -> EvaluationInput:
     probe = open_reader(path, chunk_events=chunk_events)  # validates structure and scalars; detects the layout
     if isinstance(probe, LCDReader):
@@ -171,7 +192,7 @@ def _open_one(path: Path, role: str, chunk_events: int) -> EvaluationInput:
             angles: dict[str, np.ndarray] = {}
         else:
             energy = reader.read_key("energy").reshape(-1).astype(np.float64)
-            angles = {k: reader.read_key(k).reshape(-1).astype(np.float64) for k in ANGLE_KEYS if k in reader.keys}
+            angles = _angle_conditions(reader, path)
         return EvaluationInput(
             path=path,
             reader=reader,

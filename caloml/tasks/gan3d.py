@@ -214,47 +214,65 @@ class GAN3DTask:
                 if key not in scalars:
                     raise DataError(f"{records}: no '{key}' in the records (available: {', '.join(scalars)})")
         energy, angle, deposit = self._validation_arrays(config, validation)
-        angle_range = self._condition_range(config, train)
+        angle_range = self._training_ranges(config, train)
         return GanInputs(train, int(metadata["n_events"]), angle_range, energy, angle, deposit)
 
-    def _condition_range(self, config: GanConfig, records: Path) -> tuple[float, float]:
+    def _training_ranges(self, config: GanConfig, records: Path) -> tuple[float, float]:
         """The range of the angle condition in the training data (radians): the model's trained angle range.
 
         For the measured angle it is narrower than the true-angle range the data was simulated with (about
-        1.2-1.9 rad for 60-120 degrees), and generation must stay inside what the model saw.
+        1.2-1.9 rad for 60-120 degrees), and generation must stay inside what the model saw. The primary energies
+        must fill ``data.energy_range_gev`` (up to the statistical gap at each end): the model records that range as
+        the one it was trained on, and generation refuses energies outside it.
         """
         from caloml.data.pipeline import make_dataset
-        from caloml.data.transforms import MinTotalDeposit
 
         key = config.model.condition_angle
         dataset = make_dataset(
             records,
             global_batch_size=4096,
             shuffle=False,
-            keys=[key],
-            transforms=[MinTotalDeposit(config.data.min_deposit_gev, CELL_KEY)],
+            keys=[key, "energy"],
+            transforms=event_filters(config),
         )
         low, high = math.inf, -math.inf
+        e_low, e_high = math.inf, -math.inf
+        n_events = 0
         for batch in dataset:
             values = batch[key].numpy()
-            values = values[np.isfinite(values) & (values <= math.pi)]  # the measured angle of an empty event is 100
+            energies = batch["energy"].numpy()
+            n_events += values.size
             if values.size:
                 low, high = min(low, float(values.min())), max(high, float(values.max()))
+                e_low, e_high = min(e_low, float(energies.min())), max(e_high, float(energies.max()))
         if not low < high:
+            cut = config.data.min_deposit_gev
+            raise DataError(f"{records}: no event with a valid '{key}' passes the {cut} GeV cut")
+        lo, hi = config.data.energy_range_gev
+        # the gap between a range's end and the extreme of n events drawn in it is about width / n: allow 7 of
+        # those (a false alarm in about 1e-3 of uniform samples), at least 2% of the width
+        slack = (hi - lo) * max(0.02, 7.0 / n_events)
+        if not (lo - slack <= e_low <= lo + slack and hi - slack <= e_high <= hi + slack):
             raise DataError(
-                f"{records}: no event with a valid '{key}' passes the {config.data.min_deposit_gev} GeV cut"
+                f"{records}: the training energies span {e_low:.4g}-{e_high:.4g} GeV but data.energy_range_gev is "
+                f"{lo:g}-{hi:g} GeV (the range the model will accept); pass --energy-range {e_low:.4g} {e_high:.4g}"
             )
         return low, high
 
     def _check(self, config: GanConfig) -> None:
         if config.data.particle not in PARTICLES:
             raise CalomlError(f"unknown particle {config.data.particle!r}; choose one of {', '.join(PARTICLES)}")
+        for name, (low, high) in (
+            ("data.energy_range_gev", config.data.energy_range_gev),
+            ("data.theta_range_rad", config.data.theta_range_rad),
+        ):
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise CalomlError(f"{name} must be an interval low < high, got {low:g} {high:g}")
         if config.model.condition_angle not in ("mtheta", "theta"):
             raise CalomlError(f"model.condition_angle must be 'mtheta' or 'theta', got {config.model.condition_angle}")
 
     def _validation_arrays(self, config: GanConfig, records: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from caloml.data.pipeline import make_dataset
-        from caloml.data.transforms import MinTotalDeposit
 
         keys = ["energy", config.model.condition_angle, f"{CELL_KEY}/sum"]
         dataset = make_dataset(
@@ -262,7 +280,7 @@ class GAN3DTask:
             global_batch_size=1024,
             shuffle=False,
             keys=[CELL_KEY, "energy", config.model.condition_angle],
-            transforms=[MinTotalDeposit(config.data.min_deposit_gev, CELL_KEY)],
+            transforms=event_filters(config),
         )
         columns: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for batch in dataset:
@@ -285,7 +303,6 @@ class GAN3DTask:
         self, config: GanConfig, data: GanInputs, input_context: tf.distribute.InputContext
     ) -> tf.data.Dataset:
         from caloml.data.pipeline import make_dataset
-        from caloml.data.transforms import MinTotalDeposit
 
         return make_dataset(
             data.train_records,
@@ -297,7 +314,7 @@ class GAN3DTask:
             drop_remainder=True,
             shuffle_buffer=config.data.shuffle_buffer,
             keys=[CELL_KEY, "energy", config.model.condition_angle],
-            transforms=[MinTotalDeposit(config.data.min_deposit_gev, CELL_KEY)],
+            transforms=event_filters(config),
         )
 
     def steps_per_epoch(self, config: GanConfig, data: GanInputs) -> int:
@@ -344,6 +361,11 @@ class GAN3DTask:
             raise CalomlError(
                 f"--init-from: latent size {source.latent_size}, this run uses {config.model.latent_size}"
             )
+        if source.condition_angle != config.model.condition_angle:
+            raise CalomlError(
+                f"--init-from: that model is conditioned on '{source.condition_angle}', this run on "
+                f"'{config.model.condition_angle}' (model.condition_angle)"
+            )
         if source.particle != config.data.particle:
             print(f"transfer: {source.particle} weights initialize the {config.data.particle} model")
 
@@ -370,6 +392,17 @@ class GAN3DTask:
         return Path(export_gan(model, provenance={"source": str(run_dir), "seed": config.runtime.seed}))
 
 
+def event_filters(config: GanConfig) -> list[Any]:
+    """The per-event cuts of training, selection and range measurement: the ECAL deposit above
+    ``data.min_deposit_gev`` and a valid angle condition (the measured angle of an unmeasurable shower is 100)."""
+    from caloml.data.transforms import MinTotalDeposit, ScalarInRange
+
+    return [
+        MinTotalDeposit(config.data.min_deposit_gev, CELL_KEY),
+        ScalarInRange(config.model.condition_angle, 0.0, math.pi),
+    ]
+
+
 def _energy_bins(energy_gev: np.ndarray, n_bins: int) -> np.ndarray:
     low, high = float(energy_gev.min()), float(energy_gev.max())
     return np.linspace(low, np.nextafter(high, math.inf), max(1, n_bins) + 1)
@@ -380,13 +413,18 @@ def _generated_deposit(
 ) -> np.ndarray:
     """ECAL deposits (GeV) of showers generated for the given conditions, with noise fixed by ``seed``."""
     rng = np.random.default_rng(seed)
+
+    @tf.function(reduce_retracing=True)
+    def deposits(e: tf.Tensor, a: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+        showers = model({"energy_gev": e, "theta_rad": a, "noise": noise}, training=False)
+        return tf.reduce_sum(showers, axis=(1, 2, 3))
+
     out = []
     for start in range(0, len(energy_gev), batch_size):
         e = energy_gev[start : start + batch_size].astype(np.float32)
         a = angle_rad[start : start + batch_size].astype(np.float32)
         noise = rng.standard_normal((len(e), model.latent_size - 2)).astype(np.float32)
-        showers = model.generate(e, a, noise=noise)
-        out.append(np.asarray(keras.ops.convert_to_numpy(keras.ops.sum(showers, axis=(1, 2, 3)))))
+        out.append(deposits(e, a, noise).numpy())
     return np.concatenate(out).astype(np.float64)
 
 

@@ -30,6 +30,7 @@ RESUMABLE_CHANGES = (
     "trainer.epochs",
     "trainer.init_from",  # only read by a fresh run
     "trainer.export",
+    "runtime.run_dir",  # the same directory, perhaps spelled differently
     "runtime.strategy",
     "runtime.cpu_replicas",
     "runtime.progress",

@@ -108,11 +108,10 @@ def train(task: TrainingTask, config: Any, *, overwrite: bool = False) -> Traini
     history = _read_history(run) if resume else []
 
     selection = task.selection_metric(config, data)
-    callbacks: list[keras.callbacks.Callback] = [
-        EpochCheckpoint(manager, epoch, run, history if chief else None),
-    ]
-    if selection is not None:
+    callbacks: list[keras.callbacks.Callback] = []
+    if selection is not None:  # first, so that its value reaches the logs of the history and TensorBoard
         callbacks.append(SelectionLogger(selection, run, write=chief))
+    callbacks.append(EpochCheckpoint(manager, epoch, run, history if chief else None))
     log_dir = run.logs if chief else scratch / "logs"  # type: ignore[operator]
     callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch", write_graph=False))
 
