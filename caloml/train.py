@@ -106,16 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
         return 0
 
-    def split_cpu() -> None:
-        if config.runtime.strategy == "mirrored" and config.runtime.cpu_replicas > 1:
-            from caloml.training.strategy import split_cpu as split
+    strategies: list[Any] = []
 
-            split(config.runtime.cpu_replicas)
+    def create_strategy() -> None:
+        # before TensorFlow's runtime starts: the CPU split and the multi-worker collectives must be set up first
+        from caloml.training.strategy import make_strategy
 
-    import_tensorflow_quietly(configure=split_cpu)
+        strategies.append(make_strategy(config.runtime.strategy, cpu_replicas=config.runtime.cpu_replicas))
+
+    import_tensorflow_quietly(configure=create_strategy)
     from caloml.training.trainer import describe, train
 
-    result = train(task, config, overwrite=args.overwrite)
+    result = train(task, config, overwrite=args.overwrite, strategy=strategies[0] if strategies else None)
     print(describe(result))
     return 0
 

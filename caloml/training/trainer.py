@@ -67,10 +67,17 @@ class TrainingResult:
     model: keras.Model | None = field(default=None, repr=False)
 
 
-def train(task: TrainingTask, config: Any, *, overwrite: bool = False) -> TrainingResult:
-    """Train ``task`` with the resolved ``config`` (see the module docstring); returns the result."""
+def train(
+    task: TrainingTask, config: Any, *, overwrite: bool = False, strategy: tf.distribute.Strategy | None = None
+) -> TrainingResult:
+    """Train ``task`` with the resolved ``config`` (see the module docstring); returns the result.
+
+    ``strategy``: one already made from ``config.runtime`` (a command line makes it before TensorFlow's runtime
+    starts, which ``multi_worker`` and ``cpu_replicas`` need); by default it is made here.
+    """
     start = time.perf_counter()
-    strategy = make_strategy(config.runtime.strategy, cpu_replicas=config.runtime.cpu_replicas)
+    if strategy is None:
+        strategy = make_strategy(config.runtime.strategy, cpu_replicas=config.runtime.cpu_replicas)
     if config.runtime.mixed_precision:
         keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
     chief = is_chief(strategy)
@@ -119,6 +126,7 @@ def train(task: TrainingTask, config: Any, *, overwrite: bool = False) -> Traini
         seeded = replace(config, runtime=replace(config.runtime, seed=config.runtime.seed + initial_epoch))
         dataset = strategy.distribute_datasets_from_function(lambda context: task.make_dataset(seeded, data, context))
         steps = trainer.steps_per_epoch or task.steps_per_epoch(config, data)
+        _skip_symbolic_build_if_built(model, strategy)
         model.fit(
             dataset,
             epochs=trainer.epochs,
@@ -149,6 +157,28 @@ def train(task: TrainingTask, config: Any, *, overwrite: bool = False) -> Traini
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _skip_symbolic_build_if_built(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+    """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy`` (nothing changes under other strategies).
+
+    Before training, ``fit`` reduces the first distributed batch (``strategy.reduce("MEAN", batch)``) to build the
+    model symbolically, even when the model is already built; the multi-worker strategy cannot reduce a dict of
+    per-replica tensors and fails. The tasks build their models completely (every layer and optimizer), so for
+    them that build is a no-op and is skipped.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    if all(layer.built for layer in model._flatten_layers()):
+        model._maybe_symbolic_build = lambda *args, **kwargs: None
+    # Keras 3.15 also reduces every output of the step with strategy.reduce("MEAN", value, axis=0), which fails on
+    # the scalar losses: give it vectors of one value (the epoch logs come from the metrics' results, scalars).
+    step = model.train_step
+
+    def train_step_with_vector_outputs(data: Any) -> dict[str, tf.Tensor]:
+        return {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+
+    model.train_step = train_step_with_vector_outputs
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
