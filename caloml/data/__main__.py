@@ -30,21 +30,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from caloml.cli_args import positive_int
+from caloml.cli_commands import CommandRegistry
 from caloml.errors import CalomlError, run_cli
 from caloml.sim import cli as sim_cli
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cli", "import_tensorflow_quietly", "main", "register"]
 
-AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
-Run = Callable[[argparse.Namespace], int | None]
 
-#: The commands, in the order of the help: name -> (add-parser function, run function).
-SUBCOMMANDS: dict[str, tuple[AddParser, Run]] = {}
-
-
-def register(name: str, add_parser: AddParser, run: Run) -> None:
-    """Add (or replace) the command ``name``: ``add_parser(subparsers)`` must add a parser called ``name``."""
-    SUBCOMMANDS[name] = (add_parser, run)
+COMMANDS = CommandRegistry(
+    "python -m caloml.data",
+    "caloml data tools: convert calorimeter HDF5 files to TFRecords, inspect and verify them.",
+    metavar="COMMAND",
+)
+#: The commands: name -> (add-parser function, run function).
+SUBCOMMANDS = COMMANDS.commands
+register = COMMANDS.register
+build_parser = COMMANDS.build_parser
 
 
 def import_tensorflow_quietly(configure: Callable[[], None] | None = None, *, start_runtime: bool = True) -> None:
@@ -208,25 +209,9 @@ register("inspect", add_inspect_parser, run_inspect)
 register("verify", add_verify_parser, run_verify)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, one sub-parser per entry of :data:`SUBCOMMANDS`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m caloml.data",
-        description="caloml data tools: convert calorimeter HDF5 files to TFRecords, inspect and verify them.",
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (add_parser, run) in SUBCOMMANDS.items():
-        subparser = add_parser(subparsers)
-        if subparser.prog.split()[-1] != name:
-            raise ValueError(f"the add-parser function of {name!r} added {subparser.prog!r}")
-        subparser.set_defaults(run=run)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int | None:
+def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    return COMMANDS.main(argv)
 
 
 def cli() -> None:

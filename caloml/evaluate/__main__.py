@@ -14,24 +14,25 @@ example the reconstruction evaluation: ``register("reco", add_reco_parser, run_r
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from caloml.cli_args import positive_int
+from caloml.cli_commands import CommandRegistry
 from caloml.errors import run_cli
 
 __all__ = ["SUBCOMMANDS", "add_gen_parser", "build_parser", "cli", "main", "register", "run_gen"]
 
-AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
-Run = Callable[[argparse.Namespace], int | None]
 
-#: The commands, in the order of the help: name -> (add-parser function, run function).
-SUBCOMMANDS: dict[str, tuple[AddParser, Run]] = {}
-
-
-def register(name: str, add_parser: AddParser, run: Run) -> None:
-    """Add (or replace) the command ``name``: ``add_parser(subparsers)`` must add a parser called ``name``."""
-    SUBCOMMANDS[name] = (add_parser, run)
+COMMANDS = CommandRegistry(
+    "python -m caloml.evaluate",
+    "caloml evaluation: compare generated showers with a reference (gen).",
+    metavar="COMMAND",
+)
+#: The commands: name -> (add-parser function, run function).
+SUBCOMMANDS = COMMANDS.commands
+register = COMMANDS.register
+build_parser = COMMANDS.build_parser
 
 
 def _positive_float(text: str) -> float:
@@ -133,25 +134,9 @@ def run_gen(args: argparse.Namespace) -> int:
 register("gen", add_gen_parser, run_gen)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, one sub-parser per entry of :data:`SUBCOMMANDS`."""
-    parser = argparse.ArgumentParser(
-        prog="python -m caloml.evaluate",
-        description="caloml evaluation: compare generated showers with a reference (gen).",
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (add_parser, run) in SUBCOMMANDS.items():
-        subparser = add_parser(subparsers)
-        if subparser.prog.split()[-1] != name:
-            raise ValueError(f"the add-parser function of {name!r} added {subparser.prog!r}")
-        subparser.set_defaults(run=run)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int | None:
+def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
-    args = build_parser().parse_args(argv)
-    return args.run(args)
+    return COMMANDS.main(argv)
 
 
 def cli() -> None:

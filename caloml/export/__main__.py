@@ -11,47 +11,32 @@ Each model family is one entry of :data:`SUBCOMMANDS`, a pair (add-parser functi
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from caloml.cli_commands import CommandRegistry
 from caloml.errors import run_cli
 from caloml.export import gan
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cli", "main", "register"]
 
-AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
-Run = Callable[[argparse.Namespace], int | None]
 
-#: The exporters, in the order of the help: name -> (add-parser function, run function).
-SUBCOMMANDS: dict[str, tuple[AddParser, Run]] = {}
-
-
-def register(name: str, add_parser: AddParser, run: Run) -> None:
-    """Add (or replace) the export command ``name``: ``add_parser(subparsers)`` must add a parser ``name``."""
-    SUBCOMMANDS[name] = (add_parser, run)
+COMMANDS = CommandRegistry(
+    "python -m caloml.export",
+    "Export a trained model as a TensorFlow SavedModel in TF Serving's layout.",
+    metavar="MODEL",
+)
+#: The commands: name -> (add-parser function, run function).
+SUBCOMMANDS = COMMANDS.commands
+register = COMMANDS.register
+build_parser = COMMANDS.build_parser
 
 
 register("gan", gan.add_gan_parser, gan.run_gan)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser with one subcommand per registered exporter."""
-    parser = argparse.ArgumentParser(
-        prog="python -m caloml.export",
-        description="Export a trained model as a TensorFlow SavedModel in TF Serving's layout.",
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="MODEL")
-    for name, (add_parser, run) in SUBCOMMANDS.items():
-        sub = add_parser(subparsers)
-        if sub.prog.split()[-1] != name:
-            raise RuntimeError(f"exporter {name!r}: its add-parser function added {sub.prog!r}")
-        sub.set_defaults(run=run)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.run(args) or 0)
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
+    return COMMANDS.main(argv)
 
 
 def cli() -> None:

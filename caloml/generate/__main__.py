@@ -13,46 +13,32 @@ takes the parsed arguments and returns an exit status. Another generator is one 
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from caloml.cli_commands import CommandRegistry
 from caloml.errors import run_cli
 from caloml.generate import gan
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cli", "main", "register"]
 
-AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
-Run = Callable[[argparse.Namespace], int | None]
 
-#: The generators, in the order of the help: name -> (add-parser function, run function).
-SUBCOMMANDS: dict[str, tuple[AddParser, Run]] = {}
-
-
-def register(name: str, add_parser: AddParser, run: Run) -> None:
-    """Add (or replace) the generator command ``name``: ``add_parser(subparsers)`` must add a parser ``name``."""
-    SUBCOMMANDS[name] = (add_parser, run)
+COMMANDS = CommandRegistry(
+    "python -m caloml.generate",
+    "Generate showers with a trained model into an HDF5 file.",
+    metavar="MODEL",
+)
+#: The commands: name -> (add-parser function, run function).
+SUBCOMMANDS = COMMANDS.commands
+register = COMMANDS.register
+build_parser = COMMANDS.build_parser
 
 
 register("gan", gan.add_gan_parser, gan.run_gan)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser with one subcommand per registered generator."""
-    parser = argparse.ArgumentParser(
-        prog="python -m caloml.generate", description="Generate showers with a trained model into an HDF5 file."
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="MODEL")
-    for name, (add_parser, run) in SUBCOMMANDS.items():
-        sub = add_parser(subparsers)
-        if sub.prog.split()[-1] != name:
-            raise RuntimeError(f"generator {name!r}: its add-parser function added {sub.prog!r}")
-        sub.set_defaults(run=run)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.run(args) or 0)
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
+    return COMMANDS.main(argv)
 
 
 def cli() -> None:

@@ -1,0 +1,46 @@
+"""The subcommand registry every ``python -m caloml.X COMMAND`` line is built from.
+
+A command is a pair (add-parser function, run function): the first takes argparse's ``subparsers`` action, adds
+the command's parser (named like the command) and returns it; the second takes the parsed namespace and returns
+an exit status (None for 0). A command line is one :class:`CommandRegistry`; adding a command (a new model to
+generate from, a new evaluation) is one :meth:`CommandRegistry.register` call.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
+Run = Callable[[argparse.Namespace], int | None]
+
+
+class CommandRegistry:
+    """The commands of one command line, in the order of its help."""
+
+    def __init__(self, prog: str, description: str, metavar: str = "COMMAND") -> None:
+        self.prog = prog
+        self.description = description
+        self.metavar = metavar
+        #: name -> (add-parser function, run function)
+        self.commands: dict[str, tuple[AddParser, Run]] = {}
+
+    def register(self, name: str, add_parser: AddParser, run: Run) -> None:
+        """Add (or replace) the command ``name``: ``add_parser(subparsers)`` must add a parser called ``name``."""
+        self.commands[name] = (add_parser, run)
+
+    def build_parser(self) -> argparse.ArgumentParser:
+        """The argument parser, one sub-parser per registered command."""
+        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        subparsers = parser.add_subparsers(dest="command", required=True, metavar=self.metavar)
+        for name, (add_parser, run) in self.commands.items():
+            subparser = add_parser(subparsers)
+            if subparser.prog.split()[-1] != name:
+                raise ValueError(f"the add-parser function of {name!r} added {subparser.prog!r}")
+            subparser.set_defaults(run=run)
+        return parser
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns its exit status."""
+        args = self.build_parser().parse_args(argv)
+        return int(args.run(args) or 0)
