@@ -36,19 +36,12 @@ Top-level keys of ``metrics.json``:
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
-import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from caloml.errors import CalomlError, OutputExistsError
+from caloml.report_directory import check_report_dir, install_report_dir, json_plain
 
 __all__ = ["HTML_NAME", "JSON_KEYS", "JSON_NAME", "check_output", "install", "plain", "render_html", "write_outputs"]
 
@@ -77,46 +70,18 @@ JSON_KEYS: tuple[str, ...] = (
 
 
 def plain(value: Any) -> Any:
-    """JSON-ready copy: dataclasses and NumPy values to builtins, tuples to lists, non-finite floats to None."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return plain(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
+    """JSON-ready copy (see :func:`caloml.report_directory.json_plain`)."""
+    return json_plain(value)
 
 
 def check_output(out: Path, overwrite: bool) -> None:
     """Refuse an output that is a file, or a non-empty directory without ``overwrite``."""
-    if out.exists() and not out.is_dir():
-        raise CalomlError(f"{out} exists and is not a directory; the evaluation report is a directory")
-    if not overwrite and out.is_dir() and any(out.iterdir()):
-        raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite (overwrite=True) to replace it")
+    check_report_dir(out, overwrite, "evaluation report")
 
 
 def install(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished directory ``tmp`` to ``out``, replacing an empty (or, with ``overwrite``, any) ``out``."""
-    check_output(out, overwrite)
-    if out.is_dir() and any(out.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            os.replace(old / out.name, out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        if out.is_dir():
-            out.rmdir()
-        os.replace(tmp, out)
+    """Move the finished directory ``tmp`` to ``out`` (see :func:`caloml.report_directory.install_report_dir`)."""
+    install_report_dir(tmp, out, overwrite, "evaluation report")
 
 
 def write_outputs(folder: Path, results: dict) -> dict:

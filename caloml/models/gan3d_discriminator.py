@@ -27,7 +27,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from caloml.models.gan3d_generator import IMAGE_SHAPE
+from caloml.models.gan3d_generator import IMAGE_SHAPE, layer_seed
 from caloml.observables.differentiable import measured_angle_tf, total_energy_tf
 
 __all__ = ["Discriminator3D", "InversePower", "MeasuredAngle", "TotalEnergy"]
@@ -43,10 +43,6 @@ _CONV_STACK: tuple[tuple[int, str, tuple[int, int, int] | None, bool], ...] = (
     (8, "valid", (0, 0, 1), True),
     (8, "valid", None, True),
 )
-
-
-def _seed(seed: int | None, offset: int) -> int | None:
-    return None if seed is None else int(seed) + offset
 
 
 @keras.saving.register_keras_serializable(package="caloml")
@@ -131,7 +127,7 @@ class Discriminator3D(keras.Model):
                     filters,
                     _KERNEL,
                     padding=mode,
-                    kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, index)),
+                    kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed(seed, index)),
                     name=f"conv_{index}",
                 )
             )
@@ -142,20 +138,22 @@ class Discriminator3D(keras.Model):
                         epsilon=_BATCHNORM_EPSILON, synchronized=batchnorm_synchronized, name=f"batchnorm_{index}"
                     )
                 )
-            block.append(keras.layers.Dropout(float(dropout), seed=_seed(seed, 100 + index), name=f"dropout_{index}"))
+            block.append(
+                keras.layers.Dropout(float(dropout), seed=layer_seed(seed, 100 + index), name=f"dropout_{index}")
+            )
             blocks.append(block)
         pooling = keras.layers.AveragePooling3D(pool_size=(2, 2, 2), name="average_pooling")
         flatten = keras.layers.Flatten(name="flatten")
         real_head = keras.layers.Dense(
             1,
             activation="sigmoid",
-            kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 10)),
+            kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed(seed, 10)),
             name="real",
         )
         energy_head = keras.layers.Dense(
             1,
             activation="linear",
-            kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 11)),
+            kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed(seed, 11)),
             name="energy",
         )
         inverse_power = InversePower(power, name="inverse_power")

@@ -43,7 +43,7 @@ _CONV_STACK: tuple[tuple[int, tuple[int, int, int], tuple[int, int, int] | None,
 )
 
 
-def _seed(seed: int | None, offset: int) -> int | None:
+def layer_seed(seed: int | None, offset: int) -> int | None:
     """A distinct initializer seed per layer (Keras initializers repeat their values for one seed)."""
     return None if seed is None else int(seed) + offset
 
@@ -77,7 +77,7 @@ class Generator3D(keras.Model):
         # === Layers ===
         concatenate = keras.layers.Concatenate(axis=-1, name="conditions_and_noise")
         dense = keras.layers.Dense(
-            5184, kernel_initializer=keras.initializers.GlorotUniform(seed=_seed(seed, 0)), name="dense"
+            5184, kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed(seed, 0)), name="dense"
         )
         reshape = keras.layers.Reshape((9, 9, 8, 8), name="reshape")
         upsample = keras.layers.UpSampling3D(size=(6, 6, 6), name="upsample")
@@ -91,7 +91,7 @@ class Generator3D(keras.Model):
                     filters,
                     kernel,
                     padding="valid",
-                    kernel_initializer=keras.initializers.HeUniform(seed=_seed(seed, index)),
+                    kernel_initializer=keras.initializers.HeUniform(seed=layer_seed(seed, index)),
                     name=f"conv_{index}",
                 )
             )
@@ -108,7 +108,7 @@ class Generator3D(keras.Model):
             1,
             (2, 2, 2),
             padding="valid",
-            kernel_initializer=keras.initializers.GlorotNormal(seed=_seed(seed, last)),
+            kernel_initializer=keras.initializers.GlorotNormal(seed=layer_seed(seed, last)),
             name=f"conv_{last}",
         )
         output_relu = keras.layers.ReLU(name="image")

@@ -23,7 +23,6 @@ import dataclasses
 import inspect
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -38,10 +37,10 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 import caloml
-from caloml.errors import CalomlError, OutputExistsError
 from caloml.geometry import CALOCHALLENGE_2
 from caloml.observables.cylinder import apply_threshold, energy_per_layer, etot_over_einc
 from caloml.observables.grid import cell_spectrum, sparsity_curve
+from caloml.report_directory import check_report_dir, install_report_dir, json_plain
 from caloml.sim import validation
 from caloml.sim.engine import simulate_batch, simulate_spots
 from caloml.sim.layouts import LAYOUTS
@@ -938,46 +937,6 @@ def _arguments(name: str, function: Callable[..., Any], seed: int, quick: bool, 
     return kwargs
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready copy: dataclasses and NumPy values to builtins, tuples to lists, non-finite floats to None."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return _plain(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
-
-
-def _check_output(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise CalomlError(f"{out} exists and is not a directory; the validation report is a directory")
-    if not overwrite and out.is_dir() and any(out.iterdir()):
-        raise OutputExistsError(f"{out} exists and is not empty; pass overwrite=True to replace it")
-
-
-def _install(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished report ``tmp`` to ``out``, replacing an empty (or, with ``overwrite``, any) ``out``."""
-    _check_output(out, overwrite)
-    if out.is_dir() and any(out.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            os.replace(old / out.name, out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        if out.is_dir():
-            out.rmdir()
-        os.replace(tmp, out)
-
-
 def _format(value: float | None) -> str:
     if value is None:
         return "n/a"
@@ -1045,7 +1004,7 @@ def write_validation_report(
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
-    _check_output(out, overwrite)
+    check_report_dir(out, overwrite, "validation report")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -1062,8 +1021,8 @@ def write_validation_report(
                 bar.set_postfix_str(name)
                 t0 = time.perf_counter()
                 kwargs = _arguments(name, step.measure, seed, quick, index)
-                sizes[name] = _plain(kwargs)
-                measurements[name] = _plain(step.measure(**kwargs))
+                sizes[name] = json_plain(kwargs)
+                measurements[name] = json_plain(step.measure(**kwargs))
                 if step.plot is not None:
                     extra = step.extra(kwargs) if step.extra is not None else {}
                     result = measurements[name] | {"n": kwargs.get("n")}
@@ -1087,10 +1046,10 @@ def write_validation_report(
             "summary": {"pass": len(targets) - len(failed), "fail": len(failed), "failed": failed},
             "plots": plots,
         }
-        report = _plain(report)
+        report = json_plain(report)
         (tmp / "validation.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         (tmp / "validation.md").write_text(_markdown(report), encoding="utf-8")
-        _install(tmp, out, overwrite)
+        install_report_dir(tmp, out, overwrite, "validation report")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
