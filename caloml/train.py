@@ -11,12 +11,19 @@ parses the command line, resolves the configuration (defaults < ``--preset`` < `
 
 A run directory that holds the same configuration is resumed from its last checkpoint (so rerunning an
 interrupted command continues it); ``--print-config`` shows the resolved configuration without training.
+
+Models that are not Keras networks (the baselines ``bdt``, ``linreg``, ``xgb``, :mod:`caloml.tasks.baselines`)
+fit themselves: their task has a ``fit(config, overwrite=...)`` method returning the JSON summary, called instead of
+the Keras trainer, with the same configuration, seed, run-directory and summary conventions. The trainer's
+``--strategy``, ``--cpu-replicas``, ``--epochs``, ``--batch-size``, ``--steps-per-epoch``, ``--init-from`` and
+``--export`` do not apply to them and are refused with a one-line error.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +38,11 @@ from caloml.training.config import config_to_dict, resolve_config
 #: Task name -> "module:attribute" of a TrainingTask instance (imported only when chosen).
 TASKS: dict[str, str] = {
     "gan": "caloml.tasks.gan3d:TASK",
+    "triforce": "caloml.tasks.triforce:TASK",
+    "bdt": "caloml.tasks.baselines:BDT_TASK",
+    "linreg": "caloml.tasks.baselines:LINREG_TASK",
+    "xgb": "caloml.tasks.baselines:XGB_TASK",
+    "pointflow": "caloml.tasks.pointflow:TASK",
 }
 
 
@@ -81,6 +93,23 @@ def shared_flags(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: Shared flags of the Keras trainer only (flag -> configuration key): a task that fits itself refuses them.
+KERAS_TRAINER_FLAGS: dict[str, str] = {
+    "--strategy": "runtime.strategy",
+    "--cpu-replicas": "runtime.cpu_replicas",
+    "--epochs": "trainer.epochs",
+    "--batch-size": "trainer.global_batch_size",
+    "--steps-per-epoch": "trainer.steps_per_epoch",
+    "--init-from": "trainer.init_from",
+    "--export": "trainer.export",
+}
+
+
+def fits_itself(task: Any) -> bool:
+    """Whether ``task`` fits its model itself (``task.fit(config, overwrite=...)``) instead of the Keras trainer."""
+    return callable(getattr(task, "fit", None))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, resolve the configuration, train; prints a JSON summary."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -95,15 +124,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_tensorflow_quietly(start_runtime=False)  # the tasks import TensorFlow; its runtime starts below
     task = load_task(argv[0])
     args = build_parser(task).parse_args(argv[1:])
+    flags = shared_flags(args)
+    if fits_itself(task):
+        given = [flag for flag, key in KERAS_TRAINER_FLAGS.items() if flags[key] is not None]
+        if given:
+            raise CalomlError(f"{given[0]} does not apply to {task.name}: it is fitted by its library, not trained by "
+                              "the Keras trainer (see --help)")  # fmt: skip
+        flags = {key: value for key, value in flags.items() if key not in KERAS_TRAINER_FLAGS.values()}
     config = resolve_config(
         task.config_class,
         preset=task.presets[args.preset] if args.preset else None,
         yaml_path=args.config,
-        flags={**shared_flags(args), **task.flags(args)},
+        flags={**flags, **task.flags(args)},
         assignments=args.set,
     )
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="")
+        return 0
+    if fits_itself(task):
+        import_tensorflow_quietly()  # its runtime reads the cached TFRecord data
+        print(json.dumps(task.fit(config, overwrite=args.overwrite), indent=2))
         return 0
 
     strategies: list[Any] = []

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import subprocess
 import sys
@@ -329,13 +328,11 @@ def test_gan_train_gan_test_with_a_plugged_in_classifier(
     page = render_html(record)
     assert "GAN-train" in page
     assert "logistic regression (test)" in page
-    # without a classifier (the Triforce models have not landed yet), the record and the report say why
-    if importlib.util.find_spec(TRAINER_MODULE.rsplit(".", 1)[0]) is None or find_trainer()[0] is None:
-        function, reason = find_trainer()
-        assert function is None
-        assert TRAINER_MODULE in reason
-        assert TRAINER_MODULE in null_report[1]["gan_train_test"]["reason"]
-        assert TRAINER_MODULE in (null_report[0] / "report.html").read_text(encoding="utf-8")
+    # the Triforce classifier is found; without a background file, the record says why it did not run
+    function, found = find_trainer()
+    assert callable(function)
+    assert found == f"{TRAINER_MODULE}.train_classifier"
+    assert "--background" in null_report[1]["gan_train_test"]["reason"]
     missing_background = gan_train_test(
         generated_file,
         reference_file,

@@ -2,7 +2,9 @@
 
 WHAT is ``sim`` (simulator throughput), ``pipeline`` (TFRecord input pipeline against a plain h5py loop and
 the bytes per shower of each encoding), ``gan`` (3DGAN generator throughput on the CPU: graph, XLA, bfloat16; about
-30 minutes on 2 cores with the default batches) or ``all`` (the default). The machine is printed first, so that a
+30 minutes on 2 cores with the default batches), ``reco`` (Triforce networks and baselines, events per second at
+batch 1 and 1000 on the CPU), ``pointflow`` (CaloPointFlow shower sampling at batch 1, 100 and 1000 on the CPU,
+with the share of each sampling stage) or ``all`` (the default). The machine is printed first, so that a
 figure can be quoted with where it was measured.
 """
 
@@ -29,6 +31,8 @@ def _unit(name: str) -> str:
         return "GFLOP/s"
     if "_ms_per_" in name:
         return "ms"
+    if name.endswith("_events_per_s"):
+        return "events/s"
     for ending, unit in (("_per_s", "showers/s"), ("_bytes", "bytes"), ("_per_shower", "bytes"), ("_ms", "ms")):
         if name.endswith(ending) or (ending == "_per_s" and "_per_s_" in name):
             return unit
@@ -57,6 +61,15 @@ def _mode_list(text: str) -> list[str]:
     return modes
 
 
+def _network_list(text: str) -> list[str]:
+    """``"dnn,cnn"`` -> ["dnn", "cnn"] (networks of the reco benchmark)."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    known = ("dnn", "cnn", "googlenet")
+    if not names or any(name not in known for name in names):
+        raise argparse.ArgumentTypeError(f"networks are {', '.join(known)}; got {text!r}")
+    return names
+
+
 def print_figures(figures: Mapping[str, float | str], flush: bool = False) -> None:
     """One ``name: value unit`` line per figure (a text value, such as why a figure was skipped, as it is)."""
     for name, value in figures.items():
@@ -82,12 +95,18 @@ def machine_description() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m caloml.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", nargs="*", choices=["sim", "pipeline", "gan", "all"], default=["all"])
+    parser.add_argument(
+        "what", nargs="*", choices=["sim", "pipeline", "gan", "reco", "pointflow", "all"], default=["all"]
+    )
     parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement (sim, pipeline)")
     parser.add_argument("--seed", type=int, default=1)
-    gan = parser.add_argument_group("gan")
-    gan.add_argument("--model", help="run directory or .keras file of a GAN3D (default: random full-size weights)")
-    gan.add_argument("--batches", type=_int_list, default=[1, 64, 1024], help="batch sizes (default 1,64,1024)")
+    gan = parser.add_argument_group("gan, pointflow")
+    gan.add_argument(
+        "--model", help="run directory or .keras file of a GAN3D or PointFlowVAE (default: random full-size weights)"
+    )
+    gan.add_argument(
+        "--batches", type=_int_list, default=None, help="batch sizes (default gan 1,64,1024; pointflow 1,100,1000)"
+    )
     gan.add_argument("--modes", type=_mode_list, default=None, help="graph,xla,bf16,bf16_xla (default: all four)")
     gan.add_argument("--repeats", type=positive_int, default=3, help="timed calls per batch size (default 3)")
     gan.add_argument(
@@ -96,8 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=300.0,
         help="skip a batch size whose call is predicted to take longer (default 300)",
     )
+    reco = parser.add_argument_group("reco (also uses --repeats, --max-call-seconds)")
+    reco.add_argument("--reco-batches", type=_int_list, default=[1, 1000], help="batch sizes (default 1,1000)")
+    reco.add_argument("--networks", type=_network_list, default=None, help="dnn,cnn,googlenet (default: all three)")
+    reco.add_argument("--no-baselines", action="store_true", help="skip the BDT, XGBoost and linear regression")
+    pointflow = parser.add_argument_group("pointflow (also uses --model, --batches, --repeats, --max-call-seconds)")
+    pointflow.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
     args = parser.parse_args(argv)
-    what = {"sim", "pipeline", "gan"} if "all" in args.what else set(args.what)
+    what = {"sim", "pipeline", "gan", "reco", "pointflow"} if "all" in args.what else set(args.what)
     print(f"machine: {machine_description()}")
     if "sim" in what:
         from caloml.bench.simulator import benchmark_simulator
@@ -125,10 +150,40 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         benchmark_gan(  # minutes: each figure is printed as soon as it is measured
             args.model,
-            batches=args.batches,
+            batches=args.batches or [1, 64, 1024],
             repeats=args.repeats,
             seed=args.seed,
             modes=args.modes or MODES,
+            max_call_seconds=args.max_call_seconds,
+            report=lambda name, value: print_figures({name: value}, flush=True),
+        )
+    if "reco" in what:
+        from caloml.data.__main__ import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        from caloml.bench.reco import NETWORKS, benchmark_reco
+
+        benchmark_reco(  # each figure is printed as soon as it is measured
+            batches=args.reco_batches,
+            repeats=args.repeats,
+            seed=args.seed,
+            max_call_seconds=args.max_call_seconds,
+            networks=args.networks or tuple(NETWORKS),
+            baselines=not args.no_baselines,
+            report=lambda name, value: print_figures({name: value}, flush=True),
+        )
+    if "pointflow" in what:
+        from caloml.data.__main__ import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        from caloml.bench.pointflow import benchmark_pointflow
+
+        benchmark_pointflow(  # each figure is printed as soon as it is measured
+            args.model,
+            batches=args.batches or [1, 100, 1000],
+            n_points=args.n_points,
+            repeats=args.repeats,
+            seed=args.seed,
             max_call_seconds=args.max_call_seconds,
             report=lambda name, value: print_figures({name: value}, flush=True),
         )

@@ -8,6 +8,7 @@ Commands::
     convert FILE.h5 [FILE.h5 ...] --out tf_records/NAME [--shard-events N] [--overwrite]
     inspect PATH                 summary of an HDF5 file or a TFRecord directory
     verify  tf_records/NAME      read every record, check counts and checksums
+    resample IN.h5 OUT.h5 --detector {atlas,cms}   ECAL resampled to a coarser granularity
 
 Each command is a pair (add-parser function, run function) in :data:`SUBCOMMANDS`: the first takes the
 ``subparsers`` action, adds the command's parser (name, help, arguments) and returns it; the second takes the parsed
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from caloml.cli_args import positive_int
 from caloml.cli_commands import CommandRegistry
+from caloml.data import resampling
 from caloml.errors import CalomlError, run_cli
 from caloml.sim import cli as sim_cli
 
@@ -207,6 +209,7 @@ register("validate", sim_cli.add_validate_parser, sim_cli.run_validate)
 register("convert", add_convert_parser, run_convert)
 register("inspect", add_inspect_parser, run_inspect)
 register("verify", add_verify_parser, run_verify)
+register("resample", resampling.add_resample_parser, resampling.run_resample)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from caloml.cli_args import positive_int
 from caloml.cli_commands import CommandRegistry
 from caloml.errors import run_cli
+from caloml.evaluate.reconstruction import add_reco_parser, run_reco
 
 __all__ = ["SUBCOMMANDS", "add_gen_parser", "build_parser", "cli", "main", "register", "run_gen"]
 
@@ -132,6 +133,7 @@ def run_gen(args: argparse.Namespace) -> int:
 
 
 register("gen", add_gen_parser, run_gen)
+register("reco", add_reco_parser, run_reco)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

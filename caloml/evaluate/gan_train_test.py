@@ -42,7 +42,7 @@ import numpy as np
 __all__ = ["TRAINER_FUNCTION", "TRAINER_MODULE", "Predict", "TrainClassifier", "find_trainer", "gan_train_test"]
 
 #: Where the reconstruction classifier's training function is looked up.
-TRAINER_MODULE = "caloml.models.triforce"
+TRAINER_MODULE = "caloml.tasks.triforce"
 #: Its name.
 TRAINER_FUNCTION = "train_classifier"
 

@@ -385,8 +385,9 @@ def evaluate_generated(
         reference: HDF5 file of reference (simulated) showers, same layout and geometry.
         out_dir: the report directory (``report.html``, ``metrics.json``, PNG plots); must not exist or be empty
             unless ``overwrite=True``.
-        trainer: the GAN-train / GAN-test classifier's training function (default: looked up in
-            ``caloml.models.triforce``, see :mod:`caloml.evaluate.gan_train_test`).
+        trainer: the GAN-train / GAN-test classifier's training function (default:
+            ``caloml.tasks.triforce.train_classifier``, looked up by
+            :func:`caloml.evaluate.gan_train_test.find_trainer` in its ``TRAINER_MODULE``).
         **options: the fields of :class:`EvaluationOptions` (``seed``, ``repeats``, ``classifier``, ...).
 
     Returns:

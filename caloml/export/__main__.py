@@ -2,7 +2,8 @@
 
 Commands::
 
-    gan --model PATH [--saved-models DIR] [--version V]    a trained 3DGAN as a TF Serving SavedModel
+    gan --model PATH [--saved-models DIR] [--version V]        a trained 3DGAN as a TF Serving SavedModel
+    triforce --model PATH [--saved-models DIR] [--version V]   a trained Triforce network (reconstruct signature)
 
 Each model family is one entry of :data:`SUBCOMMANDS`, a pair (add-parser function, run function) as in
 ``python -m caloml.data``; another exporter is one more call, for example
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 from caloml.cli_commands import CommandRegistry
 from caloml.errors import run_cli
-from caloml.export import gan
+from caloml.export import gan, pointflow, triforce
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cli", "main", "register"]
 
@@ -32,6 +33,8 @@ build_parser = COMMANDS.build_parser
 
 
 register("gan", gan.add_gan_parser, gan.run_gan)
+register("triforce", triforce.add_triforce_parser, triforce.run_triforce)
+register("pointflow", pointflow.add_pointflow_parser, pointflow.run_pointflow)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from caloml.cli_commands import CommandRegistry
 from caloml.errors import run_cli
-from caloml.generate import gan
+from caloml.generate import gan, pointflow
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cli", "main", "register"]
 
@@ -34,6 +34,7 @@ build_parser = COMMANDS.build_parser
 
 
 register("gan", gan.add_gan_parser, gan.run_gan)
+register("pointflow", pointflow.add_pointflow_parser, pointflow.run_pointflow)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

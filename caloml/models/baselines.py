@@ -6,9 +6,10 @@ and a BDT classifier on the expert features.
   min child weight 1, up to 1000 rounds with early stopping after 10 rounds without improvement **on a validation
   split** (the original stopped on its test set); features per particle type, :func:`regression_feature_names`.
 * :class:`BDTClassifier` - XGBoost classifier on every expert feature of the LCD feature files (R9 included,
-  :data:`caloml.data.lcd_features.EXPERT_FEATURE_KEYS`), its depth and learning rate tuned on a validation split
-  (lowest validation log-loss over :data:`BDT_GRID`, each with early stopping). The paper tuned a BDT with
-  scikit-optimize; the original code used AdaBoost.
+  :data:`caloml.data.lcd_features.EXPERT_FEATURE_KEYS`), its depth, learning rate and number of trees tuned on a
+  validation split (lowest validation log-loss over the points of a grid, :data:`BDT_GRID` by default, each with
+  early stopping on that split; every point tried is recorded in ``settings["search"]``). The paper tuned a BDT
+  with scikit-optimize; the original code used AdaBoost.
 
 Inputs are batch dicts of NumPy arrays keyed like the LCD files (GeV; what :class:`caloml.data.lcd.LCDReader`
 yields). Derived regression features (from the expert-feature moments of the files, in cell units):
@@ -34,6 +35,7 @@ import numpy as np
 
 from caloml.data.lcd_features import EXPERT_FEATURE_KEYS
 from caloml.errors import CalomlError, OutputExistsError
+from caloml.training.run_directory import atomic_write_text
 from caloml.units import LCD_STORED_PER_GEV
 
 __all__ = [
@@ -42,12 +44,14 @@ __all__ = [
     "LinearEnergyRegression",
     "XGBoostEnergyRegression",
     "feature_matrix",
+    "feature_source_keys",
     "load_baseline",
     "raw_energy_mask",
     "regression_feature_names",
 ]
 
-#: Settings tried by :meth:`BDTClassifier.fit` (each with up to ``max_rounds`` rounds and early stopping).
+#: Settings tried by :meth:`BDTClassifier.fit` by default (each with up to ``max_rounds`` rounds and early stopping;
+#: a point may also set ``n_estimators``, its own maximum number of rounds).
 BDT_GRID: tuple[dict[str, float], ...] = tuple(
     {"max_depth": depth, "learning_rate": rate} for depth in (3, 5) for rate in (0.1, 0.3)
 )
@@ -72,6 +76,14 @@ def regression_feature_names(particle: str) -> tuple[str, ...]:
     if particle not in _PARTICLES:
         raise CalomlError(f"unknown particle {particle!r}; choose one of {', '.join(_PARTICLES)}")
     return _CHPI_FEATURES if particle == "chpi" else _EM_FEATURES
+
+
+def feature_source_keys(names: Sequence[str]) -> tuple[str, ...]:
+    """The data keys the named features are computed from (file keys, in order, without repeats)."""
+    keys: list[str] = []
+    for name in names:
+        keys += [key for key in _DERIVED.get(name, (name,)) if key not in keys]
+    return tuple(keys)
 
 
 def feature_matrix(batch: Mapping[str, Any], names: Sequence[str]) -> np.ndarray:
@@ -119,17 +131,6 @@ def _check_rows(x: np.ndarray, y: np.ndarray, what: str) -> None:
         raise CalomlError(f"{what}: {x.shape[0]} feature rows and {y.shape[0]} targets (need equal, non-zero)")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _prepare_directory(directory: Path, overwrite: bool) -> None:
     if (directory / "baseline.json").exists() and not overwrite:
         raise OutputExistsError(f"{directory}: holds a saved baseline already; pass overwrite=True to replace it")
@@ -173,7 +174,7 @@ class LinearEnergyRegression:
             raise CalomlError("the linear regression is not fitted yet")
         path = Path(directory)
         _prepare_directory(path, overwrite)
-        _atomic_write_text(path / "baseline.json", json.dumps(self.to_dict(), indent=2))
+        atomic_write_text(path / "baseline.json", json.dumps(self.to_dict(), indent=2))
         return path
 
 
@@ -182,9 +183,10 @@ class _XGBoostBaseline:
 
     kind = ""
 
-    def __init__(self, feature_names: Sequence[str], seed: int = 0) -> None:
+    def __init__(self, feature_names: Sequence[str], seed: int = 0, *, threads: int | None = 1) -> None:
         self.feature_names = tuple(feature_names)
         self.seed = int(seed)
+        self.threads = threads  # XGBoost's n_jobs (None: every core); not saved, it does not change the model
         self.model: Any = None
         self.settings: dict[str, Any] = {}
 
@@ -214,7 +216,7 @@ class _XGBoostBaseline:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _atomic_write_text(path / "baseline.json", json.dumps(self.to_dict(), indent=2))
+        atomic_write_text(path / "baseline.json", json.dumps(self.to_dict(), indent=2))
         return path
 
 
@@ -237,8 +239,9 @@ class XGBoostEnergyRegression(_XGBoostBaseline):
         min_child_weight: float = 1.0,
         max_rounds: int = 1000,
         early_stopping_rounds: int = 10,
+        threads: int | None = 1,
     ) -> None:
-        super().__init__(feature_names, seed)
+        super().__init__(feature_names, seed, threads=threads)
         self.settings = {
             "max_depth": int(max_depth),
             "learning_rate": float(learning_rate),
@@ -263,10 +266,14 @@ class XGBoostEnergyRegression(_XGBoostBaseline):
             min_child_weight=s["min_child_weight"],
             early_stopping_rounds=s["early_stopping_rounds"],
             random_state=self.seed,
-            n_jobs=1,
+            n_jobs=self.threads,
         )
         self.model.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
-        self.settings["best_iteration"] = int(self.model.best_iteration)
+        self.settings.update(
+            best_iteration=int(self.model.best_iteration),
+            rounds_trained=int(self.model.get_booster().num_boosted_rounds()),
+            validation_rmse_gev=float(self.model.best_score),
+        )
         return self
 
     def predict(self, batch: Mapping[str, Any]) -> np.ndarray:
@@ -279,8 +286,9 @@ class BDTClassifier(_XGBoostBaseline):
     """Classification BDT on the expert features (appendix C), tuned on a validation split.
 
     ``labels`` are class indices 0 .. n_classes - 1 (see :mod:`caloml.tasks.triforce_data` for the mapping from
-    ``pdgID``). :meth:`fit` tries each setting of ``grid`` with early stopping on the validation split and keeps
-    the one of lowest validation log-loss (recorded in ``settings``).
+    ``pdgID``). :meth:`fit` tries each point of ``grid`` (``max_depth``, ``learning_rate`` and optionally
+    ``n_estimators``, else ``max_rounds``) with early stopping on the validation split and keeps the one of lowest
+    validation log-loss; the chosen point is in ``settings`` and every point tried in ``settings["search"]``.
     """
 
     kind = "bdt_classifier"
@@ -293,9 +301,12 @@ class BDTClassifier(_XGBoostBaseline):
         grid: Sequence[Mapping[str, float]] = BDT_GRID,
         max_rounds: int = 800,
         early_stopping_rounds: int = 20,
+        threads: int | None = 1,
     ) -> None:
-        super().__init__(feature_names, seed)
+        super().__init__(feature_names, seed, threads=threads)
         self.grid = [dict(g) for g in grid]
+        if not self.grid:
+            raise CalomlError("the BDT search grid is empty")
         self.settings = {"max_rounds": int(max_rounds), "early_stopping_rounds": int(early_stopping_rounds)}
 
     def fit(
@@ -312,23 +323,29 @@ class BDTClassifier(_XGBoostBaseline):
         if classes.size < 2 or not np.array_equal(classes, np.arange(classes.size)):
             raise CalomlError(f"the training labels must be 0 .. n_classes - 1 with every class present, got {classes}")
         best: tuple[float, Any, dict[str, Any]] | None = None
+        search = []
         for setting in self.grid:
+            point = {
+                "max_depth": int(setting["max_depth"]),
+                "learning_rate": float(setting["learning_rate"]),
+                "n_estimators": int(setting.get("n_estimators", self.settings["max_rounds"])),
+            }
             model = xgboost.XGBClassifier(
-                n_estimators=self.settings["max_rounds"],
-                max_depth=int(setting["max_depth"]),
-                learning_rate=float(setting["learning_rate"]),
+                **point,
                 early_stopping_rounds=self.settings["early_stopping_rounds"],
                 eval_metric="logloss" if classes.size == 2 else "mlogloss",
                 random_state=self.seed,
-                n_jobs=1,
+                n_jobs=self.threads,
             )
             model.fit(x_train, y_train, eval_set=[(x_val, y_val)], verbose=False)
             score = float(model.best_score)
+            record = {**point, "best_iteration": int(model.best_iteration), "validation_logloss": score}
+            search.append(record)
             if best is None or score < best[0]:
-                best = (score, model, {**setting, "best_iteration": int(model.best_iteration)})
+                best = (score, model, record)
         assert best is not None
         self.model = best[1]
-        self.settings.update(best[2], validation_logloss=best[0], n_classes=int(classes.size))
+        self.settings.update(best[2], n_classes=int(classes.size), search=search)
         return self
 
     def predict_proba(self, batch: Mapping[str, Any]) -> np.ndarray:

@@ -17,8 +17,9 @@ key           shape              meaning
 ============  =================  ======================================================================
 ``ECAL``      (B, 25, 25, 25)    centre-cropped ECAL cells, GeV (visible energy)
 ``HCAL``      (B, 11, 11, 60)    HCAL cells, GeV
-``ECAL_E``    (B,)               sum of the ECAL cells the network sees, GeV
-``HCAL_E``    (B,)               sum of the HCAL cells, GeV
+``ECAL_E``    (B,)               sum of the file's whole ECAL window, GeV (51 x 51 x 25 in ``lcd-rec``, not
+                                 only the 25 x 25 crop; the energy calibration is fitted on this sum)
+``HCAL_E``    (B,)               sum of the HCAL cells (11 x 11 x 60), GeV
 ``recoEta``   (B,)               pseudorapidity of the barycentre
 ``recoPhi``   (B,)               azimuth of the barycentre, radians
 ============  =================  ======================================================================

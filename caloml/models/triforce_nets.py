@@ -85,6 +85,28 @@ def _common_args(
     }
 
 
+def _scalars(inputs: dict[str, keras.KerasTensor], common: dict[str, Any]) -> tuple[Any, Any]:
+    """The scaled sums and angles of the symbolic inputs, with the common scaling arguments."""
+    sum_scale = float(common["cell_scale"]) / float(common["energy_scale_gev"])
+    return scalar_inputs(inputs, sum_scale=sum_scale, angle_scale=float(common["angle_scale"]))
+
+
+def _heads(
+    hidden: keras.KerasTensor, sums: keras.KerasTensor, angles: keras.KerasTensor, common: dict[str, Any]
+) -> dict[str, keras.KerasTensor]:
+    """The last layer (:func:`~caloml.models.triforce.build_heads`) with the common arguments."""
+    return build_heads(
+        hidden,
+        sums,
+        angles,
+        n_classes=int(common["n_classes"]),
+        energy_scale_gev=float(common["energy_scale_gev"]),
+        cell_scale=float(common["cell_scale"]),
+        initial_energy_coefficients=common["initial_energy_coefficients"],
+        seed=common["seed"],
+    )
+
+
 def _dense_stack(
     x: keras.KerasTensor, n_layers: int, units: int, dropout: float, seed: int | None
 ) -> keras.KerasTensor:
@@ -163,21 +185,12 @@ class TriforceDNN(TriforceModel):
             seed,
         )
         inputs = make_inputs(self.input_keys)
-        sums, angles = scalar_inputs(inputs, sum_scale=cell_scale / energy_scale_gev, angle_scale=angle_scale)
+        sums, angles = _scalars(inputs, common)
         ecal = keras.layers.Flatten(name="ecal_flat")(_scale(cell_scale, "ecal_scale")(inputs["ECAL"]))
         hcal = keras.layers.Flatten(name="hcal_flat")(_scale(cell_scale, "hcal_scale")(inputs["HCAL"]))
         x = keras.layers.Concatenate(name="dnn_input")([ecal, hcal, sums, angles])
         hidden = _dense_stack(x, int(n_hidden_layers), int(hidden_units), float(dropout), seed)
-        outputs = build_heads(
-            hidden,
-            sums,
-            angles,
-            n_classes=int(n_classes),
-            energy_scale_gev=float(energy_scale_gev),
-            cell_scale=float(cell_scale),
-            initial_energy_coefficients=initial_energy_coefficients,
-            seed=seed,
-        )
+        outputs = _heads(hidden, sums, angles, common)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._set_common(**common)
         self.n_hidden_layers = int(n_hidden_layers)
@@ -252,7 +265,7 @@ class TriforceCNN(TriforceModel):
             seed,
         )
         inputs = make_inputs(self.input_keys)
-        sums, angles = scalar_inputs(inputs, sum_scale=cell_scale / energy_scale_gev, angle_scale=angle_scale)
+        sums, angles = _scalars(inputs, common)
         branches = []
         for index, (key, filters, kernel) in enumerate(
             (("ECAL", ecal_filters, ecal_kernel), ("HCAL", hcal_filters, hcal_kernel)), start=1
@@ -271,16 +284,7 @@ class TriforceCNN(TriforceModel):
             branches.append(keras.layers.Flatten(name=f"{name}_flat")(x))
         x = keras.layers.Concatenate(name="dense_input")([*branches, sums, angles])
         hidden = _dense_stack(x, int(n_hidden_layers), int(hidden_units), float(dropout), seed)
-        outputs = build_heads(
-            hidden,
-            sums,
-            angles,
-            n_classes=int(n_classes),
-            energy_scale_gev=float(energy_scale_gev),
-            cell_scale=float(cell_scale),
-            initial_energy_coefficients=initial_energy_coefficients,
-            seed=seed,
-        )
+        outputs = _heads(hidden, sums, angles, common)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._set_common(**common)
         self.ecal_filters = int(ecal_filters)
@@ -439,7 +443,7 @@ class TriforceGoogLeNet(TriforceModel):
             return max(1, round(n * float(width_multiplier)))
 
         inputs = make_inputs(self.input_keys)
-        sums, angles = scalar_inputs(inputs, sum_scale=cell_scale / energy_scale_gev, angle_scale=angle_scale)
+        sums, angles = _scalars(inputs, common)
         x = keras.layers.Reshape((*INPUT_SHAPES["ECAL"], 1), name="ecal_channel")(inputs["ECAL"])
         # Instance normalization of the one-channel image (no affine parameters, as PyTorch's InstanceNorm3d).
         x = keras.layers.GroupNormalization(groups=1, center=False, scale=False, epsilon=1e-5, name="instance_norm")(x)
@@ -472,16 +476,7 @@ class TriforceGoogLeNet(TriforceModel):
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed_for(seed, 2)),
             name="dense",
         )(x)
-        outputs = build_heads(
-            hidden,
-            sums,
-            angles,
-            n_classes=int(n_classes),
-            energy_scale_gev=float(energy_scale_gev),
-            cell_scale=float(cell_scale),
-            initial_energy_coefficients=initial_energy_coefficients,
-            seed=seed,
-        )
+        outputs = _heads(hidden, sums, angles, common)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self._set_common(**common)
         self.dense_units = int(dense_units)

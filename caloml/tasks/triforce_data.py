@@ -13,11 +13,13 @@ task               classes             filter
 A pdgID outside the task, or a class absent from the data, raises :class:`~caloml.errors.CalomlError`: a wrong
 label mapping is never made silently.
 
-:func:`prepare_events` turns a batch of LCD events (GeV, as :class:`caloml.data.lcd.LCDReader` yields) into the
-networks' inputs: task filters, ``class_label``, ECAL centre crop to 25 x 25 x 25 (:class:`CenterCrop`; cropped
-files pass unchanged). ``ECAL_E`` and ``HCAL_E`` keep their meaning in caloml, the sums of the files' windows
-(computed from the cells when a file lacks them, before the crop); the original code fed the sum of the cropped
-ECAL instead, which holds the same energy up to the tails outside the crop.
+:func:`filter_mask` is the one filter rule (the networks' and the baselines' split, :mod:`caloml.tasks.reco_split`,
+and :func:`prepare_events` apply it). :func:`prepare_events` turns a batch of LCD events (GeV, as
+:class:`caloml.data.lcd.LCDReader` yields) into the networks' inputs: task filters, ``class_label``, ECAL
+centre crop to 25 x 25 x 25 (:class:`CenterCrop`; cropped files pass unchanged). ``ECAL_E`` and ``HCAL_E`` keep
+their meaning in caloml, the sums of the files' windows (computed from the cells when a file lacks them, before the
+crop); the original code fed the sum of the cropped ECAL instead, which holds the same energy up to the tails
+outside the crop.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from typing import Any
 import numpy as np
 
 from caloml.data.transforms import CenterCrop, EventFilter, MaxHcalEcalRatio, MaxOpeningAngle
-from caloml.errors import CalomlError
+from caloml.errors import CalomlError, DataError
 
 __all__ = [
     "REQUIRED_KEYS",
     "TASKS",
     "ReconstructionTask",
     "class_labels",
+    "filter_mask",
     "get_task",
     "load_events",
     "prepare_events",
@@ -120,6 +123,26 @@ def _check_keys(batch: Mapping[str, Any], task: ReconstructionTask, source: str)
             raise CalomlError(f"{source}: no '{key}' in the data{hint}")
 
 
+def filter_mask(events: Mapping[str, Any], task: ReconstructionTask, where: Any = "data") -> np.ndarray:
+    """(N,) bool: the events that pass the filters of their class in ``task`` (events of other classes pass).
+
+    ``events`` needs ``pdgID`` and, when the data holds a filtered class, the keys its filters read (a one-line
+    DataError naming ``where`` otherwise). The one filter rule of the networks, the baselines and the evaluation.
+    """
+    codes = np.abs(np.asarray(events["pdgID"]).astype(np.int64).reshape(-1))
+    keep = np.ones(codes.shape, dtype=bool)
+    for pdg, filters in task.filters.items():
+        of_class = codes == pdg
+        if not of_class.any():
+            continue
+        for event_filter in filters:
+            missing = [key for key in event_filter.required_keys if key not in events]
+            if missing:
+                raise DataError(f"{where}: no '{missing[0]}' in the data (needed by {event_filter!r})")
+            keep &= ~of_class | np.asarray(event_filter.keep(events), dtype=bool).reshape(-1)
+    return keep
+
+
 def prepare_events(
     batch: Mapping[str, np.ndarray], task: ReconstructionTask, *, source: str = "data", require_all: bool = True
 ) -> dict[str, np.ndarray]:
@@ -135,13 +158,7 @@ def prepare_events(
             cells = np.asarray(events[key])
             events[f"{key}_E"] = cells.reshape(len(cells), -1).sum(axis=1, dtype=np.float64).astype(np.float32)
     labels = class_labels(events["pdgID"], task, require_all=False)
-    keep = np.ones(labels.shape, dtype=bool)
-    codes = np.abs(np.asarray(events["pdgID"]).reshape(-1))
-    for pdg, filters in task.filters.items():
-        of_class = codes == pdg
-        for event_filter in filters:
-            passed = np.asarray(event_filter.keep(events), dtype=bool).reshape(-1)
-            keep &= ~of_class | passed
+    keep = filter_mask(events, task, source)
     events = {key: np.asarray(value)[keep] for key, value in events.items()}
     events[LABEL_KEY] = labels[keep]
     if require_all:
@@ -176,7 +193,10 @@ def load_events(
 
 
 def split_indices(n_events: int, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0) -> list[np.ndarray]:
-    """Seeded random disjoint index sets (train, validation, test...) of the given fractions of ``n_events``."""
+    """Seeded random disjoint index sets (train, validation, test...) of the given fractions of ``n_events``.
+
+    The runs' split rule (every fraction > 0) is :func:`caloml.tasks.reco_split.check_split_fractions`.
+    """
     if any(f < 0 for f in fractions) or sum(fractions) > 1.0 + 1e-9:
         raise CalomlError(f"split fractions must be non-negative and sum to at most 1, got {list(fractions)}")
     order = np.random.default_rng(seed).permutation(n_events)

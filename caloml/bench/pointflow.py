@@ -1,0 +1,178 @@
+"""CaloPointFlow sampling benchmark: showers per second on this machine and where the time goes.
+
+A shower is made in three stages (:class:`caloml.models.pointflow_sampler.PointFlowShowerSampler`): the latent flow
+draws z, the number of hits and the total energy for the incident energy (``latent``); the point flow draws
+``n_points`` points with their densities (``points``); the Monte-Carlo cell sampler turns them into distinct cells
+(``cells``). For each batch size (1, 100 and 1000 by default; the incident energies uniform in the model's trained
+range) the benchmark times whole batches, each stage synchronised, and reports showers per second, milliseconds
+(wall clock and process CPU time) per shower and the share of the time spent in each stage, next to the published
+CaloPointFlow figures (about 160 ms per shower on a CPU, 3 ms on a GPU at batch 100).
+
+Without a trained model it measures a :class:`caloml.models.pointflow.PointFlowVAE` of the default sizes with random
+weights and a synthetic CaloChallenge dataset-2 normalization (:func:`synthetic_normalization`): the time per point
+does not depend on the weights; the sampled numbers of hits do (they set nothing but the cell sampler's selection
+size, whose cost is dominated by sorting the ``n_points`` points). Each figure is the best of ``repeats`` timed calls
+after one untimed warm-up call (tracing; for a batch predicted to take longer than 30 s, a call of 2 showers, which
+traces the functions for any batch size); a batch predicted from the previous one to take longer than
+``max_call_seconds`` is skipped with a note. Wall-clock and process CPU time are both reported: on a machine shared
+with other work the CPU time per shower is the steadier figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from caloml.models.pointflow_sampler import STAGES, PointFlowShowerSampler
+
+__all__ = ["PAPER_MS_PER_SHOWER", "SKIP_WARM_UP_SECONDS", "benchmark_pointflow", "synthetic_normalization"]
+
+#: Published CaloPointFlow sampling times (models.md section 3): ms per shower on a CPU and on a GPU at batch 100.
+PAPER_MS_PER_SHOWER = {"cpu": 160.0, "gpu_b100": 3.0}
+#: Calls predicted to take longer than this (seconds) are timed without a warm-up call.
+SKIP_WARM_UP_SECONDS = 30.0
+
+
+def synthetic_normalization(geometry: str = "calochallenge-2") -> dict[str, Any]:
+    """A plausible :class:`~caloml.models.pointflow.PointCloudNormalization` dict for ``geometry`` without data.
+
+    Points roughly spread over the grid, cell energies around 1 MeV (log GeV mean -7, std 2), a few hundred hits,
+    incident energies 1 GeV - 1 TeV (calochallenge-2) or 10 - 510 GeV (lcd-gen), total energy about half the
+    incident energy. For speed measurements of an untrained model only.
+    """
+    from caloml.geometry import CALOCHALLENGE_2, CLIC_ECAL
+
+    if geometry == "calochallenge-2":
+        grid, energy_range, hits = tuple(CALOCHALLENGE_2.shape), (1.0, 1000.0), 600.0
+    elif geometry == "lcd-gen":
+        grid, energy_range, hits = tuple(CLIC_ECAL.shape), (10.0, 510.0), 1000.0
+    else:
+        raise ValueError(f"unknown geometry {geometry!r}; choose calochallenge-2 or lcd-gen")
+    grid = tuple(int(size) for size in grid)
+    log_low, log_high = math.log(energy_range[0]), math.log(energy_range[1])
+    log_incident_mean, log_incident_std = (log_low + log_high) / 2, (log_high - log_low) / math.sqrt(12.0)
+    return {
+        "grid_shape": list(grid),
+        "point_mean": [size / 2 for size in grid] + [-7.0],
+        "point_std": [size / math.sqrt(12.0) for size in grid] + [2.0],
+        "log_n_hits_mean": math.log(hits),
+        "log_n_hits_std": 0.5,
+        "log_total_energy_mean": log_incident_mean + math.log(0.5),
+        "log_total_energy_std": log_incident_std,
+        "incident_energy_range_gev": list(energy_range),
+        "log_incident_mean": log_incident_mean,
+        "log_incident_std": log_incident_std,
+    }
+
+
+def _trained_range(model: Any) -> tuple[float, float]:
+    normalization = getattr(model, "normalization", None)
+    if isinstance(normalization, dict):
+        trained = normalization.get("incident_energy_range_gev")
+    else:
+        trained = getattr(normalization, "incident_energy_range_gev", None)
+    return (1.0, 1000.0) if trained is None else (float(trained[0]), float(trained[1]))
+
+
+class _Figures(dict[str, float | str]):
+    """The figures, each passed to ``report`` (if any) as it is set."""
+
+    def __init__(self, report: Callable[[str, float | str], None] | None) -> None:
+        super().__init__()
+        self._report = report
+
+    def __setitem__(self, name: str, value: float | str) -> None:
+        super().__setitem__(name, value)
+        if self._report is not None:
+            self._report(name, value)
+
+
+def _load(model_path: str | Path | None, seed: int) -> tuple[Any, str]:
+    from caloml.models.pointflow import PointFlowVAE
+
+    if model_path is None:
+        model = PointFlowVAE(normalization=synthetic_normalization("calochallenge-2"), seed=seed)
+        return model, "PointFlowVAE, default sizes, random weights, synthetic calochallenge-2 normalization"
+    from caloml.generate.trained_model import load_trained_model
+
+    return load_trained_model(model_path, PointFlowVAE).model, str(model_path)
+
+
+def benchmark_pointflow(
+    model_path: str | Path | None = None,
+    batches: Sequence[int] = (1, 100, 1000),
+    n_points: int = 10_000,
+    repeats: int = 2,
+    seed: int = 1,
+    max_call_seconds: float = 300.0,
+    report: Callable[[str, float | str], None] | None = None,
+    model: Any = None,
+) -> dict[str, float | str]:
+    """Measure shower sampling; figures keyed ``name`` -> value (unit in the name's suffix) or a note (str).
+
+    ``model_path``: a run directory or ``.keras`` file of a PointFlowVAE; ``model``: a model object to use instead
+    (anything with ``sample_latent``, ``sample_points`` and ``grid_shape``); neither: see the module docstring.
+    ``batches`` are measured in increasing order with ``n_points`` points per shower, ``repeats`` timed calls
+    each (fewer when they would take more than ``max_call_seconds`` together, at least one); a batch predicted to
+    take more than ``max_call_seconds`` is skipped with a note. ``report(name, value)`` is called for each figure
+    as soon as it is measured.
+    """
+    figures = _Figures(report)
+    if model is None:
+        model, description = _load(model_path, seed)
+    else:
+        description = type(model).__name__
+    sampler = PointFlowShowerSampler(model, n_points)
+    figures["pointflow_model"] = description
+    figures["pointflow_grid"] = "x".join(str(size) for size in sampler.grid_shape)
+    figures["pointflow_n_points"] = float(n_points)
+    with contextlib.suppress(AttributeError, ValueError):  # a model without (built) Keras weights
+        figures["pointflow_parameters"] = float(model.count_params())
+    figures["pointflow_load_average_1min_at_start"] = os.getloadavg()[0]
+    figures["pointflow_paper_ms_per_shower_cpu"] = PAPER_MS_PER_SHOWER["cpu"]
+    figures["pointflow_paper_ms_per_shower_gpu_b100"] = PAPER_MS_PER_SHOWER["gpu_b100"]
+    low, high = _trained_range(model)
+    rng = np.random.default_rng(seed)
+    seconds_per_shower: float | None = None
+    for batch in sorted(batches):
+        predicted = None if seconds_per_shower is None else seconds_per_shower * batch
+        if predicted is not None and predicted > max_call_seconds:
+            figures[f"pointflow_showers_per_s_b{batch}"] = (
+                f"skipped (one call predicted to take {predicted:.0f} s from the smaller batch, over the"
+                f" {max_call_seconds:.0f} s limit; raise --max-call-seconds to measure it)"
+            )
+            continue
+        energies = rng.uniform(low, high, batch).astype(np.float32)
+        if predicted is None or predicted <= SKIP_WARM_UP_SECONDS:
+            sampler.generate(energies, batch_size=batch, seed=seed)
+        else:  # a cheap call of another batch size traces the functions for any batch size
+            sampler.generate(energies[:2], batch_size=2, seed=seed)
+        timed = repeats if predicted is None else max(1, min(repeats, int(max_call_seconds // predicted)))
+        best: tuple[float, float, dict[str, float], Any] | None = None
+        for repeat in range(max(1, timed)):
+            timings: dict[str, float] = {}
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = sampler.generate(energies, batch_size=batch, seed=seed + repeat, timings=timings)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            if best is None or wall < best[0]:
+                best = (wall, cpu, timings, result)
+        assert best is not None
+        wall, cpu, timings, result = best
+        seconds_per_shower = wall / batch
+        figures[f"pointflow_showers_per_s_b{batch}"] = batch / wall
+        figures[f"pointflow_ms_per_shower_b{batch}"] = 1e3 * wall / batch
+        figures[f"pointflow_cpu_ms_per_shower_b{batch}"] = 1e3 * cpu / batch
+        staged = sum(timings.values())
+        for stage in STAGES:
+            figures[f"pointflow_share_{stage}_b{batch}"] = timings.get(stage, 0.0) / staged if staged > 0 else 0.0
+        figures[f"pointflow_mean_hits_b{batch}"] = float(np.mean(result.n_hits))
+        figures[f"pointflow_hit_shortfall_fraction_b{batch}"] = float(np.mean(result.n_hits < result.n_hits_requested))
+    figures["pointflow_load_average_1min_at_end"] = os.getloadavg()[0]
+    return dict(figures)

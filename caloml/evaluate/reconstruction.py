@@ -1,0 +1,707 @@
+"""Reconstruction evaluation: Triforce networks against the baselines on the same test events.
+
+``python -m caloml.evaluate reco --test FILE_OR_RUN_DIR ... --model PATH ... --out DIR [--task ...]`` or, in a
+notebook::
+
+    from caloml.evaluate.reconstruction import evaluate_reconstruction
+    metrics = evaluate_reconstruction(["runs/triforce-dnn"], ["runs/triforce-dnn", "runs/bdt", "runs/linreg"],
+                                      "runs/eval-reco")
+    metrics["comparison"]["rows"]
+
+Models and test events are described in :mod:`caloml.evaluate.reconstruction_inputs` (networks as ``.keras`` files
+or run directories, baselines as saved directories; test events from LCD HDF5 files, TFRecord directories or run
+directories' ``test_events.json``, whose HDF5 or TFRecord sources are read by event index); the metrics in
+:mod:`caloml.evaluate.reconstruction_metrics`. Every model predicts the same events, read once, chunk by chunk.
+A model whose run recorded its split (``test_events.json``) is never scored on events that run trained or
+validated on: the evaluation is refused instead
+(:func:`~caloml.evaluate.reconstruction_inputs.check_model_splits`).
+
+Classification (every classifier): ROC and AUC, accuracy overall and in bins of the true energy and of eta (the
+true ``eta`` when the files have it, else ``recoEta``). Class 1 (the pion) is the positive class; an event is
+called class 1 when its probability is >= 0.5.
+
+Regression (every energy regressor: the networks' energy output, the linear and XGBoost regressions), per
+particle type: relative bias and resolution of ``(true - predicted) / true`` in bins of the true energy (25 GeV
+from 10 to 510 GeV by default), the fit ``sigma / E = sqrt(a^2 / E + b^2 + (c / E)^2)`` and, when a linear
+regression is among the models, the ratio of its resolution to each model's per bin (``linear_over_model``: > 1
+means better than the linear regression; the paper claims about 2 at low and 3-4 at high energy). Charged-pion
+events whose raw sum ``50 (ECAL_E + HCAL_E)`` is below 30% of the true energy are left out of the regression
+metrics of every model (the paper's selection, appendix D; counted in ``regression_selection``).
+
+The report directory (built in a temporary directory and renamed into place; an existing non-empty one is refused
+unless ``overwrite``):
+
+=========================  ===================================================================================
+``metrics.json``           every metric (top-level keys :data:`JSON_KEYS`)
+``comparison.md``          the comparison table of every model, and every network against every baseline
+``arguments.json``         the resolved arguments and the seed
+``predictions.npz``        per test event: ``energy``, ``eta``, ``pdgID``, ``class_label``, ``file_index``,
+                           ``row`` and per model ``score/<name>`` (probability of class 1) and ``energy/<name>``
+``*.png``                  ``roc``, ``accuracy_vs_energy``, ``accuracy_vs_eta``, ``bias_vs_energy``,
+                           ``resolution_vs_energy``, ``resolution_ratio_to_linear`` (with a linear regression)
+=========================  ===================================================================================
+
+Top-level keys of ``metrics.json``: ``caloml_version``, ``created_utc``, ``command`` (``"reco"``), ``seed``,
+``options``, ``task`` (name, classes, particles), ``test`` (sources, events per class, eta key, rows read and
+dropped by the filters, ``resample``: the ECAL granularity evaluated and ``resample_from``: ``option``, ``runs``
+(what the ``--test`` runs' ``test_events.json`` record) or ``default``), ``models`` (name, path, kind, baseline,
+classifier, regressor, particles, recorded_resample), ``classification`` (per classifier: ``auc``, ``accuracy``,
+``accuracy_error``, ``n_events``, ``n_per_class``, ``roc`` (201 points), ``accuracy_vs_energy``,
+``accuracy_vs_eta``), ``regression`` (per regressor, per particle: ``n_events``, ``binned``
+(:func:`~caloml.evaluate.reconstruction_metrics.binned_response`), ``fit``, ``linear_over_model``),
+``regression_selection`` (per particle: events, events used, the cut, the table's low and high bins),
+``reference_resolution`` (the LCD ECAL curve), ``comparison`` (``rows``, ``versus``, ``bins``,
+``linear_reference``), ``plots``, ``timings_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from caloml.cli_args import positive_int
+from caloml.data.resampling import RESAMPLE_CHOICES, check_resample
+from caloml.errors import CalomlError
+from caloml.evaluate.reconstruction_inputs import (
+    CHPI_MIN_RAW_FRACTION,
+    PDG_PARTICLE,
+    ROW_KEY,
+    ReconstructionModel,
+    check_model_resample,
+    check_model_splits,
+    infer_task,
+    iter_test_batches,
+    load_models,
+    raw_energy_fraction,
+    regression_subject,
+    resolve_resample,
+    resolve_test_sources,
+)
+from caloml.evaluate.reconstruction_metrics import (
+    LCD_ECAL_REFERENCE,
+    binned_accuracy,
+    binned_response,
+    classification_metrics,
+    energy_edges,
+    fit_resolution,
+)
+from caloml.report_directory import check_report_dir, install_report_dir, json_plain
+from caloml.tasks.triforce_data import TASKS, ReconstructionTask
+
+__all__ = [
+    "JSON_KEYS",
+    "ReconstructionOptions",
+    "add_reco_parser",
+    "comparison_table",
+    "evaluate_reconstruction",
+    "run_reco",
+]
+
+JSON_KEYS: tuple[str, ...] = (
+    "caloml_version",
+    "created_utc",
+    "command",
+    "seed",
+    "options",
+    "task",
+    "test",
+    "models",
+    "classification",
+    "regression",
+    "regression_selection",
+    "reference_resolution",
+    "comparison",
+    "plots",
+    "timings_s",
+)
+LINEAR_KIND = "linear_energy_regression"
+
+
+@dataclasses.dataclass
+class ReconstructionOptions:
+    """Options of :func:`evaluate_reconstruction` (each a ``--flag`` of the command line).
+
+    Attributes:
+        task: ``e-vs-pi`` or ``gamma-vs-pi0``; None: from the test_events.json files or the files' particles.
+        seed: seed of Keras' random state (the evaluation itself draws nothing at random); recorded.
+        energy_bin_width_gev, energy_low_gev, energy_high_gev: true-energy bins (25 GeV from 10 to 510 GeV).
+        eta_bins: bins of eta between the smallest and largest eta of the test events.
+        min_bin_events: fewest events of a bin for its bias and resolution (fewer: NaN, not fitted).
+        chunk_events: events read and predicted at once (bounds the memory).
+        resample: ``none``, ``atlas`` or ``cms``, the ECAL granularity of the test events
+            (:func:`caloml.data.resampling.resample_events`); None: the one the ``--test`` runs' ``test_events.json``
+            record (they must agree), ``none`` without runs. A value contradicting a test run's or a model run's
+            record is refused (:func:`caloml.evaluate.reconstruction_inputs.resolve_resample`,
+            :func:`~caloml.evaluate.reconstruction_inputs.check_model_resample`). Resolved before it is recorded.
+        plots: draw the PNG figures (False: metrics only, faster).
+        overwrite: replace an existing report directory.
+        progress: print progress to stderr.
+    """
+
+    task: str | None = None
+    seed: int = 1
+    energy_bin_width_gev: float = 25.0
+    energy_low_gev: float = 10.0
+    energy_high_gev: float = 510.0
+    eta_bins: int = 10
+    min_bin_events: int = 5
+    chunk_events: int = 128
+    resample: str | None = None
+    plots: bool = True
+    overwrite: bool = False
+    progress: bool = True
+
+    def check(self) -> None:
+        """One-line CalomlError for an invalid option."""
+        if self.task is not None and self.task not in TASKS:
+            raise CalomlError(f"unknown reconstruction task {self.task!r}; choose one of {', '.join(TASKS)}")
+        if not (self.energy_bin_width_gev > 0 and self.energy_high_gev > self.energy_low_gev > 0):
+            raise CalomlError(
+                f"energy bins need a positive width and 0 < low < high, got {self.energy_bin_width_gev} GeV, "
+                f"[{self.energy_low_gev}, {self.energy_high_gev}] GeV"
+            )
+        for name in ("eta_bins", "min_bin_events", "chunk_events"):
+            if int(getattr(self, name)) < 1:
+                raise CalomlError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.resample is not None:
+            check_resample(self.resample, where="resample")
+
+
+# -- prediction -------------------------------------------------------------------------------------------------------
+def _predict_all(
+    models: Sequence[ReconstructionModel], sources: Sequence[Any], task: ReconstructionTask, opts: ReconstructionOptions
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-event truth and predictions of every model on the test events, and the bookkeeping of the reading."""
+    columns: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("energy", "eta", "pdgID", "class_label", "file_index", "row", "raw_fraction")
+    }
+    for model in models:
+        if model.classifier:
+            columns[f"score/{model.name}"] = []
+        if model.regressor:
+            columns[f"energy/{model.name}"] = []
+    rows_read = [0] * len(sources)
+    rows_kept = [0] * len(sources)
+    eta_keys: set[str] = set()
+    assert opts.resample is not None  # resolved by evaluate_reconstruction
+    for batch in iter_test_batches(sources, task, chunk_events=opts.chunk_events, resample=opts.resample):
+        events = batch.events
+        rows_read[batch.source_index] += batch.rows_read
+        n = len(events["energy"])
+        rows_kept[batch.source_index] += n
+        if n == 0:
+            continue
+        eta_key = "eta" if "eta" in events else "recoEta"
+        eta_keys.add(eta_key)
+        columns["energy"].append(np.asarray(events["energy"], np.float64))
+        columns["eta"].append(np.asarray(events[eta_key], np.float64))
+        columns["pdgID"].append(np.abs(np.asarray(events["pdgID"], np.int64)))
+        columns["class_label"].append(np.asarray(events["class_label"], np.int64))
+        columns["file_index"].append(np.full(n, batch.source_index, np.int64))
+        columns["row"].append(np.asarray(events[ROW_KEY], np.int64))
+        columns["raw_fraction"].append(raw_energy_fraction(events))
+        for model in models:
+            score, energy = model.predict(events)
+            for key, values in ((f"score/{model.name}", score), (f"energy/{model.name}", energy)):
+                if key in columns:
+                    assert values is not None
+                    if values.shape != (n,):
+                        raise CalomlError(f"{model.path}: predicted {values.shape} values for {n} events")
+                    if np.any(np.isnan(values) & (key.startswith("score/"))):
+                        raise CalomlError(f"{model.path}: predicts NaN class probabilities")
+                    columns[key].append(values)
+    if not columns["energy"]:
+        raise CalomlError("no test event passes the task's filters")
+    predictions = {key: np.concatenate(parts) for key, parts in columns.items()}
+    if len(eta_keys) > 1:
+        raise CalomlError("some test files have the true 'eta' and others not; eta bins would mix two quantities")
+    info = {
+        "rows_read": rows_read,
+        "rows_after_filters": rows_kept,
+        "eta_key": eta_keys.pop(),
+    }
+    return predictions, info
+
+
+# -- metrics ----------------------------------------------------------------------------------------------------------
+def _eta_edges(eta: np.ndarray, n_bins: int) -> np.ndarray:
+    low, high = float(np.min(eta)), float(np.max(eta))
+    if high - low < 1e-6:
+        low, high = low - 0.05, high + 0.05
+    return np.linspace(low, high, n_bins + 1)
+
+
+def _classification(
+    models: Sequence[ReconstructionModel], predictions: dict[str, np.ndarray], opts: ReconstructionOptions
+) -> tuple[dict[str, Any], dict[str, tuple[np.ndarray, np.ndarray, float, bool]]]:
+    labels = predictions["class_label"]
+    e_edges = energy_edges(opts.energy_bin_width_gev, opts.energy_low_gev, opts.energy_high_gev)
+    eta_edges = _eta_edges(predictions["eta"], opts.eta_bins)
+    results: dict[str, Any] = {}
+    curves = {}
+    for model in models:
+        if not model.classifier:
+            continue
+        scores = predictions[f"score/{model.name}"]
+        metrics = classification_metrics(labels, scores)
+        full = metrics.pop("roc_full")
+        correct = (scores >= 0.5) == (labels == 1)
+        metrics["accuracy_vs_energy"] = binned_accuracy(predictions["energy"], correct, e_edges)
+        metrics["accuracy_vs_eta"] = binned_accuracy(predictions["eta"], correct, eta_edges)
+        results[model.name] = metrics
+        curves[model.name] = (full["fpr"], full["tpr"], metrics["auc"], model.baseline)
+    return results, curves
+
+
+def _regression(
+    models: Sequence[ReconstructionModel],
+    predictions: dict[str, np.ndarray],
+    task: ReconstructionTask,
+    opts: ReconstructionOptions,
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    edges = energy_edges(opts.energy_bin_width_gev, opts.energy_low_gev, opts.energy_high_gev)
+    pdg = predictions["pdgID"]
+    selection = {}
+    masks = {}
+    for code, particle in zip(task.classes, task.particles, strict=True):
+        of_particle = pdg == code
+        mask = regression_subject(pdg, predictions["raw_fraction"], code)
+        masks[particle] = mask
+        counts = np.histogram(predictions["energy"][mask], edges)[0]
+        populated = np.flatnonzero(counts >= max(2, opts.min_bin_events))
+        low = int(populated[0]) if populated.size else None
+        high = int(populated[-1]) if populated.size else None
+        selection[particle] = {
+            "events": int(of_particle.sum()),
+            "used": int(mask.sum()),
+            "cut": f"raw sum >= {CHPI_MIN_RAW_FRACTION} x true energy" if particle == "chpi" else None,
+            "low_bin": low,
+            "high_bin": high,
+            "low_bin_gev": None if low is None else [float(edges[low]), float(edges[low + 1])],
+            "high_bin_gev": None if high is None else [float(edges[high]), float(edges[high + 1])],
+        }
+    linear = next((m.name for m in models if m.kind == LINEAR_KIND), None)
+    results: dict[str, Any] = {}
+    for model in models:
+        if not model.regressor:
+            continue
+        predicted = predictions[f"energy/{model.name}"]
+        per_particle = {}
+        for particle, mask in masks.items():
+            usable = mask & np.isfinite(predicted)
+            if not np.any(usable):
+                continue
+            binned = binned_response(
+                predictions["energy"][usable], predicted[usable], edges, min_events=opts.min_bin_events
+            )
+            fit = fit_resolution(binned["mean_energy_gev"], binned["resolution"], binned["resolution_error"])
+            per_particle[particle] = {"n_events": int(usable.sum()), "binned": binned, "fit": fit}
+        results[model.name] = per_particle
+    for per_particle in results.values():
+        for particle, result in per_particle.items():
+            reference = results.get(linear or "", {}).get(particle) if linear else None
+            if reference is None:
+                result["linear_over_model"] = None
+                continue
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result["linear_over_model"] = reference["binned"]["resolution"] / result["binned"]["resolution"]
+    return results, selection, linear
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def comparison_table(
+    models: Sequence[ReconstructionModel],
+    classification: dict[str, Any],
+    regression: dict[str, Any],
+    task: ReconstructionTask,
+    n_events: int,
+    linear: str | None,
+    selection: dict[str, Any],
+) -> dict[str, Any]:
+    """Rows (one per model) and pairs (every network against every baseline of the same kind of output).
+
+    Resolutions at low and high energy are those of the lowest and highest true-energy bins holding at least
+    ``min_bin_events`` events of the particle (``selection[particle]["low_bin"]``, ``["high_bin"]``: 10-35 and
+    485-510 GeV with the default bins and enough events; the same bins for every model). Pairs:
+    ``auc_difference`` (network - baseline) and ``accuracy_difference`` for two classifiers; per particle
+    ``resolution_ratio_low`` / ``_high`` (baseline / network, > 1: the network is better) for two regressors.
+    """
+    rows = []
+    for model in models:
+        row: dict[str, Any] = {
+            "model": model.name,
+            "kind": model.kind,
+            "baseline": model.baseline,
+            "n_test_events": n_events,
+            "auc": None,
+            "accuracy": None,
+        }
+        if model.name in classification:
+            row["auc"] = classification[model.name]["auc"]
+            row["accuracy"] = classification[model.name]["accuracy"]
+        for particle in task.particles:
+            low, high = selection[particle]["low_bin"], selection[particle]["high_bin"]
+            result = regression.get(model.name, {}).get(particle)
+            binned = result["binned"] if result else None
+            fit = result["fit"] if result else {}
+            ratio = result.get("linear_over_model") if result else None
+            row[particle] = {
+                "n_events": result["n_events"] if result else None,
+                "resolution_low": _first(binned, "resolution", low),
+                "resolution_high": _first(binned, "resolution", high),
+                "bias_low": _first(binned, "bias", low),
+                "bias_high": _first(binned, "bias", high),
+                "fit_a": fit.get("a"),
+                "fit_b": fit.get("b"),
+                "fit_c": fit.get("c"),
+                "fit_a_error": fit.get("a_error"),
+                "fit_b_error": fit.get("b_error"),
+                "fit_c_error": fit.get("c_error"),
+                "linear_over_model_low": None if ratio is None or model.name == linear else _item(ratio, low),
+                "linear_over_model_high": None if ratio is None or model.name == linear else _item(ratio, high),
+            }
+        rows.append(row)
+    versus = []
+    for network in (m for m in models if not m.baseline):
+        for baseline in (m for m in models if m.baseline):
+            pair: dict[str, Any] = {"model": network.name, "baseline": baseline.name, "baseline_kind": baseline.kind}
+            if network.classifier and baseline.classifier:
+                a, b = classification[network.name], classification[baseline.name]
+                pair["auc_difference"] = a["auc"] - b["auc"]
+                pair["accuracy_difference"] = a["accuracy"] - b["accuracy"]
+            if network.regressor and baseline.regressor:
+                for particle in task.particles:
+                    mine = regression.get(network.name, {}).get(particle)
+                    theirs = regression.get(baseline.name, {}).get(particle)
+                    if mine is None or theirs is None:
+                        continue
+                    ratio = np.asarray(theirs["binned"]["resolution"]) / np.asarray(mine["binned"]["resolution"])
+                    pair[particle] = {
+                        "resolution_ratio_low": _item(ratio, selection[particle]["low_bin"]),
+                        "resolution_ratio_high": _item(ratio, selection[particle]["high_bin"]),
+                    }
+            versus.append(pair)
+    bins = {p: {key: selection[p][key] for key in ("low_bin_gev", "high_bin_gev")} for p in task.particles}
+    return {"rows": rows, "versus": versus, "linear_reference": linear, "bins": bins}
+
+
+def _item(values: Any, index: int | None) -> float | None:
+    if index is None:
+        return None
+    value = float(np.asarray(values, dtype=np.float64)[index])
+    return value if math.isfinite(value) else None
+
+
+def _first(binned: dict[str, Any] | None, key: str, index: int | None) -> float | None:
+    return None if binned is None else _item(binned[key], index)
+
+
+def comparison_markdown(record: dict[str, Any]) -> str:
+    """The comparison table of ``metrics.json`` as Markdown."""
+    comparison = record["comparison"]
+    particles = record["task"]["particles"]
+
+    def span(bin_gev: list[float] | None) -> str:
+        return "none" if bin_gev is None else f"{bin_gev[0]:g}-{bin_gev[1]:g} GeV"
+
+    bins = "; ".join(
+        f"{p}: low {span(comparison['bins'][p]['low_bin_gev'])}, high {span(comparison['bins'][p]['high_bin_gev'])}"
+        for p in particles
+    )
+    linear = comparison["linear_reference"]
+    lines = [
+        f"# Reconstruction comparison, task {record['task']['name']}",
+        "",
+        f"{record['test']['n_events']} test events (per class {record['test']['n_per_class']}), the same for every "
+        f"model. Resolution = std of (true - predicted) / true in the lowest and highest true-energy bins with at "
+        f"least {record['options']['min_bin_events']} events ({bins}); fit sigma/E = sqrt(a^2/E + b^2 + (c/E)^2), "
+        f"E in GeV" + (f"; lin/model = resolution of {linear} over the model's." if linear else "."),
+        "",
+    ]
+    header = ["model", "kind", "AUC", "accuracy"]
+    for particle in particles:
+        header += [f"{particle} events", f"{particle} res. low", f"{particle} res. high", f"{particle} fit a, b, c"]
+        if comparison["linear_reference"]:
+            header += [f"{particle} lin/model low", f"{particle} lin/model high"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in comparison["rows"]:
+        cells = [row["model"], row["kind"] + (" (baseline)" if row["baseline"] else ""), _fmt(row["auc"])]
+        cells.append(_fmt(row["accuracy"]))
+        for particle in particles:
+            p = row[particle]
+            fit = "n/a" if p["fit_a"] is None else f"{p['fit_a']:.3g}, {p['fit_b']:.3g}, {p['fit_c']:.3g}"
+            cells += [_fmt(p["n_events"]), _fmt(p["resolution_low"]), _fmt(p["resolution_high"]), fit]
+            if comparison["linear_reference"]:
+                cells += [_fmt(p["linear_over_model_low"], 3), _fmt(p["linear_over_model_high"], 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if comparison["versus"]:
+        lines += ["", "## Every network against every baseline", ""]
+        lines += ["| network | baseline | AUC difference | accuracy difference | baseline/network resolution |"]
+        lines += ["|---|---|---|---|---|"]
+        for pair in comparison["versus"]:
+            ratios = "; ".join(
+                f"{p}: low {_fmt(pair[p]['resolution_ratio_low'], 3)}, high {_fmt(pair[p]['resolution_ratio_high'], 3)}"
+                for p in particles
+                if p in pair
+            )
+            lines.append(
+                f"| {pair['model']} | {pair['baseline']} | {_fmt(pair.get('auc_difference'))} | "
+                f"{_fmt(pair.get('accuracy_difference'))} | {ratios or 'n/a'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+# -- the evaluation ---------------------------------------------------------------------------------------------------
+def _draw(folder: Path, record: dict[str, Any], curves: dict, models: Sequence[ReconstructionModel]) -> list[str]:
+    from caloml.evaluate import reconstruction_plots as plots
+
+    baselines = {m.name for m in models if m.baseline}
+    particles = record["task"]["particles"]
+    names = []
+    classification = record["classification"]
+    regression = record["regression"]
+    if classification:
+        names.append(plots.plot_roc(folder, curves, record["task"]["name"]))
+        names.append(
+            plots.plot_accuracy(
+                folder, "accuracy_vs_energy.png", classification, "energy", "true energy (GeV)", baselines
+            )
+        )
+        eta_label = "true η" if record["test"]["eta_key"] == "eta" else "reconstructed η"
+        names.append(plots.plot_accuracy(folder, "accuracy_vs_eta.png", classification, "eta", eta_label, baselines))
+    if regression:
+        names.append(plots.plot_bias(folder, regression, particles, baselines))
+        names.append(plots.plot_resolution(folder, regression, particles, baselines))
+        linear = record["comparison"]["linear_reference"]
+        if linear is not None and len(regression) > 1:
+            names.append(plots.plot_resolution_ratio(folder, regression, particles, linear, baselines))
+    return names
+
+
+def evaluate_reconstruction(
+    test: Sequence[str | Path],
+    models: Sequence[str | Path],
+    out_dir: str | Path,
+    **options: Any,
+) -> dict[str, Any]:
+    """Evaluate reconstruction models on the same test events and write the report directory (module docstring).
+
+    Args:
+        test: LCD HDF5 files, TFRecord directories and run directories with ``test_events.json``.
+        models: ``.keras`` files or run directories of Triforce networks, and baseline directories.
+        out_dir: the report directory; must not exist or be empty unless ``overwrite=True``.
+        **options: the fields of :class:`ReconstructionOptions` (``task``, ``seed``, ``energy_bin_width_gev``...).
+
+    Returns:
+        The content of ``metrics.json``.
+
+    Raises:
+        CalomlError: a missing or malformed input, a model of the wrong kind, a test file without HCAL or a feature
+            a model needs, a class without test events, NaN values, an existing report, a model whose run
+            trained or validated on some of the test events; one line each.
+    """
+    try:
+        opts = ReconstructionOptions(**options)
+    except TypeError as error:
+        known = ", ".join(f.name for f in dataclasses.fields(ReconstructionOptions))
+        raise CalomlError(f"evaluate_reconstruction: {error}; options are {known}") from None
+    opts.check()
+    requested_resample = opts.resample
+    out = Path(out_dir)
+    check_report_dir(out, opts.overwrite, "reconstruction report")
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    sources = resolve_test_sources(test)
+    opts.resample, resample_from = resolve_resample(opts.resample, sources)
+    task = infer_task(sources, opts.task)
+    opts.task = task.name
+    loaded = load_models(models)
+    check_model_resample(loaded, opts.resample)
+    timings["load_models"] = time.perf_counter() - start
+
+    import keras
+
+    keras.utils.set_random_seed(opts.seed)
+    t0 = time.perf_counter()
+    predictions, info = _predict_all(loaded, sources, task, opts)
+    timings["predict"] = time.perf_counter() - t0
+    check_model_splits(  # no model scored on events its own run trained or validated on
+        loaded, sources, *(predictions[key] for key in ("file_index", "row", "pdgID", "raw_fraction"))
+    )
+    labels = predictions["class_label"]
+    n_per_class = [int(np.sum(labels == k)) for k in range(len(task.classes))]
+    missing = [task.classes[k] for k, count in enumerate(n_per_class) if count == 0]
+    if missing:
+        raise CalomlError(
+            f"task {task.name}: no test event of class pdgID {missing[0]} ({PDG_PARTICLE[missing[0]]})"
+            " after the filters"
+        )
+    for model in loaded:
+        if model.regressor:
+            values = predictions[f"energy/{model.name}"]
+            if model.particles is None and not np.all(np.isfinite(values)):
+                raise CalomlError(f"{model.path}: predicts non-finite energies")
+
+    t0 = time.perf_counter()
+    classification, curves = _classification(loaded, predictions, opts)
+    regression, selection, linear = _regression(loaded, predictions, task, opts)
+    comparison = comparison_table(loaded, classification, regression, task, int(labels.size), linear, selection)
+    timings["metrics"] = time.perf_counter() - t0
+
+    import caloml
+
+    arguments = {
+        "test": [str(p) for p in test],
+        "model": [str(p) for p in models],
+        "out": str(out),
+        **dataclasses.asdict(opts),
+        "resample_requested": requested_resample,
+        "resample_from": resample_from,
+    }
+    record: dict[str, Any] = {
+        "caloml_version": caloml.__version__,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "reco",
+        "seed": opts.seed,
+        "options": dataclasses.asdict(opts),
+        "task": {"name": task.name, "classes": list(task.classes), "particles": list(task.particles)},
+        "test": {
+            "sources": [s.describe(n) for s, n in zip(sources, info["rows_read"], strict=True)],
+            "rows_after_filters": info["rows_after_filters"],
+            "n_events": int(labels.size),
+            "n_per_class": n_per_class,
+            "eta_key": info["eta_key"],
+            "resample": opts.resample,
+            "resample_from": resample_from,
+        },
+        "models": [m.describe() for m in loaded],
+        "classification": classification,
+        "regression": regression,
+        "regression_selection": selection,
+        "reference_resolution": {"name": "LCD ECAL", **LCD_ECAL_REFERENCE},
+        "comparison": comparison,
+    }
+    record = json_plain(record)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        tmp.chmod(0o755)
+        t0 = time.perf_counter()
+        record["plots"] = _draw(tmp, record, curves, loaded) if opts.plots else []
+        timings["plots"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - start
+        record["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
+        arrays = {k: v for k, v in predictions.items() if k != "raw_fraction"}
+        np.savez_compressed(tmp / "predictions.npz", **arrays)  # type: ignore[arg-type]
+        (tmp / "arguments.json").write_text(json.dumps(json_plain(arguments), indent=1) + "\n", encoding="utf-8")
+        (tmp / "comparison.md").write_text(comparison_markdown(record), encoding="utf-8")
+        (tmp / "metrics.json").write_text(json.dumps(record, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        install_report_dir(tmp, out, opts.overwrite, "reconstruction report")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if opts.progress:
+        print(f"reconstruction evaluation written to {out} ({timings['total']:.0f} s)", file=sys.stderr)
+    return record
+
+
+# -- command line -----------------------------------------------------------------------------------------------------
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def add_reco_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``reco``: reconstruction models against the baselines on the same test events."""
+    parser = subparsers.add_parser(
+        "reco",
+        help="compare Triforce networks and baselines (classification and energy regression) on the same test events",
+        description=(
+            "Evaluate Triforce networks (.keras files or run directories) and baselines (BDT, linear and XGBoost"
+            " regressions) on the same test events (LCD reconstruction files or TFRecord directories, or run"
+            " directories with test_events.json): ROC and AUC, accuracy vs energy and eta, relative bias and"
+            " resolution per particle in energy bins with the fit sigma/E = sqrt(a^2/E + b^2 + (c/E)^2), and one"
+            " comparison table. Writes metrics.json, comparison.md, arguments.json, predictions.npz and PNG plots"
+            " into --out."
+        ),
+    )
+    parser.add_argument("--test", required=True, nargs="+", type=Path, metavar="FILE_OR_RUN_DIR", help="test events")
+    parser.add_argument("--model", required=True, nargs="+", type=Path, metavar="PATH", help="models to compare")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="report directory")
+    parser.add_argument("--task", choices=sorted(TASKS), help="the task (default: from the test events)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of Keras' random state, recorded (default 1)")
+    parser.add_argument(
+        "--energy-bin-width", type=_positive_float, default=25.0, metavar="GEV", help="true-energy bins (25 GeV)"
+    )
+    parser.add_argument(
+        "--energy-range",
+        type=_positive_float,
+        nargs=2,
+        default=(10.0, 510.0),
+        metavar=("LOW", "HIGH"),
+        help="true-energy range of the bins, GeV (10 510)",
+    )
+    parser.add_argument("--eta-bins", type=positive_int, default=10, help="bins of eta (10)")
+    parser.add_argument("--min-bin-events", type=positive_int, default=5, help="fewest events of a resolution bin (5)")
+    parser.add_argument(
+        "--chunk-events", type=positive_int, default=128, help="events read and predicted at once (128)"
+    )
+    parser.add_argument(
+        "--resample",
+        choices=RESAMPLE_CHOICES,
+        default=None,
+        help="evaluate on the ECAL resampled to an ATLAS- or CMS-like granularity (default: what the --test runs"
+        " recorded, none for plain files); refused when it contradicts a test or model run's record",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="metrics only, no PNG figures")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    parser.add_argument("--no-progress", action="store_true", help="print nothing but the summary")
+    return parser
+
+
+def run_reco(args: argparse.Namespace) -> int:
+    """Run the reconstruction evaluation and print the comparison table."""
+    from caloml.data.__main__ import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # TensorFlow's start-up log lines would bury the comparison table
+    record = evaluate_reconstruction(
+        args.test,
+        args.model,
+        args.out,
+        task=args.task,
+        seed=args.seed,
+        energy_bin_width_gev=args.energy_bin_width,
+        energy_low_gev=args.energy_range[0],
+        energy_high_gev=args.energy_range[1],
+        eta_bins=args.eta_bins,
+        min_bin_events=args.min_bin_events,
+        chunk_events=args.chunk_events,
+        resample=args.resample,
+        plots=not args.no_plots,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(comparison_markdown(record), end="")
+    return 0

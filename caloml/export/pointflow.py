@@ -1,0 +1,253 @@
+"""Exporting a trained CaloPointFlow model as a TensorFlow SavedModel (``saved_models/pointflow-<geometry>/<v>/``).
+
+The SavedModel needs only TensorFlow (no caloml, no TensorFlow Probability, no custom Keras classes):
+``tf.saved_model.load(path)`` or TF Serving. Two signatures:
+
+``sample`` (also ``serving_default``)
+    ``incident_energy`` (B,) float32 GeV, ``seed`` (2,) int32 -> ``showers`` (B, *grid) float32 GeV (dense cells of
+    the geometry's grid: 45 x 16 x 9 for CaloChallenge dataset 2, 51 x 51 x 25 for LCD) and ``n_hits`` (B,) int32,
+    the number of non-empty cells of each shower. The chain of :func:`sample_showers`: the seed is split into
+    three stateless seeds (latent flow, point flow, cell sampler); the latent flow draws z, n_hits and the total
+    energy; the point flow draws ``n_points`` points per shower (fixed at export, ``export.json``); the Monte-Carlo
+    cell sampler (:func:`caloml.models.pointflow_sampler.sample_cells_detailed`) picks n_hits distinct cells and
+    rescales them to the total energy. The same seed and energies give the same showers.
+``log_prob``
+    ``points`` (B, P, 4) float32 in data units (continuous cell coordinates along the three grid axes, log(E /
+    GeV)), ``mask`` (B, P) bool (True on real hits), ``n_hits`` (B,) int32, ``total_energy`` (B,) float32 GeV ->
+    ``log_prob`` (B, P) float32: the log density (data units) of each hit under the point flow given the
+    encoder's mean z of the cloud (the encoder reads the masked points, n_hits and the total energy); 0 where
+    ``mask`` is False.
+
+Incident energies outside the model's trained range (``normalization.incident_energy_range_gev``, its ends
+widened by a relative 1e-6 for float32 rounding, the check generation makes) or not finite fail the ``sample`` call
+with ``InvalidArgumentError`` (HTTP 400 in TF Serving), never clipped. ``export.json`` records the model's
+configuration and normalization, the geometry, the number of points, the signatures, the training seed, the source
+path and the caloml, TensorFlow and Keras versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import caloml
+from caloml.cli_args import positive_int
+from caloml.errors import CalomlError
+from caloml.export.serving import staged_version, write_export_info
+
+__all__ = [
+    "SIGNATURES",
+    "accepted_energy_range",
+    "add_pointflow_parser",
+    "export_pointflow",
+    "hit_log_prob",
+    "run_pointflow",
+    "sample_showers",
+]
+
+#: The exported signatures: name -> (inputs, outputs) as "name: shape dtype, unit" descriptions.
+SIGNATURES: dict[str, dict[str, dict[str, str]]] = {
+    "sample": {
+        "inputs": {
+            "incident_energy": "(B,) float32, GeV, inside the trained range",
+            "seed": "(2,) int32, stateless seed of every draw",
+        },
+        "outputs": {"showers": "(B, *grid) float32, GeV per cell", "n_hits": "(B,) int32, non-empty cells"},
+    },
+    "log_prob": {
+        "inputs": {
+            "points": "(B, P, 4) float32: continuous cell coordinates, log(E / GeV)",
+            "mask": "(B, P) bool, True on real hits",
+            "n_hits": "(B,) int32",
+            "total_energy": "(B,) float32, GeV",
+        },
+        "outputs": {"log_prob": "(B, P) float32, log density of each hit in data units given the mean z; 0 at padding"},
+    },
+}
+
+#: Relative tolerance of the trained incident-energy range's ends (float32 rounding, not extrapolation).
+RELATIVE_RANGE_TOLERANCE = 1e-6
+
+#: Grid shape -> geometry name of the export directory.
+_GEOMETRY_NAMES: dict[tuple[int, ...], str] = {(45, 16, 9): "calochallenge-2", (51, 51, 25): "lcd-gen"}
+
+
+def geometry_name(model: Any) -> str:
+    """``calochallenge-2`` or ``lcd-gen`` from the model's grid (``grid-AxBxC`` for another grid)."""
+    grid = tuple(int(n) for n in model.grid_shape)
+    return _GEOMETRY_NAMES.get(grid, "grid-" + "x".join(str(n) for n in grid))
+
+
+def accepted_energy_range(trained_gev: tuple[float, ...]) -> tuple[np.float32, np.float32]:
+    """float32 bounds of the incident energies the ``sample`` signature accepts: the trained range (GeV) widened
+    by :data:`RELATIVE_RANGE_TOLERANCE` of each end, as the sampler's check
+    (:meth:`~caloml.models.pointflow_sampler.PointFlowShowerSampler.check_incident_energies`)."""
+    low = np.float32(float(trained_gev[0]) * (1 - RELATIVE_RANGE_TOLERANCE))
+    high = np.float32(float(trained_gev[1]) * (1 + RELATIVE_RANGE_TOLERANCE))
+    return low, high
+
+
+def sample_showers(model: Any, incident_energy_gev: Any, seed: Any, n_points: int) -> dict[str, Any]:
+    """The ``sample`` signature's computation (TensorFlow, graph friendly): ``{"showers", "n_hits"}``.
+
+    ``incident_energy_gev`` (B,) GeV, ``seed`` (2,) int32 (split into the latent, point and cell seeds).
+    """
+    import tensorflow as tf
+
+    from caloml.models.pointflow_sampler import sample_cells_detailed
+
+    energy = tf.reshape(tf.cast(incident_energy_gev, tf.float32), [-1])
+    latent_seed, point_seed, cell_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int32), 3))
+    latent = model.sample_latent(energy, latent_seed)
+    points, log_density = model.sample_points(latent["z"], int(n_points), point_seed)
+    cells = sample_cells_detailed(
+        points, log_density, latent["n_hits"], latent["total_energy"], model.grid_shape, cell_seed
+    )
+    return {"showers": tf.cast(cells.showers, tf.float32), "n_hits": tf.cast(cells.n_hits, tf.int32)}
+
+
+def hit_log_prob(model: Any, points: Any, mask: Any, n_hits: Any, total_energy: Any) -> Any:
+    """The ``log_prob`` signature's computation: (B, P) log densities given the encoder's mean z, 0 at padding."""
+    import tensorflow as tf
+
+    mask = tf.cast(mask, tf.bool)
+    points = tf.where(mask[..., None], tf.cast(points, tf.float32), 0.0)
+    mean, _ = model.encode(points, mask, n_hits, total_energy)
+    log_prob = model.point_log_prob(points, mean)
+    return tf.where(mask, log_prob, 0.0)
+
+
+def export_pointflow(
+    model: Any,
+    saved_models_dir: str | Path = "saved_models",
+    version: int | None = None,
+    *,
+    n_points: int = 10_000,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Export ``model`` (a :class:`~caloml.models.pointflow.PointFlowVAE`) to
+    ``saved_models_dir/pointflow-<geometry>/<version>/``; returns the version directory.
+
+    ``version`` None takes the next integer; an existing version is never replaced
+    (:class:`~caloml.errors.OutputExistsError`). ``n_points``: flow points per shower of the ``sample`` signature.
+    See the module docstring for the signatures.
+    """
+    import keras
+    import tensorflow as tf
+
+    if int(n_points) < 1:
+        raise CalomlError(f"n_points must be positive, got {n_points}")
+    grid = tuple(int(n) for n in model.grid_shape)
+    trained = tuple(float(v) for v in model.normalization.incident_energy_range_gev)
+    low, high = accepted_energy_range(trained)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None,), tf.float32, name="incident_energy"),
+            tf.TensorSpec((2,), tf.int32, name="seed"),
+        ]
+    )
+    def sample(incident_energy: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        inside = tf.debugging.Assert(
+            tf.reduce_all((incident_energy >= low) & (incident_energy <= high)),  # False for NaN
+            [f"incident_energy outside the range the model was trained on, [{trained[0]:g}, {trained[1]:g}] GeV,"
+             " or not finite"],
+        )  # fmt: skip
+        with tf.control_dependencies([inside]):
+            energy = tf.identity(incident_energy)
+        return sample_showers(model, energy, seed, int(n_points))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, None, 4), tf.float32, name="points"),
+            tf.TensorSpec((None, None), tf.bool, name="mask"),
+            tf.TensorSpec((None,), tf.int32, name="n_hits"),
+            tf.TensorSpec((None,), tf.float32, name="total_energy"),
+        ]
+    )
+    def log_prob(points: tf.Tensor, mask: tf.Tensor, n_hits: tf.Tensor, total_energy: tf.Tensor) -> dict[str, Any]:
+        checks = [
+            tf.debugging.assert_equal(tf.shape(points)[:2], tf.shape(mask), message="points and mask differ"),
+            tf.debugging.assert_equal(tf.shape(n_hits)[0], tf.shape(points)[0], message="n_hits length"),
+            tf.debugging.assert_equal(tf.shape(total_energy)[0], tf.shape(points)[0], message="total_energy length"),
+        ]
+        with tf.control_dependencies(checks):
+            points = tf.identity(points)
+        return {"log_prob": hit_log_prob(model, points, mask, n_hits, total_energy)}
+
+    geometry = geometry_name(model)
+    info: dict[str, Any] = {
+        "model": "pointflow",
+        "geometry": geometry,
+        "grid_shape": list(grid),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_config": model.get_config(),
+        "normalization": model.normalization.to_dict(),
+        "incident_energy_range_gev": list(model.normalization.incident_energy_range_gev),
+        "n_points": int(n_points),
+        "signatures": SIGNATURES,
+        "serving_default": "sample",
+        "out_of_range": "incident energies outside the trained range (ends widened by a relative 1e-6) or not finite"
+        " fail the sample call with InvalidArgumentError; nothing is clipped",
+        "units": {"showers": "GeV per cell", "incident_energy": "GeV", "points": "cell coordinates, log(E/GeV)"},
+        "caloml_version": caloml.__version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seed": getattr(model, "seed", None),
+        "source": None,
+        **(provenance or {}),
+    }
+    model_dir = Path(saved_models_dir) / f"pointflow-{geometry}"
+    with staged_version(model_dir, version) as (tmp, number):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("sample", sample)  # the first endpoint is also serving_default
+        archive.add_endpoint("log_prob", log_prob)
+        archive.write_out(str(tmp), verbose=False)
+        write_export_info(tmp, {**info, "version": number})
+    return model_dir / str(number)
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``pointflow``: a trained CaloPointFlow model as a TF Serving SavedModel."""
+    parser = subparsers.add_parser(
+        "pointflow",
+        help="export a trained CaloPointFlow model (saved_models/pointflow-<geometry>/<version>/)",
+        description=(
+            "Export a trained CaloPointFlow model (a run directory or a .keras file) as a TensorFlow SavedModel in TF"
+            " Serving's layout, with the signatures sample (incident_energy GeV, seed (2,) int32 -> showers in GeV,"
+            " n_hits) and log_prob (points, mask, n_hits, total_energy -> per-hit log density). An existing version"
+            " is never replaced."
+        ),
+    )
+    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
+    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
+    parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
+    parser.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
+    return parser
+
+
+def run_pointflow(args: argparse.Namespace) -> int:
+    """Load the model, export it and print the version directory."""
+    from caloml.data.__main__ import import_tensorflow_quietly
+    from caloml.generate.trained_model import load_trained_model, resolve_model_file
+
+    resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
+    import_tensorflow_quietly()
+    from caloml.models.pointflow import PointFlowVAE
+
+    trained = load_trained_model(args.model, PointFlowVAE)
+    provenance: dict[str, Any] = {"source": str(trained.path), "model_file": str(trained.model_file)}
+    if trained.training_seed is not None:
+        provenance["seed"] = trained.training_seed
+    path = export_pointflow(
+        trained.model, args.saved_models, args.version, n_points=args.n_points, provenance=provenance
+    )
+    print(f"exported {trained.path} to {path} (signatures: sample [serving_default], log_prob)")
+    return 0

@@ -1,0 +1,233 @@
+"""Exporting a trained Triforce network as a TensorFlow SavedModel (``saved_models/triforce-<arch>-<task>/<version>/``;
+a network trained on a resampled ECAL (``data.resample`` ``atlas`` or ``cms``, seed 004 section 5.4) goes to
+``saved_models/triforce-<arch>-<task>-<resample>/<version>/``, so that it never shares a name with the CLIC one).
+
+The SavedModel needs only TensorFlow (no caloml, no custom Keras classes): ``tf.saved_model.load(path)`` or TF
+Serving. One signature, ``reconstruct`` (also ``serving_default``):
+
+inputs
+    ``ECAL`` (B, 25, 25, 25) float32 centre-cropped ECAL cells, GeV; ``HCAL`` (B, 11, 11, 60) float32 HCAL cells, GeV
+    (accepted and ignored by GoogLeNet, which reads the HCAL through its sum); ``ECAL_E`` (B,) and ``HCAL_E`` (B,)
+    float32 window sums, GeV; ``recoEta`` (B,) float32; ``recoPhi`` (B,) float32, radians.
+outputs
+    ``class_probability`` (B, 2) float32, the probabilities of the classes in label order (``classes`` in
+    ``export.json``: e-vs-pi ``[electron, chpi]``, gamma-vs-pi0 ``[photon, pi0]``); ``energy`` (B,) float32, GeV.
+
+Inputs of different batch sizes or non-finite values fail the call with ``InvalidArgumentError``. ``export.json``
+records the architecture, task, classes in label order (with their pdgID), ``resample`` (the ECAL granularity the
+network was trained on: its inputs must be resampled the same way), the model's configuration, the training seed and
+configuration, the signature and the caloml, TensorFlow and Keras versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+from typing import Any
+
+import caloml
+from caloml.cli_args import positive_int
+from caloml.errors import CalomlError
+from caloml.export.serving import staged_version, write_export_info
+
+__all__ = [
+    "INPUTS",
+    "SIGNATURES",
+    "add_triforce_parser",
+    "arch_name",
+    "export_name",
+    "export_triforce",
+    "run_triforce",
+]
+
+#: The signature inputs, in order, with their per-event shapes.
+INPUTS: dict[str, tuple[int, ...]] = {
+    "ECAL": (25, 25, 25),
+    "HCAL": (11, 11, 60),
+    "ECAL_E": (),
+    "HCAL_E": (),
+    "recoEta": (),
+    "recoPhi": (),
+}
+
+SIGNATURES: dict[str, dict[str, dict[str, str]]] = {
+    "reconstruct": {
+        "inputs": {
+            "ECAL": "(B, 25, 25, 25) float32, GeV (centre crop)",
+            "HCAL": "(B, 11, 11, 60) float32, GeV",
+            "ECAL_E": "(B,) float32, GeV",
+            "HCAL_E": "(B,) float32, GeV",
+            "recoEta": "(B,) float32",
+            "recoPhi": "(B,) float32, rad",
+        },
+        "outputs": {
+            "class_probability": "(B, 2) float32, classes in label order (see classes)",
+            "energy": "(B,) float32, GeV",
+        },
+    }
+}
+
+
+def arch_name(model: Any) -> str:
+    """``dnn``, ``cnn`` or ``googlenet`` for a Triforce network (CalomlError for anything else)."""
+    from caloml.models.triforce_nets import TriforceCNN, TriforceDNN, TriforceGoogLeNet
+
+    for name, cls in (("dnn", TriforceDNN), ("cnn", TriforceCNN), ("googlenet", TriforceGoogLeNet)):
+        if isinstance(model, cls):
+            return name
+    raise CalomlError(f"a {type(model).__name__} is not a Triforce network")
+
+
+def export_name(arch: str, task: str, resample: str = "none") -> str:
+    """The model directory name: ``triforce-<arch>-<task>``, with ``-<resample>`` for a resampled ECAL."""
+    return f"triforce-{arch}-{task}" + ("" if resample == "none" else f"-{resample}")
+
+
+def export_triforce(
+    model: Any,
+    task: str,
+    saved_models_dir: str | Path = "saved_models",
+    version: int | None = None,
+    *,
+    provenance: dict[str, Any] | None = None,
+    resample: str | None = None,
+) -> Path:
+    """Export a Triforce network trained for ``task`` to ``saved_models_dir/triforce-<arch>-<task>/<version>/``
+    (``.../triforce-<arch>-<task>-<resample>/<version>/`` when trained on a resampled ECAL).
+
+    ``version`` None takes the next integer; an existing version is never replaced
+    (:class:`~caloml.errors.OutputExistsError`). ``provenance`` (source, seed, training configuration...) goes into
+    ``export.json``. ``resample`` (``none``, ``atlas``, ``cms``: the ECAL granularity the network was trained on)
+    None takes ``provenance["resample"]``, else ``none``; it is recorded in ``export.json`` and a value contradicting
+    ``provenance["resample"]`` is a CalomlError. Returns the version directory. See the module docstring for the
+    signature.
+    """
+    import keras
+    import tensorflow as tf
+
+    from caloml.data.resampling import check_resample
+    from caloml.tasks.triforce_data import get_task
+
+    reconstruction = get_task(task)
+    recorded = (provenance or {}).get("resample")
+    if resample is None:
+        resample = "none" if recorded is None else str(recorded)
+    check_resample(resample, where="resample")
+    if recorded is not None and recorded != resample:
+        raise CalomlError(f"export: resample {resample!r} contradicts the provenance's resample {recorded!r}")
+    arch = arch_name(model)
+    keys = tuple(model.input_keys)
+    specs = [tf.TensorSpec((None, *shape), tf.float32, name=name) for name, shape in INPUTS.items()]
+
+    # the argument names are the signature input names, the networks' input keys
+    @tf.function(input_signature=specs)
+    def reconstruct(
+        ECAL: tf.Tensor,
+        HCAL: tf.Tensor,
+        ECAL_E: tf.Tensor,
+        HCAL_E: tf.Tensor,
+        recoEta: tf.Tensor,
+        recoPhi: tf.Tensor,
+    ) -> dict[str, tf.Tensor]:
+        given = {"ECAL": ECAL, "HCAL": HCAL, "ECAL_E": ECAL_E, "HCAL_E": HCAL_E, "recoEta": recoEta, "recoPhi": recoPhi}
+        n = tf.shape(ECAL)[0]
+        checks = []
+        for name, value in given.items():
+            checks.append(tf.debugging.assert_equal(tf.shape(value)[0], n, message=f"{name}: batch size differs"))
+            checks.append(tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(value)), [f"{name} must be finite"]))
+        with tf.control_dependencies(checks):
+            inputs = {key: tf.identity(given[key]) for key in keys}
+        outputs = model(inputs, training=False)
+        return {
+            "class_probability": tf.cast(outputs["class_probability"], tf.float32),
+            "energy": tf.cast(outputs["energy"], tf.float32),
+        }
+
+    info: dict[str, Any] = {
+        "model": f"triforce-{arch}",
+        "arch": arch,
+        "task": reconstruction.name,
+        "classes": [
+            {"label": i, "pdgID": pdg, "particle": particle}
+            for i, (pdg, particle) in enumerate(zip(reconstruction.classes, reconstruction.particles, strict=True))
+        ],
+        "class_names": list(reconstruction.particles),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_config": model.get_config(),
+        "input_keys_used": list(keys),
+        "signatures": SIGNATURES,
+        "serving_default": "reconstruct",
+        "units": {"cells": "GeV", "ECAL_E": "GeV", "HCAL_E": "GeV", "recoPhi": "rad", "energy": "GeV"},
+        "caloml_version": caloml.__version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seed": getattr(model, "seed", None),
+        "source": None,
+        **(provenance or {}),
+        "resample": resample,
+    }
+    model_dir = Path(saved_models_dir) / export_name(arch, reconstruction.name, resample)
+    with staged_version(model_dir, version) as (tmp, number):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("reconstruct", reconstruct)  # the first endpoint is also serving_default
+        archive.write_out(str(tmp), verbose=False)
+        write_export_info(tmp, {**info, "version": number})
+    return model_dir / str(number)
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+def add_triforce_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``triforce``: a trained Triforce network as a TF Serving SavedModel."""
+    parser = subparsers.add_parser(
+        "triforce",
+        help="export a trained Triforce network (saved_models/triforce-<arch>-<task>[-<resample>]/<version>/)",
+        description=(
+            "Export a trained Triforce network (a run directory or a .keras file) as a TensorFlow SavedModel in TF"
+            " Serving's layout, with the signature reconstruct (ECAL, HCAL, ECAL_E, HCAL_E, recoEta, recoPhi) ->"
+            " class_probability (B, 2), energy (B,) GeV. A network trained on a resampled ECAL (data.resample atlas"
+            " or cms in the run's config.yaml) goes to triforce-<arch>-<task>-<resample>. An existing version is"
+            " never replaced."
+        ),
+    )
+    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
+    parser.add_argument(
+        "--task", choices=("e-vs-pi", "gamma-vs-pi0"), help="the model's task (default: from the run's config.yaml)"
+    )
+    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
+    parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
+    return parser
+
+
+def run_triforce(args: argparse.Namespace) -> int:
+    """Load the model, export it and print the version directory."""
+    from caloml.data.__main__ import import_tensorflow_quietly
+    from caloml.generate.trained_model import load_trained_model, resolve_model_file
+
+    resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
+    import_tensorflow_quietly()
+    from caloml.models.triforce import TriforceModel
+
+    trained = load_trained_model(args.model, TriforceModel)
+    model_section = trained.run_config.get("model") or {}
+    run_task = model_section.get("task") if isinstance(model_section, dict) else None
+    task = args.task or run_task
+    if task is None:
+        raise CalomlError(f"{args.model}: no run configuration says the model's task; pass --task")
+    if run_task is not None and args.task is not None and args.task != run_task:
+        raise CalomlError(f"{args.model}: trained for {run_task}, not {args.task}")
+    provenance: dict[str, Any] = {"source": str(trained.path), "model_file": str(trained.model_file)}
+    if trained.training_seed is not None:
+        provenance["seed"] = trained.training_seed
+    if trained.run_config:
+        provenance["training_config"] = trained.run_config
+    data_section = trained.run_config.get("data") or {}
+    resample = data_section.get("resample") if isinstance(data_section, dict) else None
+    if resample is not None and not isinstance(resample, str):
+        raise CalomlError(f"{args.model}: data.resample of its config.yaml is {resample!r}, not a name")
+    provenance["resample"] = resample or "none"
+    path = export_triforce(trained.model, task, args.saved_models, args.version, provenance=provenance)
+    print(f"exported {trained.path} to {path} (signature: reconstruct [serving_default])")
+    return 0

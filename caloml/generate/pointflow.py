@@ -1,0 +1,337 @@
+"""Generating showers with a trained CaloPointFlow model into the file layout of its geometry.
+
+``python -m caloml.generate pointflow --model PATH -n N [--energy-range A B | --energies-like REF.h5] --seed S
+--out FILE.h5`` loads a :class:`~caloml.models.pointflow.PointFlowVAE` (a run directory or a ``.keras`` file),
+draws the incident energies, samples the showers with the seed's Monte-Carlo cell sampler
+(:class:`caloml.models.pointflow_sampler.PointFlowShowerSampler`: latent flow -> ``--n-points`` flow points per
+shower -> exactly n_hits distinct cells, rescaled to the sampled total energy) and writes, atomically:
+
+* CaloChallenge dataset 2 (a model of the 45 x 16 x 9 grid): ``incident_energies`` (N, 1) and ``showers``
+  (N, 6480) in **MeV** (:class:`caloml.data.calochallenge.CaloChallengeWriter`), the layout the community
+  evaluation reads;
+* LCD (51 x 51 x 25): ``ECAL`` (N, 51, 51, 25) and ``ECAL_E`` (N,) stored as 50 x GeV, ``energy`` (N,) GeV
+  (:class:`caloml.data.lcd.LCDWriter`), plus ``pdgID`` when the run's configuration names the particle of its
+  default data.
+
+Incident energies: log-uniform in ``--energy-range`` (default: the model's trained range; equal ends: a fixed
+energy), or with ``--energies-like REF.h5`` the reference file's own incident energies (CaloChallenge
+``incident_energies`` or LCD ``energy``), in a seeded random order, repeated when N exceeds the reference's size
+(``N`` equal to its size gives exactly its energies): the same incident-energy distribution, as the CaloChallenge
+evaluation expects. Energies outside the model's trained range are a one-line error.
+
+Random streams: the energies draw from their own stream of the seed; batch ``k`` of the showers draws with
+:func:`~caloml.models.pointflow_sampler.batch_seeds` ``(seed, k)``, so the file holds exactly the showers of
+``generate_showers(model, energies, n_points=..., batch_size=..., seed=...)``; they depend on the seed, the number
+of points and the batch size. Showers are generated and written one batch at a time. The resolved request (seed,
+energies' origin, the model's configuration and path) is stored as the JSON root attribute ``caloml_config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import caloml
+from caloml.cli_args import positive_int
+from caloml.errors import CalomlError, OutputExistsError
+
+__all__ = [
+    "PointFlowGenerationRequest",
+    "add_pointflow_parser",
+    "check_incident_energies",
+    "draw_incident_energies",
+    "generate_pointflow_file",
+    "iter_pointflow_batches",
+    "output_layout",
+    "reference_incident_energies",
+    "run_pointflow",
+]
+
+#: Relative tolerance of the trained range's ends (float32 rounding of the ends, not extrapolation).
+RELATIVE_RANGE_TOLERANCE = 1e-6
+#: PDG codes of caloml's particles.
+_PDG_IDS = {"electron": 11, "photon": 22, "pi0": 111, "chpi": 211}
+#: Grid shape -> (file layout, geometry name).
+_LAYOUTS: dict[tuple[int, ...], tuple[str, str]] = {
+    (45, 16, 9): ("calochallenge", "calochallenge-2"),
+    (51, 51, 25): ("lcd", "lcd-gen"),
+}
+
+
+@dataclass(frozen=True)
+class PointFlowGenerationRequest:
+    """What to generate.
+
+    Attributes:
+        n_events: number of showers.
+        seed: seed of every random draw (energies, latent, points, cells).
+        energy_range_gev: incident energies log-uniform in this range (GeV; equal ends: fixed); None: the model's
+            trained range (unless ``energies_like``).
+        energies_like: a CaloChallenge or LCD file whose incident energies are reused (exclusive with the range).
+        n_points: flow points per shower for the cell sampler (the seed: about 10k).
+        batch_size: showers sampled (and held in memory) at once.
+    """
+
+    n_events: int
+    seed: int = 1
+    energy_range_gev: tuple[float, float] | None = None
+    energies_like: str | None = None
+    n_points: int = 10_000
+    batch_size: int = 100
+
+    def resolve(self, model: Any) -> PointFlowGenerationRequest:
+        """A copy with the model's range filled in, every value checked (CalomlError)."""
+        if self.n_events < 1:
+            raise CalomlError(f"the number of showers must be positive, got {self.n_events}")
+        if self.batch_size < 1 or self.n_points < 1:
+            raise CalomlError(f"batch size and n_points must be positive, got {self.batch_size}, {self.n_points}")
+        if self.energies_like is not None:
+            if self.energy_range_gev is not None:
+                raise CalomlError("give either an energy range or --energies-like, not both")
+            return self
+        trained = tuple(float(v) for v in model.normalization.incident_energy_range_gev)
+        low, high = (float(v) for v in (self.energy_range_gev or trained))
+        if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+            raise CalomlError(f"energy range ({low:g}, {high:g}) GeV must be finite with 0 < low <= high")
+        check_incident_energies(model, np.array([low, high]))
+        return PointFlowGenerationRequest(
+            self.n_events, int(self.seed), (low, high), None, self.n_points, self.batch_size
+        )
+
+
+def check_incident_energies(model: Any, energies_gev: np.ndarray, what: str = "incident energies") -> None:
+    """CalomlError unless every energy (GeV) is finite, positive and inside the model's trained range (its ends
+    widened by a relative 1e-6 only: the sampler's check, never extrapolation)."""
+    energies = np.asarray(energies_gev, np.float64).reshape(-1)
+    trained = tuple(float(v) for v in model.normalization.incident_energy_range_gev)
+    low, high = trained[0] * (1 - RELATIVE_RANGE_TOLERANCE), trained[1] * (1 + RELATIVE_RANGE_TOLERANCE)
+    bad = np.flatnonzero(~(np.isfinite(energies) & (energies >= low) & (energies <= high)))
+    if bad.size:
+        raise CalomlError(
+            f"{what}: {bad.size} outside the range the model was trained on, [{trained[0]:g}, {trained[1]:g}] GeV"
+            f" (the first: {energies[bad[0]]:g} GeV)"
+        )
+
+
+def output_layout(model: Any) -> tuple[str, str]:
+    """(file layout ``calochallenge`` or ``lcd``, geometry name) of a model's grid; CalomlError for another grid."""
+    grid = tuple(int(n) for n in model.grid_shape)
+    if grid not in _LAYOUTS:
+        raise CalomlError(f"no file layout for a PointFlow model of the grid {grid} (known: {sorted(_LAYOUTS)})")
+    return _LAYOUTS[grid]
+
+
+def reference_incident_energies(path: str | Path) -> np.ndarray:
+    """The incident energies (N,) float32 GeV of a CaloChallenge (``incident_energies``) or LCD (``energy``) file."""
+    from caloml.data.hdf5 import detect_layout, open_hdf5, open_reader
+
+    with open_hdf5(path) as file:
+        layout = detect_layout(file)
+    if layout is None:
+        raise CalomlError(f"{path}: neither a CaloChallenge nor an LCD file (no 'showers' or 'ECAL' key)")
+    key = "incident_energies" if layout == "calochallenge" else "energy"
+    with open_reader(path, keys=[key]) as reader:
+        energies = np.asarray(reader.read_key(key), dtype=np.float32).reshape(-1)
+    if energies.size == 0:
+        raise CalomlError(f"{path}: no events")
+    return energies
+
+
+def draw_incident_energies(request: PointFlowGenerationRequest, reference: np.ndarray | None = None) -> np.ndarray:
+    """The request's incident energies (N,) float32 GeV (see the module docstring), from their own seeded stream."""
+    rng = np.random.default_rng(np.random.SeedSequence(int(request.seed) & 0xFFFFFFFF, spawn_key=(7,)))
+    n = request.n_events
+    if reference is not None:
+        repeats = -(-n // len(reference))
+        order = np.concatenate([rng.permutation(len(reference)) for _ in range(repeats)])[:n]
+        return np.asarray(reference, np.float32)[order]
+    assert request.energy_range_gev is not None, "resolve() first"
+    low, high = request.energy_range_gev
+    if low == high:
+        return np.full(n, low, np.float32)
+    energies = np.exp(rng.uniform(np.log(low), np.log(high), n))
+    return np.clip(energies, low, high).astype(np.float32)
+
+
+def iter_pointflow_batches(
+    model: Any, energies_gev: np.ndarray, *, seed: int, n_points: int = 10_000, batch_size: int = 100
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(incident energies (b,) GeV, showers (b, *grid) GeV) batch by batch, as ``generate_showers`` draws them.
+
+    CalomlError for energies outside the model's trained range, before any sampling.
+    """
+    from caloml.models.pointflow_sampler import PointFlowShowerSampler, batch_seeds
+
+    energies = np.asarray(energies_gev, np.float32).reshape(-1)
+    sampler = PointFlowShowerSampler(model, n_points)
+    check_incident_energies(model, energies)
+    batch_size = min(int(batch_size), energies.size)
+    grid = tuple(int(n) for n in model.grid_shape)
+    for index, start in enumerate(range(0, energies.size, batch_size)):
+        chunk = energies[start : start + batch_size]
+        padded = np.concatenate([chunk, np.full(batch_size - chunk.size, chunk[-1], np.float32)])
+        showers = sampler.sample_batch(padded, batch_seeds(seed, index))[0]
+        showers = np.asarray(showers[: chunk.size], np.float32)
+        if showers.shape != (chunk.size, *grid) or not np.all(np.isfinite(showers)) or np.any(showers < 0):
+            raise CalomlError(
+                f"the model produced invalid showers for events {start}-{start + chunk.size - 1} "
+                f"(shape {showers.shape}); the model file is broken"
+            )
+        yield chunk, showers
+
+
+def generate_pointflow_file(
+    model: Any,
+    out: str | Path,
+    request: PointFlowGenerationRequest,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    provenance: dict[str, Any] | None = None,
+    run_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Generate ``request`` into ``out`` (the layout of the model's geometry), atomically; returns the configuration.
+
+    An existing ``out`` raises :class:`~caloml.errors.OutputExistsError` unless ``overwrite``. ``run_config`` (the
+    training run's ``config.yaml``) supplies the particle of the LCD ``pdgID`` key.
+    """
+    from tqdm.auto import tqdm
+
+    from caloml.data.calochallenge import CaloChallengeWriter
+    from caloml.data.hdf5 import HDF5EventWriter, provenance_attrs
+    from caloml.data.lcd import LCDWriter
+
+    out = Path(out)
+    request = request.resolve(model)
+    layout, geometry = output_layout(model)
+    reference = reference_incident_energies(request.energies_like) if request.energies_like else None
+    energies = draw_incident_energies(request, reference)
+    what = f"{request.energies_like}: its incident energies" if request.energies_like else "the incident energies"
+    check_incident_energies(model, energies, what)
+    particle = _default_data_particle(run_config or {})
+    config: dict[str, Any] = {
+        **asdict(request),
+        "generator": "pointflow",
+        "geometry": geometry,
+        "layout": layout,
+        "energies": "reference file (seeded order)" if reference is not None else "log-uniform in energy_range_gev",
+        "incident_energy_range_gev": [float(energies.min()), float(energies.max())],
+        "trained_energy_range_gev": list(model.normalization.incident_energy_range_gev),
+        "particle": particle,
+        "model_config": model.get_config(),
+        "caloml_version": caloml.__version__,
+        **(provenance or {}),
+    }
+    attrs = provenance_attrs(config, caloml_generator="pointflow")
+    writer: HDF5EventWriter
+    if layout == "calochallenge":
+        writer = CaloChallengeWriter(out, overwrite=overwrite, attrs=attrs)
+    else:
+        writer = LCDWriter(out, overwrite=overwrite, attrs=attrs)
+    bar = tqdm(total=request.n_events, unit="shower", desc="generate pointflow", disable=None if progress else True)
+    with writer, bar:
+        for chunk, showers in iter_pointflow_batches(
+            model, energies, seed=request.seed, n_points=request.n_points, batch_size=request.batch_size
+        ):
+            if layout == "calochallenge":
+                writer.append({"incident_energies": chunk[:, None], "showers": showers})
+            else:
+                batch = {
+                    "ECAL": showers,
+                    "energy": chunk,
+                    "ECAL_E": showers.sum(axis=(1, 2, 3), dtype=np.float64).astype(np.float32),
+                }
+                if particle in _PDG_IDS:
+                    batch["pdgID"] = np.full(len(chunk), _PDG_IDS[particle], np.int32)
+                writer.append(batch)
+            bar.update(len(chunk))
+    return {**config, "out": str(out)}
+
+
+def _default_data_particle(run_config: dict[str, Any]) -> str | None:
+    data = run_config.get("data") if isinstance(run_config, dict) else None
+    if not isinstance(data, dict) or data.get("records"):
+        return None
+    particle = data.get("particle")
+    return particle if isinstance(particle, str) else None
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``pointflow``: showers of a trained CaloPointFlow model into its geometry's file layout."""
+    parser = subparsers.add_parser(
+        "pointflow",
+        help="generate showers with a trained CaloPointFlow model (CaloChallenge or LCD layout)",
+        description=(
+            "Generate showers with a trained CaloPointFlow model (a run directory or a .keras file) with the"
+            " Monte-Carlo cell sampler, into an HDF5 file in the layout of its geometry: CaloChallenge dataset 2"
+            " (incident_energies (N,1) and showers (N,6480) in MeV) or LCD (ECAL stored as 50 x GeV, energy in GeV)."
+            " Incident energies are log-uniform in --energy-range (default: the trained range) or those of a"
+            " reference file (--energies-like). The file appears atomically."
+        ),
+    )
+    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
+    parser.add_argument("-n", "--events", type=positive_int, required=True, help="number of showers")
+    energy = parser.add_mutually_exclusive_group()
+    energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV, log-uniform")
+    energy.add_argument("--energies-like", metavar="REF.h5", help="reuse a reference file's incident energies")
+    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE.h5", help="output HDF5 file")
+    parser.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
+    parser.add_argument("--batch-size", type=positive_int, default=100, help="showers per batch (default 100)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def run_pointflow(args: argparse.Namespace) -> int:
+    """Load the model, check the request, generate into ``args.out`` and print one summary line."""
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
+    if args.energies_like is not None and not Path(args.energies_like).is_file():
+        raise CalomlError(f"{args.energies_like}: no such reference file (--energies-like)")
+    if args.energy_range is not None:
+        low, high = args.energy_range
+        if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
+            raise CalomlError(f"--energy-range {low:g} {high:g}: need finite GeV values with 0 < low <= high")
+    from caloml.data.__main__ import import_tensorflow_quietly
+    from caloml.generate.trained_model import load_trained_model, resolve_model_file
+
+    resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
+    import_tensorflow_quietly()
+    from caloml.models.pointflow import PointFlowVAE
+
+    trained = load_trained_model(args.model, PointFlowVAE)
+    request = PointFlowGenerationRequest(
+        args.events,
+        args.seed,
+        tuple(args.energy_range) if args.energy_range is not None else None,
+        args.energies_like,
+        args.n_points,
+        args.batch_size,
+    )
+    start = time.perf_counter()
+    config = generate_pointflow_file(
+        trained.model,
+        out,
+        request,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        provenance=trained.provenance(),
+        run_config=trained.run_config,
+    )
+    seconds = time.perf_counter() - start
+    print(
+        f"wrote {args.events} showers (pointflow, {config['geometry']}, seed {args.seed}) to {out} in {seconds:.1f} s"
+        f" ({args.events / seconds:.2f} showers/s); incident energies:"
+        f" {json.dumps(config['incident_energy_range_gev'])} GeV ({config['energies']})"
+    )
+    return 0
