@@ -6,6 +6,8 @@ so that the transforms are far from trivial; Jacobians come from ``tf.GradientTa
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -243,3 +245,28 @@ def test_layer_splits_and_orders(dim: int) -> None:
     assert orders[0] == list(range(dim))
     assert orders[1] == orders[0][::-1]
     assert orders[3] == orders[2][::-1]
+
+
+def test_consecutive_coupling_layers_never_transform_the_same_half() -> None:
+    """Every pair of consecutive layers (odd -> even included) transforms different dimensions, for any seed; the
+    legacy rule (kept for saved models) does not guarantee it."""
+    legacy_repeats = 0
+    for seed in range(200):
+        splits = coupling_splits(4, 8, seed)
+        assert all(a != b for a, b in itertools.pairwise(splits))
+        legacy = coupling_splits(4, 8, seed, rule="legacy")
+        legacy_repeats += any(a == b for a, b in itertools.pairwise(legacy))
+        assert legacy[:2] == splits[:2]  # the rules differ only where the legacy one repeats a half
+    assert legacy_repeats > 0
+
+
+def test_a_flow_saved_without_a_coupling_rule_loads_with_the_legacy_splits() -> None:
+    seed = next(s for s in range(100) if coupling_splits(4, 4, s) != coupling_splits(4, 4, s, rule="legacy"))
+    flow = ConditionalFlow(4, 0, n_layers=4, hidden_units=4, n_blocks=0, seed=seed)
+    assert [layer.transformed for layer in flow.flow_layers] == coupling_splits(4, 4, seed)
+    config = flow.get_config()
+    assert config["coupling_rule"] == "alternating"
+    del config["coupling_rule"]
+    old = ConditionalFlow.from_config(config)
+    assert old.coupling_rule == "legacy"
+    assert [layer.transformed for layer in old.flow_layers] == coupling_splits(4, 4, seed, rule="legacy")

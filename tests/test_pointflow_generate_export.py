@@ -92,7 +92,7 @@ def generated(run_dir, tmp_path_factory) -> Path:
 
 
 def test_generate_writes_the_calochallenge_layout_in_mev(generated, model):
-    from caloml.models.pointflow_sampler import generate_showers
+    from caloml.models.pointflow_sampler import PointFlowShowerSampler, generate_showers
 
     with h5py.File(generated) as file:
         assert sorted(file) == ["incident_energies", "showers"]
@@ -109,7 +109,10 @@ def test_generate_writes_the_calochallenge_layout_in_mev(generated, model):
     expected = generate_showers(model, incident[:, 0] / 1000.0, n_points=300, batch_size=4, seed=5)  # GeV
     np.testing.assert_allclose(showers, expected.reshape(6, -1) * 1000.0, rtol=1e-5, atol=1e-6)
     assert np.all(showers >= 0)
-    assert np.all((showers > 0).sum(axis=1) >= 1)
+    # every shower has exactly its achieved number of hits (distinct non-empty cells)
+    achieved = PointFlowShowerSampler(model, 300).generate(incident[:, 0] / 1000.0, batch_size=4, seed=5).n_hits
+    assert np.all(achieved >= 1)
+    np.testing.assert_array_equal((showers > 0).sum(axis=1), achieved)
 
 
 def test_generate_refuses_to_overwrite_and_rejects_energies_outside_the_trained_range(generated, run_dir, tmp_path):
@@ -119,7 +122,7 @@ def test_generate_refuses_to_overwrite_and_rejects_energies_outside_the_trained_
     assert generated.stat().st_mtime_ns == before
     out = tmp_path / "outside.h5"
     for low, high in (("0.5", "50"), ("2", "150")):
-        with pytest.raises(CalomlError, match=r"outside the range the model was trained on, \[1, 100\] GeV"):
+        with pytest.raises(CalomlError, match=r"outside the range the PointFlow model was trained on, \[1, 100\] GeV"):
             generate_main([*GENERATE, "--model", str(run_dir), "-n", "2", "--energy-range", low, high, "--out",
                            str(out)])  # fmt: skip
     assert not out.exists()
@@ -141,7 +144,7 @@ def test_energies_like_reuses_the_reference_energies(run_dir, tmp_path):
 
     with CaloChallengeWriter(tmp_path / "wide.h5") as writer:
         writer.append({"incident_energies": np.array([[500.0]], np.float32), "showers": np.zeros((1, 6480))})
-    with pytest.raises(CalomlError, match=r"wide\.h5: its incident energies: 1 outside the range"):
+    with pytest.raises(CalomlError, match=r"wide\.h5: its incident energies 500 GeV at index 0 is outside the range"):
         generate_main([*GENERATE, "--model", str(run_dir), "-n", "1", "--energies-like", str(tmp_path / "wide.h5"),
                        "--out", str(tmp_path / "wide-out.h5")])  # fmt: skip
 

@@ -201,10 +201,25 @@ def test_elbo_terms(normalization: PointCloudNormalization, data: dict[str, np.n
         plain["reconstruction"] / 4 + plain["prior"] / (LATENT_DIM + 2) + plain["entropy"] / LATENT_DIM,
         rtol=1e-5,
     )
-    # new flows are the identity: the reconstruction is the Gaussian density of the normalized points
+    # new flows are the identity: the reconstruction is the Gaussian density of the normalized points, in data
+    # units (minus sum log point_std per point) ...
     normalized = (batch["points"] - np.array(normalization.point_mean)) / np.array(normalization.point_std)
-    gaussian = stats.norm.logpdf(normalized).sum(-1)
+    gaussian = stats.norm.logpdf(normalized).sum(-1) - np.log(normalization.point_std).sum()
     np.testing.assert_allclose(plain["reconstruction"], -np.where(batch["mask"], gaussian, 0).sum(1), rtol=1e-4)
+    # ... and the prior the standard normal density of z, rebuilt from the same seed (eps: fold 0, the n_hits
+    # dequantization: fold 1)
+    mean, log_var = model.encode(batch["points"], batch["mask"], batch["n_hits"], batch["total_energy"])
+    seed64 = tf.cast(seed, tf.int64)
+    eps = tf.random.stateless_normal([6, LATENT_DIM], seed=tf.random.experimental.stateless_fold_in(seed64, 0))
+    noise = tf.random.stateless_uniform([6], seed=tf.random.experimental.stateless_fold_in(seed64, 1)).numpy()
+    z = mean.numpy().copy()
+    z[:, :-2] += np.exp(0.5 * log_var.numpy()[:, :-2]) * eps.numpy()
+    log_n = np.log(batch["n_hits"] - 0.5 + noise)
+    z[:, -2] = (log_n - normalization.log_n_hits_mean) / normalization.log_n_hits_std
+    np.testing.assert_allclose(plain["prior"], -stats.norm.logpdf(z).sum(-1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        plain["prior"], -model.latent_log_prob(z, batch["incident_energy"]).numpy(), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_empty_shower_gives_finite_loss(fresh: PointFlowVAE, data: dict[str, np.ndarray]) -> None:
@@ -377,6 +392,12 @@ def test_config_round_trip_and_arguments(normalization: PointCloudNormalization)
         PointFlowVAE(normalization, loss_weighting="mean")
     with pytest.raises(CalomlError, match="missing keys"):
         PointFlowVAE({"grid_shape": [1, 2, 3]})
+    # a model saved before the coupling rule existed reloads with the splits it was trained with
+    legacy = model.get_config() | {"flow": "rqs"}
+    del legacy["coupling_rule"]
+    old = PointFlowVAE.from_config(legacy)
+    assert old.coupling_rule == old.point_flow.coupling_rule == old.latent_flow.coupling_rule == "legacy"
+    assert PointFlowVAE.from_config(legacy | {"coupling_rule": "alternating"}).point_flow.coupling_rule == "alternating"
 
 
 def test_spline_variant_training_steps(normalization: PointCloudNormalization, data: dict[str, np.ndarray]) -> None:

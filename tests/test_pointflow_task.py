@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from caloml.data.calochallenge import CaloChallengeWriter
-from caloml.errors import CalomlError, DataError
+from caloml.errors import CalomlError, DataError, OutputExistsError
 from caloml.tasks import pointflow as pf
 from caloml.training.config import resolve_config
 
@@ -206,6 +206,77 @@ def test_configuration_presets_and_checks():
         task._check(replace(config, data=replace(config.data, geometry="calochallenge-3")))
     with pytest.raises(CalomlError, match="energy_range_gev"):
         task._check(replace(config, data=replace(config.data, energy_range_gev=(5.0, 1.0))))
+    for name, value in (("latent_dim", 0), ("spline_bound", float("nan")), ("encoder_units", [])):
+        with pytest.raises(CalomlError, match=f"model.{name} must be"):
+            task._check(replace(config, model=replace(config.model, **{name: value})))
+
+
+def test_hdf5_cache_directory_without_metadata_is_refused(calochallenge_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    records = pf.resolve_records([str(calochallenge_file)], "training", progress=False, create=True)
+    (records / "metadata.json").unlink()  # an interrupted conversion
+    with pytest.raises(OutputExistsError, match=r"without metadata\.json"):
+        pf.resolve_records([str(calochallenge_file)], "training", progress=False, create=True)
+
+
+def test_init_from_refuses_another_seed_or_architecture_and_keeps_the_source_normalization(tmp_path, monkeypatch):
+    """--init-from: weights of another seed would land on other coupling splits / MAF orders (refused); the
+    source's normalization (the units its weights expect) and coupling rule are kept; its draw counter restarts."""
+    import keras
+
+    from caloml.models.pointflow import PointFlowVAE
+
+    monkeypatch.chdir(tmp_path)
+    flags = {
+        "data.energy_range_gev": [1.0, 20.0],
+        "data.train_events": 16,
+        "data.validation_events": 8,
+        "data.max_points": 128,
+        "runtime.progress": False,
+        "runtime.seed": 7,
+    }
+    config = resolve_config(pf.PointFlowConfig, preset=pf.PRESETS["quick"], flags=flags)
+    m = config.model
+    norm = dict(
+        grid_shape=[45, 16, 9], point_mean=[20.0, 8.0, 4.0, -4.0], point_std=[9.0, 4.0, 2.0, 2.0],
+        log_n_hits_mean=5.0, log_n_hits_std=0.5, log_total_energy_mean=1.0, log_total_energy_std=1.0,
+        incident_energy_range_gev=[1.0, 50.0], log_incident_mean=2.0, log_incident_std=1.0,
+    )  # fmt: skip
+    architecture = {k: getattr(m, k) for k in pf.ARCHITECTURE_KEYS}
+    source = PointFlowVAE(norm, seed=7, coupling_rule="legacy", **architecture)
+    source.random_draws.assign(5)
+    source.save(tmp_path / "source.keras")
+    read = pf.read_init_source(str(tmp_path / "source.keras"))
+    assert (read.seed, read.coupling_rule, read.normalization["point_std"]) == (7, "legacy", norm["point_std"])
+    init = {"trainer.init_from": str(tmp_path / "source.keras")}
+    with pytest.raises(CalomlError, match="trained with seed 7, this run has 8"):
+        pf.TASK._check(resolve_config(pf.PointFlowConfig, preset=pf.PRESETS["quick"], flags=flags | init | {
+            "runtime.seed": 8}))  # fmt: skip
+    with pytest.raises(CalomlError, match=r"another architecture, model\.latent_dim"):
+        pf.TASK._check(resolve_config(pf.PointFlowConfig, preset=pf.PRESETS["quick"], flags=flags | init | {
+            "model.latent_dim": m.latent_dim + 1}))  # fmt: skip
+    with pytest.raises(CalomlError, match="no PointFlow run there"):
+        pf.read_init_source(str(tmp_path / "nowhere"))
+    config = resolve_config(
+        pf.PointFlowConfig,
+        preset=pf.PRESETS["quick"],
+        flags=flags | init | {"runtime.run_dir": str(tmp_path / "run")},
+    )
+    data = pf.TASK.prepare_data(config, chief=True)
+    assert data.normalization.point_std == tuple(norm["point_std"])
+    assert data.normalization.incident_energy_range_gev == (1.0, 20.0)  # this run's trained range
+    written = json.loads((tmp_path / "run" / pf.NORMALIZATION_FILE).read_text())
+    assert written["coupling_rule"] == "legacy"
+    assert 0.0 <= written["truncated_fraction"] <= 1.0
+    model = pf.TASK.build_model(config, data)
+    assert model.coupling_rule == "legacy"
+    loaded = keras.saving.load_model(tmp_path / "source.keras", compile=False)
+    pf.TASK.check_init_source(config, loaded)
+    assert int(loaded.random_draws.numpy()) == 0
+    model.set_weights(loaded.get_weights())  # what the trainer does next: the same splits, the same flows
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    context = np.zeros((3, model.z_dim), np.float32)
+    np.testing.assert_allclose(model.point_flow.log_prob(x, context), loaded.point_flow.log_prob(x, context))
 
 
 def test_prepare_data_writes_the_normalization_the_model_carries(tmp_path, monkeypatch):

@@ -44,18 +44,16 @@ def synthetic_normalization(geometry: str = "calochallenge-2") -> dict[str, Any]
     """A plausible :class:`~caloml.models.pointflow.PointCloudNormalization` dict for ``geometry`` without data.
 
     Points roughly spread over the grid, cell energies around 1 MeV (log GeV mean -7, std 2), a few hundred hits,
-    incident energies 1 GeV - 1 TeV (calochallenge-2) or 10 - 510 GeV (lcd-gen), total energy about half the
-    incident energy. For speed measurements of an untrained model only.
+    incident energies in the training task's default range (:data:`caloml.tasks.pointflow.GEOMETRIES`: 1 GeV - 1 TeV
+    for calochallenge-2, 2 - 500 GeV for lcd-gen), total energy about half the incident energy. For speed
+    measurements of an untrained model only.
     """
-    from caloml.geometry import CALOCHALLENGE_2, CLIC_ECAL
+    from caloml.tasks.pointflow import GEOMETRIES
 
-    if geometry == "calochallenge-2":
-        grid, energy_range, hits = tuple(CALOCHALLENGE_2.shape), (1.0, 1000.0), 600.0
-    elif geometry == "lcd-gen":
-        grid, energy_range, hits = tuple(CLIC_ECAL.shape), (10.0, 510.0), 1000.0
-    else:
+    if geometry not in GEOMETRIES:
         raise ValueError(f"unknown geometry {geometry!r}; choose calochallenge-2 or lcd-gen")
-    grid = tuple(int(size) for size in grid)
+    grid, energy_range = GEOMETRIES[geometry].grid_shape, GEOMETRIES[geometry].energy_range_gev
+    hits = 600.0 if geometry == "calochallenge-2" else 1000.0
     log_low, log_high = math.log(energy_range[0]), math.log(energy_range[1])
     log_incident_mean, log_incident_std = (log_low + log_high) / 2, (log_high - log_low) / math.sqrt(12.0)
     return {
@@ -73,12 +71,9 @@ def synthetic_normalization(geometry: str = "calochallenge-2") -> dict[str, Any]
 
 
 def _trained_range(model: Any) -> tuple[float, float]:
-    normalization = getattr(model, "normalization", None)
-    if isinstance(normalization, dict):
-        trained = normalization.get("incident_energy_range_gev")
-    else:
-        trained = getattr(normalization, "incident_energy_range_gev", None)
-    return (1.0, 1000.0) if trained is None else (float(trained[0]), float(trained[1]))
+    from caloml.models.pointflow_sampler import trained_incident_range
+
+    return trained_incident_range(model) or (1.0, 1000.0)
 
 
 class _Figures(dict[str, float | str]):

@@ -10,7 +10,11 @@ The SavedModel needs only TensorFlow (no caloml, no TensorFlow Probability, no c
     three stateless seeds (latent flow, point flow, cell sampler); the latent flow draws z, n_hits and the total
     energy; the point flow draws ``n_points`` points per shower (fixed at export, ``export.json``); the Monte-Carlo
     cell sampler (:func:`caloml.models.pointflow_sampler.sample_cells_detailed`) picks n_hits distinct cells and
-    rescales them to the total energy. The same seed and energies give the same showers.
+    rescales them to the total energy. The same seed and energies give the same showers. Seeds differ from
+    ``python -m caloml.generate pointflow``: there batch k of a run with seed S draws with
+    ``batch_seeds(S, k)`` (a NumPy ``SeedSequence``), here the signature's (2,) seed is split with
+    ``tf.random.experimental.stateless_split``; the same integer seed therefore gives other (equally valid)
+    showers than the generated file, and a client wanting independent batches passes a new seed per call.
 ``log_prob``
     ``points`` (B, P, 4) float32 in data units (continuous cell coordinates along the three grid axes, log(E /
     GeV)), ``mask`` (B, P) bool (True on real hits), ``n_hits`` (B,) int32, ``total_energy`` (B,) float32 GeV ->
@@ -19,7 +23,8 @@ The SavedModel needs only TensorFlow (no caloml, no TensorFlow Probability, no c
     ``mask`` is False.
 
 Incident energies outside the model's trained range (``normalization.incident_energy_range_gev``, its ends
-widened by a relative 1e-6 for float32 rounding, the check generation makes) or not finite fail the ``sample`` call
+widened by a relative 1e-6 for float32 rounding and rounded inwards to float32, the check generation makes:
+:func:`caloml.models.pointflow.incident_energy_bounds_float32`) or not finite fail the ``sample`` call
 with ``InvalidArgumentError`` (HTTP 400 in TF Serving), never clipped. ``export.json`` records the model's
 configuration and normalization, the geometry, the number of points, the signatures, the training seed, the source
 path and the caloml, TensorFlow and Keras versions.
@@ -69,26 +74,21 @@ SIGNATURES: dict[str, dict[str, dict[str, str]]] = {
     },
 }
 
-#: Relative tolerance of the trained incident-energy range's ends (float32 rounding, not extrapolation).
-RELATIVE_RANGE_TOLERANCE = 1e-6
-
-#: Grid shape -> geometry name of the export directory.
-_GEOMETRY_NAMES: dict[tuple[int, ...], str] = {(45, 16, 9): "calochallenge-2", (51, 51, 25): "lcd-gen"}
-
 
 def geometry_name(model: Any) -> str:
     """``calochallenge-2`` or ``lcd-gen`` from the model's grid (``grid-AxBxC`` for another grid)."""
-    grid = tuple(int(n) for n in model.grid_shape)
-    return _GEOMETRY_NAMES.get(grid, "grid-" + "x".join(str(n) for n in grid))
+    from caloml.tasks.pointflow import geometry_of_grid
+
+    geometry = geometry_of_grid(model.grid_shape)
+    return geometry.name if geometry else "grid-" + "x".join(str(int(n)) for n in model.grid_shape)
 
 
 def accepted_energy_range(trained_gev: tuple[float, ...]) -> tuple[np.float32, np.float32]:
-    """float32 bounds of the incident energies the ``sample`` signature accepts: the trained range (GeV) widened
-    by :data:`RELATIVE_RANGE_TOLERANCE` of each end, as the sampler's check
-    (:meth:`~caloml.models.pointflow_sampler.PointFlowShowerSampler.check_incident_energies`)."""
-    low = np.float32(float(trained_gev[0]) * (1 - RELATIVE_RANGE_TOLERANCE))
-    high = np.float32(float(trained_gev[1]) * (1 + RELATIVE_RANGE_TOLERANCE))
-    return low, high
+    """float32 bounds of the incident energies the ``sample`` signature accepts: the model's own check
+    (:func:`caloml.models.pointflow.incident_energy_bounds_float32`, rounded inwards)."""
+    from caloml.models.pointflow import incident_energy_bounds_float32
+
+    return incident_energy_bounds_float32(trained_gev)
 
 
 def sample_showers(model: Any, incident_energy_gev: Any, seed: Any, n_points: int) -> dict[str, Any]:

@@ -47,6 +47,7 @@ import numpy as np
 import caloml
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError, OutputExistsError
+from caloml.sim.particles import PDG_ID as _PDG_IDS  # PDG codes of caloml's particles
 
 __all__ = [
     "GenerationRequest",
@@ -57,9 +58,6 @@ __all__ = [
     "iter_generated_batches",
     "run_gan",
 ]
-
-#: PDG codes of caloml's particles (as in the simulator's files).
-_PDG_IDS = {"electron": 11, "photon": 22, "pi0": 111, "chpi": 211}
 
 
 @dataclass(frozen=True)

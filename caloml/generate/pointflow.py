@@ -22,7 +22,9 @@ evaluation expects. Energies outside the model's trained range are a one-line er
 Random streams: the energies draw from their own stream of the seed; batch ``k`` of the showers draws with
 :func:`~caloml.models.pointflow_sampler.batch_seeds` ``(seed, k)``, so the file holds exactly the showers of
 ``generate_showers(model, energies, n_points=..., batch_size=..., seed=...)``; they depend on the seed, the number
-of points and the batch size. Showers are generated and written one batch at a time. The resolved request (seed,
+of points and the batch size. Showers are generated and written one batch at a time. (The exported SavedModel's
+``sample`` signature splits its (2,) seed with TensorFlow's ``stateless_split`` instead: the same integer seed gives
+other showers there, see :mod:`caloml.export.pointflow`.) The resolved request (seed,
 energies' origin, the model's configuration and path) is stored as the JSON root attribute ``caloml_config``.
 """
 
@@ -41,11 +43,11 @@ import numpy as np
 import caloml
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError, OutputExistsError
+from caloml.sim.particles import PDG_ID
 
 __all__ = [
     "PointFlowGenerationRequest",
     "add_pointflow_parser",
-    "check_incident_energies",
     "draw_incident_energies",
     "generate_pointflow_file",
     "iter_pointflow_batches",
@@ -53,16 +55,6 @@ __all__ = [
     "reference_incident_energies",
     "run_pointflow",
 ]
-
-#: Relative tolerance of the trained range's ends (float32 rounding of the ends, not extrapolation).
-RELATIVE_RANGE_TOLERANCE = 1e-6
-#: PDG codes of caloml's particles.
-_PDG_IDS = {"electron": 11, "photon": 22, "pi0": 111, "chpi": 211}
-#: Grid shape -> (file layout, geometry name).
-_LAYOUTS: dict[tuple[int, ...], tuple[str, str]] = {
-    (45, 16, 9): ("calochallenge", "calochallenge-2"),
-    (51, 51, 25): ("lcd", "lcd-gen"),
-}
 
 
 @dataclass(frozen=True)
@@ -100,32 +92,23 @@ class PointFlowGenerationRequest:
         low, high = (float(v) for v in (self.energy_range_gev or trained))
         if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
             raise CalomlError(f"energy range ({low:g}, {high:g}) GeV must be finite with 0 < low <= high")
-        check_incident_energies(model, np.array([low, high]))
+        model.check_incident_energy(np.array([low, high]), "the energy range's ends")
         return PointFlowGenerationRequest(
             self.n_events, int(self.seed), (low, high), None, self.n_points, self.batch_size
         )
 
 
-def check_incident_energies(model: Any, energies_gev: np.ndarray, what: str = "incident energies") -> None:
-    """CalomlError unless every energy (GeV) is finite, positive and inside the model's trained range (its ends
-    widened by a relative 1e-6 only: the sampler's check, never extrapolation)."""
-    energies = np.asarray(energies_gev, np.float64).reshape(-1)
-    trained = tuple(float(v) for v in model.normalization.incident_energy_range_gev)
-    low, high = trained[0] * (1 - RELATIVE_RANGE_TOLERANCE), trained[1] * (1 + RELATIVE_RANGE_TOLERANCE)
-    bad = np.flatnonzero(~(np.isfinite(energies) & (energies >= low) & (energies <= high)))
-    if bad.size:
-        raise CalomlError(
-            f"{what}: {bad.size} outside the range the model was trained on, [{trained[0]:g}, {trained[1]:g}] GeV"
-            f" (the first: {energies[bad[0]]:g} GeV)"
-        )
-
-
 def output_layout(model: Any) -> tuple[str, str]:
     """(file layout ``calochallenge`` or ``lcd``, geometry name) of a model's grid; CalomlError for another grid."""
-    grid = tuple(int(n) for n in model.grid_shape)
-    if grid not in _LAYOUTS:
-        raise CalomlError(f"no file layout for a PointFlow model of the grid {grid} (known: {sorted(_LAYOUTS)})")
-    return _LAYOUTS[grid]
+    from caloml.tasks.pointflow import GEOMETRIES, geometry_of_grid
+
+    geometry = geometry_of_grid(model.grid_shape)
+    if geometry is None:
+        known = sorted(g.grid_shape for g in GEOMETRIES.values())
+        raise CalomlError(
+            f"no file layout for a PointFlow model of the grid {tuple(model.grid_shape)} (known: {known})"
+        )
+    return geometry.file_layout, geometry.name
 
 
 def reference_incident_energies(path: str | Path) -> np.ndarray:
@@ -163,27 +146,24 @@ def draw_incident_energies(request: PointFlowGenerationRequest, reference: np.nd
 def iter_pointflow_batches(
     model: Any, energies_gev: np.ndarray, *, seed: int, n_points: int = 10_000, batch_size: int = 100
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(incident energies (b,) GeV, showers (b, *grid) GeV) batch by batch, as ``generate_showers`` draws them.
+    """(incident energies (b,) GeV, showers (b, *grid) GeV) batch by batch: the batches of
+    :meth:`~caloml.models.pointflow_sampler.PointFlowShowerSampler.iter_batches`, as ``generate_showers`` draws them.
 
-    CalomlError for energies outside the model's trained range, before any sampling.
+    CalomlError for energies outside the model's trained range, before any sampling, and for invalid showers.
     """
-    from caloml.models.pointflow_sampler import PointFlowShowerSampler, batch_seeds
+    from caloml.models.pointflow_sampler import PointFlowShowerSampler
 
-    energies = np.asarray(energies_gev, np.float32).reshape(-1)
-    sampler = PointFlowShowerSampler(model, n_points)
-    check_incident_energies(model, energies)
-    batch_size = min(int(batch_size), energies.size)
     grid = tuple(int(n) for n in model.grid_shape)
-    for index, start in enumerate(range(0, energies.size, batch_size)):
-        chunk = energies[start : start + batch_size]
-        padded = np.concatenate([chunk, np.full(batch_size - chunk.size, chunk[-1], np.float32)])
-        showers = sampler.sample_batch(padded, batch_seeds(seed, index))[0]
-        showers = np.asarray(showers[: chunk.size], np.float32)
+    sampler = PointFlowShowerSampler(model, n_points)
+    start = 0
+    for chunk, batch in sampler.iter_batches(energies_gev, batch_size=batch_size, seed=seed):
+        showers = batch.showers
         if showers.shape != (chunk.size, *grid) or not np.all(np.isfinite(showers)) or np.any(showers < 0):
             raise CalomlError(
                 f"the model produced invalid showers for events {start}-{start + chunk.size - 1} "
                 f"(shape {showers.shape}); the model file is broken"
             )
+        start += chunk.size
         yield chunk, showers
 
 
@@ -214,7 +194,7 @@ def generate_pointflow_file(
     reference = reference_incident_energies(request.energies_like) if request.energies_like else None
     energies = draw_incident_energies(request, reference)
     what = f"{request.energies_like}: its incident energies" if request.energies_like else "the incident energies"
-    check_incident_energies(model, energies, what)
+    model.check_incident_energy(energies, what)
     particle = _default_data_particle(run_config or {})
     config: dict[str, Any] = {
         **asdict(request),
@@ -248,8 +228,8 @@ def generate_pointflow_file(
                     "energy": chunk,
                     "ECAL_E": showers.sum(axis=(1, 2, 3), dtype=np.float64).astype(np.float32),
                 }
-                if particle in _PDG_IDS:
-                    batch["pdgID"] = np.full(len(chunk), _PDG_IDS[particle], np.int32)
+                if particle in PDG_ID:
+                    batch["pdgID"] = np.full(len(chunk), PDG_ID[particle], np.int32)
                 writer.append(batch)
             bar.update(len(chunk))
     return {**config, "out": str(out)}

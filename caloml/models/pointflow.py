@@ -12,12 +12,16 @@ grid axes and the log of the hit energy in GeV (see :class:`caloml.data.transfor
 
 Loss: the negative ELBO of the seed's equation (1), per shower,
 
-    L_recon   = -sum_{real hits i} log p_g(x_i | z)                       (normalized point units)
+    L_recon   = -sum_{real hits i} log p_g(x_i | z)                       (data units, see below)
     L_prior   = -log p_f(z | E_in)
     L_entropy = -(d/2)(1 + ln 2 pi) - sum_{i <= d} ln sigma_i             (d = latent_dim, the stochastic dims)
 
 with z = mu + sigma * eps (reparameterization). ``loss_weighting="per_dimension"`` (the authors' later version)
-optimizes ``L_recon / 4 + L_prior / (latent_dim + 2) + L_entropy / latent_dim`` instead of the plain sum. The
+optimizes ``L_recon / 4 + L_prior / (latent_dim + 2) + L_entropy / latent_dim`` instead of the plain sum: each
+term divided by the dimension of the density it is (a point has 4 dimensions, z has latent_dim + 2 because the
+prior models n_hits and the total energy too, the entropy covers the latent_dim stochastic dimensions only).
+models.md divides the prior by latent_dim; the authors' z has no deterministic part, ours does, and
+dividing by latent_dim + 2 keeps the prior a per-dimension log-likelihood like the other two terms. The
 per-shower objective is summed and divided by the *global* batch size (:func:`tf.nn.compute_average_loss`), right
 under ``tf.distribute``. Metrics: ``loss`` (the optimized objective per shower: the negative ELBO with the "sum"
 weighting), ``reconstruction``, ``prior``, ``entropy`` (unweighted terms per shower).
@@ -27,8 +31,13 @@ Design choices (documented deviations and handling):
 * n_hits is an integer: in training and evaluation its log is dequantized, log(n_hits - 0.5 + u) with u uniform
   in [0, 1), so that the latent flow learns a density rather than spikes; generation reads
   ``n_hits = clip(round(exp(log n)), 1, number of cells)``, the inverse of that dequantization.
-* Densities in data units: ``point_log_prob`` and the ``log_density`` of ``sample_points`` include the Jacobian of
-  the normalization, ``-sum(log point_std)``; the training loss uses the normalized units (a constant offset).
+* Densities in data units: ``point_log_prob``, the ``log_density`` of ``sample_points`` and the reconstruction term
+  (so ``loss`` and the validation negative ELBO) include the Jacobian of the normalization, ``-sum(log point_std)``
+  per point (per shower: the number of points present times ``sum(log point_std)``). It is constant in the
+  weights, so the gradients and the training are those of the normalized-unit loss, while the reported values are
+  the negative ELBO of the data (continuous cell coordinates, log GeV), comparable between runs whose
+  normalizations differ. (n_hits and the total energy enter z in normalized units: the prior term is the density
+  of z, whose own units are the same for every run of one latent size.)
 * Padding: points where ``mask`` is False are replaced by zeros before any network sees them (garbage or NaN in
   padded positions changes nothing, gradients included); an all-padding row gives finite values (pooling over
   max(count, 1) points, log n_hits of max(n_hits, 1), log of max(total energy, 1e-12 GeV)). The data side drops
@@ -72,6 +81,9 @@ __all__ = [
     "PointCloudNormalization",
     "PointEncoder",
     "PointFlowVAE",
+    "check_incident_energy_range",
+    "incident_energy_bounds",
+    "incident_energy_bounds_float32",
 ]
 
 #: Dimensions of a point: three continuous cell coordinates and log(E / GeV).
@@ -324,6 +336,41 @@ def _vector(values: Any) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="caloml")
+def incident_energy_bounds(trained_range_gev: Sequence[float]) -> tuple[float, float]:
+    """The incident energies (GeV) a model accepts: its trained range widened by a relative ``_RANGE_TOLERANCE``
+    (1e-6) of each end, ``[low * (1 - 1e-6), high * (1 + 1e-6)]``: float32 round-off, never extrapolation."""
+    low, high = (float(v) for v in trained_range_gev)
+    return low * (1.0 - _RANGE_TOLERANCE), high * (1.0 + _RANGE_TOLERANCE)
+
+
+def incident_energy_bounds_float32(trained_range_gev: Sequence[float]) -> tuple[np.float32, np.float32]:
+    """float32 bounds for graph-side checks (export signatures): :func:`incident_energy_bounds` rounded inwards,
+    so that a float32 energy passes exactly when :func:`check_incident_energy_range` accepts it."""
+    low, high = incident_energy_bounds(trained_range_gev)
+    low32, high32 = np.float32(low), np.float32(high)
+    if float(low32) < low:
+        low32 = np.nextafter(low32, np.float32(np.inf))
+    if float(high32) > high:
+        high32 = np.nextafter(high32, np.float32(-np.inf))
+    return low32, high32
+
+
+def check_incident_energy_range(
+    incident_energy_gev: Any, trained_range_gev: Sequence[float], what: str = "incident energy"
+) -> None:
+    """Raise a one-line :class:`CalomlError` unless every value (GeV) is finite and inside
+    :func:`incident_energy_bounds` of the trained range: the one incident-energy check of the PointFlow code."""
+    energy = np.atleast_1d(np.asarray(incident_energy_gev, dtype=np.float64)).reshape(-1)
+    low, high = incident_energy_bounds(trained_range_gev)
+    bad = np.flatnonzero(~(np.isfinite(energy) & (energy >= low) & (energy <= high)))
+    if bad.size:
+        trained_low, trained_high = (float(v) for v in trained_range_gev)
+        raise CalomlError(
+            f"{what} {energy[bad[0]]:g} GeV at index {bad[0]} is outside the range the PointFlow model was trained "
+            f"on, [{trained_low:g}, {trained_high:g}] GeV ({bad.size} value(s))"
+        )
+
+
 class PointFlowVAE(keras.Model):
     """CaloPointFlow: encoder, latent flow and point flow in one Keras model, trained with ``fit``.
 
@@ -347,6 +394,9 @@ class PointFlowVAE(keras.Model):
         ``"sum"`` (the negative ELBO) or ``"per_dimension"`` (see the module docstring).
     seed:
         Seed of the initializers, the flows' splits and of the training draws; None: random, recorded.
+    coupling_rule:
+        Rule of the coupling splits (:func:`caloml.models.flows.coupling_splits`): ``"alternating"`` (new models)
+        or ``"legacy"`` (models saved before the key existed load with it).
     """
 
     def __init__(
@@ -364,6 +414,7 @@ class PointFlowVAE(keras.Model):
         encoder_units: Sequence[int] = (128, 128),
         loss_weighting: str = "sum",
         seed: int | None = None,
+        coupling_rule: str = "alternating",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -388,6 +439,7 @@ class PointFlowVAE(keras.Model):
         self.encoder_units = [int(u) for u in encoder_units]
         self.loss_weighting = loss_weighting
         self.seed: int = seed
+        self.coupling_rule = coupling_rule
 
         self.encoder = PointEncoder(
             self.latent_dim,
@@ -402,6 +454,7 @@ class PointFlowVAE(keras.Model):
             "spline_bound": self.spline_bound,
             "hidden_units": self.hidden_units,
             "n_blocks": self.conditioner_blocks,
+            "coupling_rule": coupling_rule,
         }
         self.latent_flow = ConditionalFlow(
             self.z_dim, 1, n_layers=self.n_latent_layers, seed=seed + 10_000, name="latent_flow", **flow_options
@@ -519,7 +572,8 @@ class PointFlowVAE(keras.Model):
             axis=-1,
         )
         z = tf.concat([z_stochastic, extra], axis=-1)
-        point_log_prob = self.point_flow.log_prob(points, z[:, None, :])
+        # data units: the normalization's Jacobian -sum(log point_std) per point (a constant: gradients unchanged)
+        point_log_prob = self.point_flow.log_prob(points, z[:, None, :]) + self._log_point_jacobian
         reconstruction = -tf.reduce_sum(tf.where(mask, point_log_prob, 0.0), axis=1)
         prior = -self.latent_flow.log_prob(z, self._incident_context(batch["incident_energy"]))
         d = float(self.latent_dim)
@@ -537,24 +591,13 @@ class PointFlowVAE(keras.Model):
 
     # ------------------------------------------------------------------ generation
 
-    def check_incident_energy(self, incident_energy_gev: Any) -> None:
-        """Raise :class:`CalomlError` unless every incident energy (GeV) is finite and inside the trained range.
-
-        The range is ``normalization.incident_energy_range_gev`` widened by a relative 1e-6 (float32 round-off).
-        """
-        energy = np.atleast_1d(np.asarray(incident_energy_gev, dtype=np.float64)).reshape(-1)
-        low, high = self._incident_bounds()
-        bad = np.flatnonzero(~(np.isfinite(energy) & (energy >= low) & (energy <= high)))
-        if bad.size:
-            trained_low, trained_high = self.normalization.incident_energy_range_gev
-            raise CalomlError(
-                f"incident energy {energy[bad[0]]:g} GeV at index {bad[0]} is outside the range the PointFlow model "
-                f"was trained on, [{trained_low:g}, {trained_high:g}] GeV ({bad.size} value(s))"
-            )
+    def check_incident_energy(self, incident_energy_gev: Any, what: str = "incident energy") -> None:
+        """Raise :class:`CalomlError` unless every incident energy (GeV) is finite and inside the trained range
+        (see :func:`check_incident_energy_range`; ``what`` names the values in the message)."""
+        check_incident_energy_range(incident_energy_gev, self.normalization.incident_energy_range_gev, what)
 
     def _incident_bounds(self) -> tuple[float, float]:
-        low, high = self.normalization.incident_energy_range_gev
-        return low * (1.0 - _RANGE_TOLERANCE), high * (1.0 + _RANGE_TOLERANCE)
+        return incident_energy_bounds(self.normalization.incident_energy_range_gev)
 
     def _assert_incident_energy(self, energy: tf.Tensor) -> list[Any]:
         if tf.executing_eagerly():
@@ -688,8 +731,10 @@ class PointFlowVAE(keras.Model):
             "encoder_units": list(self.encoder_units),
             "loss_weighting": self.loss_weighting,
             "seed": self.seed,
+            "coupling_rule": self.coupling_rule,
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PointFlowVAE:
-        return cls(**config)
+        """A config saved before ``coupling_rule`` existed loads with the ``"legacy"`` splits it was trained with."""
+        return cls(**{"coupling_rule": "legacy", **config})

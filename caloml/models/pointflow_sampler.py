@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -57,6 +57,7 @@ __all__ = [
     "generate_showers",
     "sample_cells",
     "sample_cells_detailed",
+    "trained_incident_range",
 ]
 
 #: The stages of shower sampling timed by :meth:`PointFlowShowerSampler.generate`.
@@ -98,6 +99,12 @@ def sample_cells_detailed(
         total_energy_gev: (B,) float32 GeV, the energy sum every shower is rescaled to.
         grid_shape: the 3 grid sizes (static Python ints).
         seed: (2,) int32 tensor or sequence, the stateless random seed.
+
+    Small energies: a chosen cell whose rescaled share underflows float32 is floored to the smallest normal
+    float32 (about 1.2e-38 GeV) so that it stays a hit (exactly n_hits non-empty cells). The sampler applies no
+    readout threshold: rescaled cells below the data's hit threshold (CaloChallenge 15.15 keV, LCD 3e-4 GeV) are
+    kept here, and vanish when an evaluation applies that threshold (as the CaloChallenge evaluation does), so that
+    the number of hits above threshold can be below ``n_hits``.
     """
     import tensorflow as tf
 
@@ -309,20 +316,11 @@ class PointFlowShowerSampler:
         if callable(check):
             check(energies)
             return
-        normalization = getattr(self.model, "normalization", None)
-        if isinstance(normalization, dict):
-            trained = normalization.get("incident_energy_range_gev")
-        else:
-            trained = getattr(normalization, "incident_energy_range_gev", None)
-        if trained is None:
-            return
-        low, high = float(trained[0]), float(trained[1])
-        outside = (energies < low * (1 - 1e-6)) | (energies > high * (1 + 1e-6))
-        if np.any(outside):
-            raise CalomlError(
-                f"{int(outside.sum())} incident energies outside the trained range [{low:g}, {high:g}] GeV"
-                f" (from {energies.min():g} to {energies.max():g} GeV)"
-            )
+        trained = trained_incident_range(self.model)
+        if trained is not None:
+            from caloml.models.pointflow import check_incident_energy_range
+
+            check_incident_energy_range(energies, trained)
 
     def generate(
         self,
@@ -339,26 +337,54 @@ class PointFlowShowerSampler:
         draws one batch from one seed). ``timings``, when given, accumulates seconds per stage (:data:`STAGES`).
         Incident energies are checked first (:meth:`check_incident_energies`).
         """
+        parts: tuple[list[np.ndarray], ...] = ([], [], [], [])
+        for _, batch in self.iter_batches(incident_energy_gev, batch_size=batch_size, seed=seed, timings=timings):
+            for part, values in zip(parts, batch, strict=True):
+                part.append(values)
+        showers, requested, achieved, total = (np.concatenate(part) for part in parts)
+        return GeneratedShowers(showers, requested, achieved, total)
+
+    def iter_batches(
+        self,
+        incident_energy_gev: np.ndarray,
+        *,
+        batch_size: int = 100,
+        seed: int,
+        timings: MutableMapping[str, float] | None = None,
+    ) -> Iterator[tuple[np.ndarray, GeneratedShowers]]:
+        """(incident energies (b,) GeV, their :class:`GeneratedShowers`) batch by batch: the batches
+        :meth:`generate` concatenates (same seeds, same padding), for writing large outputs one batch at a time.
+        The energies are checked before the first batch is drawn."""
         energies = np.asarray(incident_energy_gev, np.float32).reshape(-1)
         self.check_incident_energies(energies)
         if int(batch_size) < 1:
             raise CalomlError(f"batch_size must be positive, got {batch_size}")
         batch_size = min(int(batch_size), energies.size)
-        parts: tuple[list[np.ndarray], ...] = ([], [], [], [])
         for batch_index, start in enumerate(range(0, energies.size, batch_size)):
             chunk = energies[start : start + batch_size]
             padded = np.concatenate([chunk, np.full(batch_size - chunk.size, chunk[-1], np.float32)])
-            for part, values in zip(
-                parts, self.sample_batch(padded, batch_seeds(seed, batch_index), timings), strict=True
-            ):
-                part.append(values[: chunk.size])
-        showers, requested, achieved, total = (np.concatenate(part) for part in parts)
-        return GeneratedShowers(
-            showers.astype(np.float32, copy=False),
-            requested.astype(np.int32),
-            achieved.astype(np.int32),
-            total.astype(np.float32),
-        )
+            showers, requested, achieved, total = (
+                values[: chunk.size] for values in self.sample_batch(padded, batch_seeds(seed, batch_index), timings)
+            )
+            yield (
+                chunk,
+                GeneratedShowers(
+                    showers.astype(np.float32, copy=False),
+                    requested.astype(np.int32),
+                    achieved.astype(np.int32),
+                    total.astype(np.float32),
+                ),
+            )
+
+
+def trained_incident_range(model: Any) -> tuple[float, float] | None:
+    """A model's trained incident-energy range (GeV) from its ``normalization`` (object or dict); None if absent."""
+    normalization = getattr(model, "normalization", None)
+    if isinstance(normalization, dict):
+        trained = normalization.get("incident_energy_range_gev")
+    else:
+        trained = getattr(normalization, "incident_energy_range_gev", None)
+    return None if trained is None else (float(trained[0]), float(trained[1]))
 
 
 def generate_showers(

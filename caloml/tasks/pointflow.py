@@ -38,14 +38,23 @@ resumed run reads that file back instead of recomputing. Its incident-energy ran
 ``max_points`` (the padded cloud size P): 10% above the largest hit count of the statistics sample, rounded up to a
 multiple of 64, at most ``data.max_points``. A shower with more hits keeps its ``max_points`` most energetic hits
 for the encoder and the reconstruction term; its ``n_hits`` (a latent the model learns) stays the true count.
+The fraction of such truncated showers in the statistics sample is printed and stored in ``normalization.json``
+(``truncated_fraction``).
 
-Selection: the validation negative ELBO per shower (reconstruction + prior + entropy; the first
+``--init-from``: the source must have this run's architecture and seed (the flows' coupling splits and
+autoregressive orders are drawn from the seed; weights of another seed would sit on other splits), else a one-line
+error; the source's normalization (the units its weights expect) and coupling rule are kept, with this run's
+trained incident-energy range; a ``.keras`` source's draw counter restarts at 0.
+
+Selection: the validation negative ELBO per shower in data units (reconstruction + prior + entropy, the
+reconstruction including the normalization's Jacobian, see :mod:`caloml.models.pointflow`; the first
 ``data.max_validation_showers`` validation showers with fixed dequantization noise and a seeded draw of z, so that
 epochs compare without sampling noise) after every epoch; the best of the last ``trainer.selection_window`` epochs
 is kept.
 
-Presets: ``quick`` (256 showers, a 2 + 2-layer model, 2 epochs of 8 steps: about half a minute of training on a
-2-core CPU, most of it tracing the flows' gradient; shows the chain, not a useful generator) and ``paper`` (the
+Presets: ``quick`` (256 showers, a 2 + 2-layer model, 2 epochs of 8 steps: about a minute of wall time on a
+2-core CPU, simulation of the default data excluded, most of it tracing the flows' gradient; shows the chain, not
+a useful generator) and ``paper`` (the
 authors' later settings, models.md section 3: latent 128, 10 + 10 spline coupling layers of 8 bins, bound 5,
 per-dimension loss weights, batch 256, Adam 1e-3, on 100k showers).
 """
@@ -65,7 +74,7 @@ import numpy as np
 import tensorflow as tf
 
 from caloml.data.transforms import Batch, MinTotalDeposit, ToPointCloud, Transform
-from caloml.errors import CalomlError, DataError
+from caloml.errors import CalomlError, DataError, OutputExistsError
 from caloml.geometry import CALOCHALLENGE_2, CLIC_ECAL
 from caloml.sim.layouts import DEGREE
 from caloml.sim.particles import PARTICLES
@@ -81,6 +90,7 @@ __all__ = [
     "PointFlowConfig",
     "PointFlowGeometry",
     "PointFlowTask",
+    "geometry_of_grid",
     "point_cloud_dataset",
 ]
 
@@ -129,6 +139,12 @@ GEOMETRIES: dict[str, PointFlowGeometry] = {
         "lcd-gen", "ECAL", "energy", CLIC_ECAL.shape, (2.0, 500.0), LCD_HIT_THRESHOLD_GEV, "lcd"
     ),
 }
+
+
+def geometry_of_grid(grid_shape: Any) -> PointFlowGeometry | None:
+    """The geometry of a model's grid (3 ints), None for a grid of none of :data:`GEOMETRIES`."""
+    grid = tuple(int(n) for n in grid_shape)
+    return next((g for g in GEOMETRIES.values() if g.grid_shape == grid), None)
 
 
 def get_geometry(name: str) -> PointFlowGeometry:
@@ -479,10 +495,12 @@ def resolve_records(paths: list[str], role: str, *, progress: bool, create: bool
     if (out / "metadata.json").exists():
         print(f"reusing the converted {role} data in {out}")
         return out
+    if out.exists() and any(out.iterdir()):
+        raise OutputExistsError(f"{out}: exists without metadata.json (an interrupted conversion?); remove it")
     if not create:
         raise CalomlError(f"{out}: the {role} data is not converted yet; run once with one process first")
     print(f"converting {len(files)} file(s) of {role} data into {out}")
-    convert_to_tfrecords(files, out, overwrite=out.exists(), progress=progress)
+    convert_to_tfrecords(files, out, overwrite=out.exists(), progress=progress)  # an empty directory at most
     return out
 
 
@@ -569,6 +587,120 @@ def choose_max_points(n_hits: np.ndarray, cap: int) -> int:
     return max(1, min(int(cap), max(64, wanted)))
 
 
+#: Model-section fields that shape the weights: an ``--init-from`` source must match them (and the seed).
+ARCHITECTURE_KEYS = (
+    "latent_dim",
+    "flow",
+    "n_latent_layers",
+    "n_point_layers",
+    "n_bins",
+    "spline_bound",
+    "hidden_units",
+    "conditioner_blocks",
+    "encoder_units",
+)
+
+
+def check_model_section(model: PointFlowModelSection) -> None:
+    """Raise a one-line :class:`CalomlError` for any unusable model setting (before any data work)."""
+    for name in ("latent_dim", "n_latent_layers", "n_point_layers", "n_bins", "hidden_units", "conditioner_blocks"):
+        value = getattr(model, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise CalomlError(f"model.{name} must be a positive integer, got {value!r}")
+    bound = model.spline_bound
+    if isinstance(bound, bool) or not isinstance(bound, int | float) or not (math.isfinite(bound) and bound > 0):
+        raise CalomlError(f"model.spline_bound must be a positive number (normalized units), got {bound!r}")
+    units = model.encoder_units
+    if (
+        not isinstance(units, list | tuple)
+        or not units
+        or any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units)
+    ):
+        raise CalomlError(f"model.encoder_units must be a non-empty list of positive integers, got {units!r}")
+    if model.flow not in ("rqs", "maf"):
+        raise CalomlError(f"model.flow must be 'rqs' or 'maf', got {model.flow!r}")
+    if model.loss_weighting not in ("sum", "per_dimension"):
+        raise CalomlError(f"model.loss_weighting must be 'sum' or 'per_dimension', got {model.loss_weighting!r}")
+
+
+@dataclass(frozen=True)
+class InitSource:
+    """What an ``--init-from`` source was built with: its seed, architecture, coupling rule and normalization."""
+
+    path: Path
+    seed: int
+    model: dict[str, Any]
+    coupling_rule: str
+    normalization: dict[str, Any]
+
+
+def read_init_source(init_from: str) -> InitSource:
+    """Read the settings of an ``--init-from`` source (``model.keras``, a run directory or a checkpoint of one)
+    without loading its weights: from the ``.keras`` file's config, else from the run's ``config.yaml`` and
+    ``normalization.json``. A one-line :class:`CalomlError` when they cannot be found."""
+    import zipfile
+
+    import yaml
+
+    path = Path(init_from)
+    if path.is_dir() and (path / "model.keras").is_file():
+        path = path / "model.keras"
+    if path.suffix == ".keras":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                saved = json.loads(archive.read("config.json"))
+            config = saved["config"]
+            return InitSource(
+                path,
+                int(config["seed"]),
+                {k: config[k] for k in ARCHITECTURE_KEYS},
+                str(config.get("coupling_rule", "legacy")),
+                dict(config["normalization"]),
+            )
+        except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+            raise CalomlError(f"--init-from {path}: not a readable PointFlow model.keras") from None
+    if path.is_dir():
+        run = path if (path / "config.yaml").is_file() else path.parent
+    else:
+        run = path.parent.parent  # RUN/checkpoints/ckpt-N
+    try:
+        run_config = yaml.safe_load((run / "config.yaml").read_text())
+        record = json.loads((run / NORMALIZATION_FILE).read_text())
+        return InitSource(
+            path,
+            int(run_config["runtime"]["seed"]),
+            {k: run_config["model"][k] for k in ARCHITECTURE_KEYS},
+            str(record.get("coupling_rule", "legacy")),
+            dict(record["normalization"]),
+        )
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        raise CalomlError(
+            f"--init-from {path}: no PointFlow run there (needs model.keras, or config.yaml and "
+            f"{NORMALIZATION_FILE} next to the checkpoints)"
+        ) from None
+
+
+def check_init_settings(config: PointFlowConfig, source: InitSource) -> None:
+    """Refuse an ``--init-from`` source whose weights would not mean the same in this run's model: another
+    architecture, another grid or another seed (the flows' coupling splits and autoregressive orders are drawn
+    from the seed, so weights of another seed would land on other splits: silently scrambled flows)."""
+    differences = [
+        f"model.{k} {source.model[k]!r} (this run {getattr(config.model, k)!r})"
+        for k in ARCHITECTURE_KEYS
+        if source.model[k] != (list(v) if isinstance(v := getattr(config.model, k), tuple) else v)
+    ]
+    if differences:
+        raise CalomlError(f"--init-from {source.path}: another architecture, " + ", ".join(differences[:3]))
+    if source.seed != config.runtime.seed:
+        raise CalomlError(
+            f"--init-from {source.path}: trained with seed {source.seed}, this run has {config.runtime.seed}; the "
+            f"flows' splits and orders depend on the seed: use --seed {source.seed}"
+        )
+    grid = tuple(source.normalization.get("grid_shape", ()))
+    if grid != get_geometry(config.data.geometry).grid_shape:
+        raise CalomlError(f"--init-from {source.path}: a model of the grid {grid}, this run is {config.data.geometry}")
+
+
 # -- the task --------------------------------------------------------------------------------------------------------
 @dataclass
 class PointFlowInputs:
@@ -580,6 +712,8 @@ class PointFlowInputs:
     max_points: int
     hit_threshold_gev: float
     validation: dict[str, np.ndarray]
+    #: the coupling-split rule of the model (a run resumed from before the rule existed keeps "legacy")
+    coupling_rule: str = "alternating"
 
 
 class PointFlowTask:
@@ -642,12 +776,9 @@ class PointFlowTask:
         ):
             if value < 1:
                 raise CalomlError(f"{name} must be positive, got {value}")
-        if config.model.flow not in ("rqs", "maf"):
-            raise CalomlError(f"model.flow must be 'rqs' or 'maf', got {config.model.flow!r}")
-        if config.model.loss_weighting not in ("sum", "per_dimension"):
-            raise CalomlError(
-                f"model.loss_weighting must be 'sum' or 'per_dimension', got {config.model.loss_weighting!r}"
-            )
+        check_model_section(config.model)
+        if config.trainer.init_from:
+            check_init_settings(config, read_init_source(config.trainer.init_from))
         return geometry
 
     def prepare_data(self, config: PointFlowConfig, *, chief: bool) -> PointFlowInputs:
@@ -678,7 +809,7 @@ class PointFlowTask:
             print(f"{train}: dropping {scan.n_empty} of {scan.n_events} training showers without any cell")
         trained_range = scan.energy_range_gev if data.records else energy_range(config)
         threshold = hit_threshold(config)
-        normalization, max_points = self._normalization(config, geometry, train, trained_range, threshold, chief)
+        normalization, max_points, rule = self._normalization(config, geometry, train, trained_range, threshold, chief)
         sample = collect_showers(
             validation,
             geometry,
@@ -691,7 +822,9 @@ class PointFlowTask:
         if sample.n_below_threshold:
             print(f"{validation}: dropping {sample.n_below_threshold} validation showers without a hit above "
                   f"{threshold:g} GeV")  # fmt: skip
-        return PointFlowInputs(train, scan.n_events - scan.n_empty, normalization, max_points, threshold, sample.arrays)
+        return PointFlowInputs(
+            train, scan.n_events - scan.n_empty, normalization, max_points, threshold, sample.arrays, rule
+        )
 
     def _normalization(
         self,
@@ -701,9 +834,10 @@ class PointFlowTask:
         trained_range: tuple[float, float],
         threshold: float,
         chief: bool,
-    ) -> tuple[Any, int]:
-        """The normalization and the cloud size: read back from a resumed run's directory, else computed (and
-        written there)."""
+    ) -> tuple[Any, int, str]:
+        """The normalization, the cloud size and the coupling rule: read back from a resumed run's directory, else
+        computed (and written there). With ``--init-from`` the source's normalization is kept (its weights expect
+        its units), with this run's trained incident-energy range, and the source's coupling rule."""
         from caloml.models.pointflow import PointCloudNormalization
         from caloml.training.run_directory import atomic_write_json
 
@@ -712,7 +846,8 @@ class PointFlowTask:
         if path.is_file() and tf.train.latest_checkpoint(str(run_dir / "checkpoints")):
             stored = json.loads(path.read_text())
             print(f"resuming with the normalization of {path}")
-            return PointCloudNormalization.from_dict(stored["normalization"]), int(stored["max_points"])
+            rule = str(stored.get("coupling_rule", "legacy"))  # runs from before the rule existed
+            return PointCloudNormalization.from_dict(stored["normalization"]), int(stored["max_points"]), rule
         data = config.data
         sample = collect_showers(
             records,
@@ -733,9 +868,19 @@ class PointFlowTask:
             arrays["incident_energy"],
             geometry.grid_shape,
         )
+        rule = "alternating"
+        if config.trainer.init_from:
+            source = read_init_source(config.trainer.init_from)
+            normalization = PointCloudNormalization.from_dict(source.normalization)
+            rule = source.coupling_rule
+            print(f"keeping the normalization of the --init-from source {source.path}")
         normalization = replace(
             normalization, incident_energy_range_gev=(float(trained_range[0]), float(trained_range[1]))
         )
+        n_hits = np.asarray(sample.arrays["n_hits"])
+        truncated = float(np.mean(n_hits > max_points)) if n_hits.size else 0.0
+        print(f"{truncated:.2%} of the statistics sample's showers have more than max_points={max_points} hits "
+              "(truncated to their most energetic hits)")  # fmt: skip
         record = {
             "normalization": normalization.to_dict(),
             "max_points": max_points,
@@ -744,13 +889,16 @@ class PointFlowTask:
             "showers_below_threshold": sample.n_below_threshold,
             "records": str(records),
             "seed": config.runtime.seed,
+            "truncated_fraction": truncated,
+            "coupling_rule": rule,
+            "init_from": str(config.trainer.init_from),
         }
         if sample.n_below_threshold:
             print(f"{records}: {sample.n_below_threshold} showers of the statistics sample have no hit above "
                   f"{threshold:g} GeV; such showers are dropped in training")  # fmt: skip
         if chief:
             atomic_write_json(path, record)
-        return normalization, max_points
+        return normalization, max_points, rule
 
     def make_dataset(
         self, config: PointFlowConfig, data: PointFlowInputs, input_context: tf.distribute.InputContext
@@ -790,6 +938,7 @@ class PointFlowTask:
             encoder_units=list(m.encoder_units),
             loss_weighting=m.loss_weighting,
             seed=config.runtime.seed,
+            coupling_rule=data.coupling_rule,
         )
         model.compile(optimizer=keras.optimizers.Adam(config.trainer.learning_rate))
         _build(model, data)
@@ -799,20 +948,26 @@ class PointFlowTask:
         return {"optimizer": model.optimizer}
 
     def check_init_source(self, config: PointFlowConfig, source: keras.Model) -> None:
+        """Refuse a loaded ``--init-from`` model of another class, architecture, grid or seed (see
+        :func:`check_init_settings`), and reset its draw counter: the copied weights then start this run's
+        training draws at 0, as in a fresh run (a checkpoint source keeps its counter)."""
         from caloml.models.pointflow import PointFlowVAE
 
         if not isinstance(source, PointFlowVAE):
             raise CalomlError(f"--init-from: a {type(source).__name__}, not a PointFlowVAE")
-        geometry = get_geometry(config.data.geometry)
-        if tuple(source.grid_shape) != geometry.grid_shape:
-            raise CalomlError(
-                f"--init-from: a model of the grid {tuple(source.grid_shape)}, this run is {geometry.name}"
-            )
-        if int(source.latent_dim) != config.model.latent_dim or source.flow != config.model.flow:
-            raise CalomlError(
-                f"--init-from: latent {source.latent_dim} / flow {source.flow}, this run uses "
-                f"{config.model.latent_dim} / {config.model.flow}"
-            )
+        settings = source.get_config()
+        path = Path(config.trainer.init_from)
+        check_init_settings(
+            config,
+            InitSource(
+                path,
+                int(source.seed),
+                {k: settings[k] for k in ARCHITECTURE_KEYS},
+                source.coupling_rule,
+                settings["normalization"],
+            ),
+        )
+        source.random_draws.assign(0)
 
     # -- selection and export
     def selection_metric(self, config: PointFlowConfig, data: PointFlowInputs) -> SelectionMetric:
