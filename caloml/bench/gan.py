@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from caloml.bench.reported_figures import ReportedFigures
+
 __all__ = [
     "BF16_CPU_FLAGS",
     "BF16_TOLERANCE",
@@ -161,19 +163,6 @@ def _inputs(model: Any, batch: int, seed: int) -> dict[str, Any]:
     }
 
 
-class _Figures(dict[str, float | str]):
-    """The figures, each passed to ``report`` (if any) as it is set."""
-
-    def __init__(self, report: Callable[[str, float | str], None] | None) -> None:
-        super().__init__()
-        self._report = report
-
-    def __setitem__(self, name: str, value: float | str) -> None:
-        super().__setitem__(name, value)
-        if self._report is not None:
-            self._report(name, value)
-
-
 def benchmark_gan(
     model_path: str | Path | None = None,
     batches: Sequence[int] = (1, 64, 1024),
@@ -210,7 +199,7 @@ def benchmark_gan(
 
         model = load_trained_model(model_path, GAN3D).model
     flops = generator_flops_per_shower(model.generator)
-    figures = _Figures(report)
+    figures = ReportedFigures(report)
     figures["gan_model"] = "randomly initialised full-size GAN3D" if model_path is None else str(model_path)
     figures["gan_load_average_1min_at_start"] = os.getloadavg()[0]
     figures["gan_generator_parameters"] = float(model.generator.count_params())

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from caloml.bench.reported_figures import ReportedFigures
+
 __all__ = ["NETWORKS", "benchmark_reco", "time_median"]
 
 #: Benchmarked networks: figure prefix -> class name in :mod:`caloml.models.triforce_nets`.
@@ -83,21 +85,8 @@ def _compiled(model: Any) -> Callable[[dict[str, Any]], Any]:
     return tf.function(infer, input_signature=[signature])
 
 
-class _Figures(dict[str, float | str]):
-    """The figures, each passed to ``report`` (if any) as it is set."""
-
-    def __init__(self, report: Callable[[str, float | str], None] | None) -> None:
-        super().__init__()
-        self._report = report
-
-    def __setitem__(self, name: str, value: float | str) -> None:
-        super().__setitem__(name, value)
-        if self._report is not None:
-            self._report(name, value)
-
-
 def _measure_batches(
-    figures: _Figures,
+    figures: ReportedFigures,
     prefix: str,
     batches: Sequence[int],
     make_call: Callable[[int], Callable[[], Any]],
@@ -175,7 +164,7 @@ def benchmark_reco(
     if unknown:
         raise ValueError(f"unknown networks {unknown}; choose from {list(NETWORKS)}")
     kwargs = dict(network_kwargs or {})
-    figures = _Figures(report)
+    figures = ReportedFigures(report)
     figures["reco_load_average_1min_at_start"] = os.getloadavg()[0]
     for prefix in networks:
         model = getattr(triforce_nets, NETWORKS[prefix])(seed=seed, **kwargs.get(prefix, {}))

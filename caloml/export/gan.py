@@ -27,15 +27,13 @@ TensorFlow and Keras versions.
 from __future__ import annotations
 
 import argparse
-import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import caloml
 from caloml.cli_args import positive_int
-from caloml.export.serving import staged_version, write_export_info
+from caloml.export.serving import export_archive, software_provenance
 
 __all__ = ["RANGE_TOLERANCE", "SIGNATURES", "accepted_range", "add_gan_parser", "export_gan", "run_gan"]
 
@@ -98,7 +96,6 @@ def export_gan(
     complete. ``provenance`` (for example the source path and training seed) goes into ``export.json``.
     Returns the version directory. See the module docstring for the signatures.
     """
-    import keras
     import tensorflow as tf
 
     noise_size = int(model.latent_size) - 2
@@ -171,23 +168,11 @@ def export_gan(
         "serving_default": "generate",
         "out_of_range": OUT_OF_RANGE_POLICY,
         "units": {"showers": "GeV per cell (inverse power applied)", "energy_gev": "GeV", "theta_rad": "rad"},
-        "caloml_version": caloml.__version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seed": getattr(model, "seed", None),  # the model's own seed (its training seed when built by the trainer)
-        "source": None,
-        **(provenance or {}),
+        **software_provenance(model, provenance),
     }
     model_dir = Path(saved_models_dir) / f"gan3d-{model.particle}"
-    with staged_version(model_dir, version) as (tmp, number):
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("generate", generate)  # the first endpoint is also serving_default
-        archive.add_endpoint("generate_from_noise", generate_from_noise)
-        archive.write_out(str(tmp), verbose=False)
-        write_export_info(tmp, {**info, "version": number})
-    return model_dir / str(number)
+    endpoints = {"generate": generate, "generate_from_noise": generate_from_noise}  # the first: serving_default
+    return export_archive(model, model_dir, version, endpoints, info)
 
 
 # -- command line -------------------------------------------------------------------------------------------------

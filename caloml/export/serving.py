@@ -12,14 +12,22 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from caloml.errors import CalomlError, OutputExistsError
 
-__all__ = ["EXPORT_INFO_FILE", "existing_versions", "next_version", "staged_version", "write_export_info"]
+__all__ = [
+    "EXPORT_INFO_FILE",
+    "existing_versions",
+    "export_archive",
+    "next_version",
+    "software_provenance",
+    "staged_version",
+    "write_export_info",
+]
 
 #: The description written into every exported version directory (JSON).
 EXPORT_INFO_FILE = "export.json"
@@ -73,3 +81,51 @@ def write_export_info(directory: str | Path, info: dict[str, Any]) -> Path:
     path = Path(directory) / EXPORT_INFO_FILE
     path.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+def software_provenance(model: Any, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The part of ``export.json`` every exporter shares: versions, time, the model's seed, then ``provenance``.
+
+    ``provenance`` (the training run's configuration, seed and source, when the trainer exports) overrides the
+    defaults (``source`` None, ``seed`` the model's own).
+    """
+    import datetime
+
+    import keras
+    import tensorflow as tf
+
+    import caloml
+
+    return {
+        "caloml_version": caloml.__version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seed": getattr(model, "seed", None),  # the model's own seed (its training seed when built by the trainer)
+        "source": None,
+        **(provenance or {}),
+    }
+
+
+def export_archive(
+    model: Any,
+    model_dir: str | Path,
+    version: int | None,
+    endpoints: Mapping[str, Callable[..., Any]],
+    info: Mapping[str, Any],
+) -> Path:
+    """Write ``model`` with its ``endpoints`` (name -> traced ``tf.function``) as ``model_dir/<version>/``.
+
+    The first endpoint is also ``serving_default``. ``info`` (plus the version number) goes to ``export.json``.
+    The version is staged and renamed when complete (:func:`staged_version`); returns its directory.
+    """
+    import keras
+
+    with staged_version(model_dir, version) as (tmp, number):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for name, function in endpoints.items():
+            archive.add_endpoint(name, function)
+        archive.write_out(str(tmp), verbose=False)
+        write_export_info(tmp, {**info, "version": number})
+    return Path(model_dir) / str(number)

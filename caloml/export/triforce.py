@@ -22,14 +22,12 @@ configuration, the signature and the caloml, TensorFlow and Keras versions.
 from __future__ import annotations
 
 import argparse
-import datetime
 from pathlib import Path
 from typing import Any
 
-import caloml
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError
-from caloml.export.serving import staged_version, write_export_info
+from caloml.export.serving import export_archive, software_provenance
 
 __all__ = [
     "INPUTS",
@@ -103,7 +101,6 @@ def export_triforce(
     ``provenance["resample"]`` is a CalomlError. Returns the version directory. See the module docstring for the
     signature.
     """
-    import keras
     import tensorflow as tf
 
     from caloml.data.resampling import check_resample
@@ -159,23 +156,11 @@ def export_triforce(
         "signatures": SIGNATURES,
         "serving_default": "reconstruct",
         "units": {"cells": "GeV", "ECAL_E": "GeV", "HCAL_E": "GeV", "recoPhi": "rad", "energy": "GeV"},
-        "caloml_version": caloml.__version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seed": getattr(model, "seed", None),
-        "source": None,
-        **(provenance or {}),
+        **software_provenance(model, provenance),
         "resample": resample,
     }
     model_dir = Path(saved_models_dir) / export_name(arch, reconstruction.name, resample)
-    with staged_version(model_dir, version) as (tmp, number):
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("reconstruct", reconstruct)  # the first endpoint is also serving_default
-        archive.write_out(str(tmp), verbose=False)
-        write_export_info(tmp, {**info, "version": number})
-    return model_dir / str(number)
+    return export_archive(model, model_dir, version, {"reconstruct": reconstruct}, info)  # also serving_default
 
 
 # -- command line -------------------------------------------------------------------------------------------------
