@@ -231,7 +231,7 @@ def test_generate_showers_from_a_model() -> None:
 
 def test_generate_showers_refuses_bad_incident_energies() -> None:
     model = FakePointModel()
-    with pytest.raises(CalomlError, match="outside the trained range"):
+    with pytest.raises(CalomlError, match=r"500 GeV at index 1 is outside the range .* trained on, \[1, 100\] GeV"):
         generate_showers(model, np.array([10.0, 500.0]), n_points=10, seed=1)
     with pytest.raises(CalomlError, match="finite and positive"):
         generate_showers(model, np.array([10.0, np.nan]), n_points=10, seed=1)

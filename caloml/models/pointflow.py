@@ -335,7 +335,6 @@ def _vector(values: Any) -> tf.Tensor:
     return tf.reshape(tf.cast(values, tf.float32), (-1,))
 
 
-@keras.saving.register_keras_serializable(package="caloml")
 def incident_energy_bounds(trained_range_gev: Sequence[float]) -> tuple[float, float]:
     """The incident energies (GeV) a model accepts: its trained range widened by a relative ``_RANGE_TOLERANCE``
     (1e-6) of each end, ``[low * (1 - 1e-6), high * (1 + 1e-6)]``: float32 round-off, never extrapolation."""
@@ -371,6 +370,7 @@ def check_incident_energy_range(
         )
 
 
+@keras.saving.register_keras_serializable(package="caloml")
 class PointFlowVAE(keras.Model):
     """CaloPointFlow: encoder, latent flow and point flow in one Keras model, trained with ``fit``.
 

@@ -777,7 +777,7 @@ class PointFlowTask:
             if value < 1:
                 raise CalomlError(f"{name} must be positive, got {value}")
         check_model_section(config.model)
-        if config.trainer.init_from:
+        if config.trainer.init_from and not _resuming(config):  # a resumed run no longer reads its source
             check_init_settings(config, read_init_source(config.trainer.init_from))
         return geometry
 
@@ -841,9 +841,8 @@ class PointFlowTask:
         from caloml.models.pointflow import PointCloudNormalization
         from caloml.training.run_directory import atomic_write_json
 
-        run_dir = Path(config.runtime.run_dir)
-        path = run_dir / NORMALIZATION_FILE
-        if path.is_file() and tf.train.latest_checkpoint(str(run_dir / "checkpoints")):
+        path = Path(config.runtime.run_dir) / NORMALIZATION_FILE
+        if _resuming(config):
             stored = json.loads(path.read_text())
             print(f"resuming with the normalization of {path}")
             rule = str(stored.get("coupling_rule", "legacy"))  # runs from before the rule existed
@@ -983,7 +982,8 @@ class PointFlowTask:
         return SelectionMetric(
             "validation_negative_elbo",
             compute,
-            f"negative ELBO per shower (reconstruction + prior + entropy, one seeded draw of z) on "
+            f"negative ELBO per shower in data units (reconstruction with the normalization's Jacobian + prior + "
+            f"entropy, one seeded draw of z) on "
             f"{len(validation['n_hits'])} validation showers with fixed dequantization",
         )
 
@@ -1015,10 +1015,12 @@ def validation_negative_elbo(
     seed: int,
     cache: dict[int, tuple[keras.Model, Any]] | None = None,
 ) -> float:
-    """Mean negative ELBO per shower (reconstruction + prior + entropy, unweighted) of ``showers`` (NumPy batch
-    arrays, see :data:`BATCH_KEYS`), with the reparameterization noise of batch ``k`` seeded by ``(seed, k)``: the
-    same model gives the same value, so that epochs compare without sampling noise. Does not change the model.
-    ``cache`` keeps the traced computation between calls (one trace per model, not per epoch)."""
+    """Mean negative ELBO per shower in data units (reconstruction + prior + entropy, unweighted; the
+    reconstruction includes the normalization's Jacobian, so runs with different normalizations compare) of
+    ``showers`` (NumPy batch arrays, see :data:`BATCH_KEYS`), with the reparameterization noise of batch ``k``
+    seeded by ``(seed, k)``: the same model gives the same value, so that epochs compare without sampling noise.
+    Does not change the model. ``cache`` keeps the traced computation between calls (one trace per model, not per
+    epoch)."""
 
     cache = {} if cache is None else cache
     terms = cache.get(id(model))
@@ -1037,6 +1039,12 @@ def validation_negative_elbo(
         total += float(terms[1](batch, tf.constant([seed, index], tf.int64)))
         count += len(batch["n_hits"])
     return total / max(count, 1)
+
+
+def _resuming(config: PointFlowConfig) -> bool:
+    """Whether the run directory holds a started run (its normalization and a checkpoint) that this one resumes."""
+    run_dir = Path(config.runtime.run_dir)
+    return (run_dir / NORMALIZATION_FILE).is_file() and bool(tf.train.latest_checkpoint(str(run_dir / "checkpoints")))
 
 
 def _build(model: keras.Model, data: PointFlowInputs) -> None:
