@@ -17,7 +17,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from caloml.cli_args import positive_int
+from caloml.cli_args import positive_float, positive_int
 from caloml.cli_commands import CommandRegistry
 from caloml.errors import run_cli
 from caloml.evaluate.reconstruction import add_reco_parser, run_reco
@@ -34,13 +34,6 @@ COMMANDS = CommandRegistry(
 SUBCOMMANDS = COMMANDS.commands
 register = COMMANDS.register
 build_parser = COMMANDS.build_parser
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -74,7 +67,7 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     binning = parser.add_mutually_exclusive_group()
     binning.add_argument(
         "--energy-bin-width",
-        type=_positive_float,
+        type=positive_float,
         metavar="GEV",
         help="incident-energy bins of this width (default: 5 GeV for LCD files)",
     )
@@ -85,7 +78,7 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         help="N logarithmic incident-energy bins (default for CaloChallenge files: 12)",
     )
     parser.add_argument(
-        "--angle-bin-width", type=_positive_float, default=0.1, metavar="RAD", help="angle bins (default 0.1 rad)"
+        "--angle-bin-width", type=positive_float, default=0.1, metavar="RAD", help="angle bins (default 0.1 rad)"
     )
     parser.add_argument(
         "--background",

@@ -71,7 +71,7 @@ from typing import Any
 
 import numpy as np
 
-from caloml.cli_args import positive_int
+from caloml.cli_args import positive_float, positive_int
 from caloml.data.resampling import RESAMPLE_CHOICES, check_resample
 from caloml.errors import CalomlError
 from caloml.evaluate.reconstruction_inputs import (
@@ -626,13 +626,6 @@ def evaluate_reconstruction(
 
 
 # -- command line -----------------------------------------------------------------------------------------------------
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
 def add_reco_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """``reco``: reconstruction models against the baselines on the same test events."""
     parser = subparsers.add_parser(
@@ -653,11 +646,11 @@ def add_reco_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     parser.add_argument("--task", choices=sorted(TASKS), help="the task (default: from the test events)")
     parser.add_argument("--seed", type=int, default=1, help="seed of Keras' random state, recorded (default 1)")
     parser.add_argument(
-        "--energy-bin-width", type=_positive_float, default=25.0, metavar="GEV", help="true-energy bins (25 GeV)"
+        "--energy-bin-width", type=positive_float, default=25.0, metavar="GEV", help="true-energy bins (25 GeV)"
     )
     parser.add_argument(
         "--energy-range",
-        type=_positive_float,
+        type=positive_float,
         nargs=2,
         default=(10.0, 510.0),
         metavar=("LOW", "HIGH"),
