@@ -16,24 +16,6 @@ import numpy as np
 from caloml.errors import CalomlError, OutputExistsError
 
 
-def json_plain(value: Any) -> Any:
-    """JSON-ready copy: dataclasses and NumPy values to builtins, tuples to lists, paths to strings, non-finite
-    floats to None."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return json_plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): json_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [json_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return json_plain(value.item())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value
-
-
 def check_report_dir(out: Path, overwrite: bool, what: str = "report") -> None:
     """Refuse an output that is a file, or a non-empty directory without ``overwrite``."""
     if out.exists() and not out.is_dir():

@@ -97,7 +97,8 @@ from caloml.evaluate.reconstruction_metrics import (
     energy_edges,
     fit_resolution,
 )
-from caloml.report_directory import check_report_dir, install_report_dir, json_plain
+from caloml.json_values import json_plain
+from caloml.report_directory import check_report_dir, install_report_dir
 from caloml.tasks.triforce_data import TASKS, ReconstructionTask
 
 __all__ = [

@@ -41,7 +41,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from caloml.report_directory import check_report_dir, install_report_dir, json_plain
+from caloml.json_values import json_plain
+from caloml.report_directory import check_report_dir, install_report_dir
 
 __all__ = ["HTML_NAME", "JSON_KEYS", "JSON_NAME", "check_output", "install", "plain", "render_html", "write_outputs"]
 

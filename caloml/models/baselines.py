@@ -35,7 +35,7 @@ import numpy as np
 
 from caloml.data.lcd_features import EXPERT_FEATURE_KEYS
 from caloml.errors import CalomlError, OutputExistsError
-from caloml.training.run_directory import atomic_write_text
+from caloml.atomic_files import atomic_write_text
 from caloml.units import LCD_STORED_PER_GEV
 
 __all__ = [

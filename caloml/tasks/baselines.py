@@ -148,7 +148,8 @@ from caloml.tasks.reco_split import (
 from caloml.tasks.triforce_data import TASKS as RECO_TASKS
 from caloml.tasks.triforce_data import ReconstructionTask, get_task
 from caloml.training.config import config_to_dict, write_config
-from caloml.training.run_directory import RunDirectory, atomic_write_json
+from caloml.atomic_files import atomic_write_json
+from caloml.training.run_directory import RunDirectory
 
 __all__ = [
     "BDT_TASK",

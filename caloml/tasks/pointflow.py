@@ -839,7 +839,7 @@ class PointFlowTask:
         computed (and written there). With ``--init-from`` the source's normalization is kept (its weights expect
         its units), with this run's trained incident-energy range, and the source's coupling rule."""
         from caloml.models.pointflow import PointCloudNormalization
-        from caloml.training.run_directory import atomic_write_json
+        from caloml.atomic_files import atomic_write_json
 
         path = Path(config.runtime.run_dir) / NORMALIZATION_FILE
         if _resuming(config):

@@ -917,7 +917,7 @@ class TriforceTask:
         if config.runtime.run_dir:
             inputs.run_dir = Path(config.runtime.run_dir)
             if chief:
-                from caloml.training.run_directory import atomic_write_json
+                from caloml.atomic_files import atomic_write_json
 
                 atomic_write_json(inputs.run_dir / SPLIT_FILE, split_record(inputs))
                 atomic_write_json(inputs.run_dir / SUMMARY_FILE, _summary(inputs))

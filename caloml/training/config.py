@@ -196,7 +196,7 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
 
 def write_config(config: Any, path: str | Path) -> Path:
     """Write the resolved configuration as YAML, atomically; returns the path."""
-    from caloml.training.run_directory import atomic_write_text
+    from caloml.atomic_files import atomic_write_text
 
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     return atomic_write_text(Path(path), text)

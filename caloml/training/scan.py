@@ -46,7 +46,8 @@ import numpy as np
 import yaml
 
 from caloml.errors import CalomlError
-from caloml.training.run_directory import RunDirectory, atomic_write_json, atomic_write_text, config_differences
+from caloml.atomic_files import atomic_write_json, atomic_write_text
+from caloml.training.run_directory import RunDirectory, config_differences
 
 __all__ = [
     "GRID_PRESETS",
