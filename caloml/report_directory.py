@@ -3,15 +3,10 @@ install of a finished directory, never replacing a non-empty one without ``overw
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from caloml.errors import CalomlError, OutputExistsError
 

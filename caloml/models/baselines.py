@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from caloml.atomic_files import atomic_write_text
 from caloml.data.lcd_features import EXPERT_FEATURE_KEYS
 from caloml.errors import CalomlError, OutputExistsError
-from caloml.atomic_files import atomic_write_text
 from caloml.units import LCD_STORED_PER_GEV
 
 __all__ = [

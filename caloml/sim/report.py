@@ -38,9 +38,9 @@ from matplotlib.figure import Figure
 
 import caloml
 from caloml.geometry import CALOCHALLENGE_2
+from caloml.json_values import json_plain
 from caloml.observables.cylinder import apply_threshold, energy_per_layer, etot_over_einc
 from caloml.observables.grid import cell_spectrum, sparsity_curve
-from caloml.json_values import json_plain
 from caloml.report_directory import check_report_dir, install_report_dir
 from caloml.sim import validation
 from caloml.sim.engine import simulate_batch, simulate_spots

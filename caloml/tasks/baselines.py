@@ -128,6 +128,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 import caloml
+from caloml.atomic_files import atomic_write_json
 from caloml.data.resampling import RESAMPLE_CHOICES, check_resample
 from caloml.errors import CalomlError, DataError
 from caloml.sim.particles import PDG_ID
@@ -148,7 +149,6 @@ from caloml.tasks.reco_split import (
 from caloml.tasks.triforce_data import TASKS as RECO_TASKS
 from caloml.tasks.triforce_data import ReconstructionTask, get_task
 from caloml.training.config import config_to_dict, write_config
-from caloml.atomic_files import atomic_write_json
 from caloml.training.run_directory import RunDirectory
 
 __all__ = [

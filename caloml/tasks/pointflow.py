@@ -838,8 +838,8 @@ class PointFlowTask:
         """The normalization, the cloud size and the coupling rule: read back from a resumed run's directory, else
         computed (and written there). With ``--init-from`` the source's normalization is kept (its weights expect
         its units), with this run's trained incident-energy range, and the source's coupling rule."""
-        from caloml.models.pointflow import PointCloudNormalization
         from caloml.atomic_files import atomic_write_json
+        from caloml.models.pointflow import PointCloudNormalization
 
         path = Path(config.runtime.run_dir) / NORMALIZATION_FILE
         if _resuming(config):

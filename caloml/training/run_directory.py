@@ -16,9 +16,6 @@ Starting a run in a directory that holds one: the same configuration (up to the 
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from caloml.errors import CalomlError
 from caloml.atomic_files import atomic_write_json, atomic_write_text
+from caloml.errors import CalomlError
 from caloml.training.run_directory import RunDirectory, config_differences
 
 __all__ = [

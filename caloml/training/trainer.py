@@ -36,9 +36,9 @@ import numpy as np
 import tensorflow as tf
 
 import caloml
+from caloml.atomic_files import atomic_write_json
 from caloml.errors import CalomlError
 from caloml.training.config import config_to_dict, write_config
-from caloml.atomic_files import atomic_write_json
 from caloml.training.run_directory import RunDirectory
 from caloml.training.strategy import is_chief, make_strategy, worker_tag
 from caloml.training.task import SelectionMetric, TrainingTask
