@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 
 def positive_int(text: str) -> int:
     """An integer of at least 1 (argparse reports anything else as a usage error)."""
@@ -19,3 +21,14 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def parse_angle(text: str) -> float:
+    """An angle in radians from ``"1.5708"`` or ``"90deg"``."""
+    value = text.strip().lower()
+    try:
+        if value.endswith("deg"):
+            return float(np.deg2rad(float(value[:-3])))
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an angle: {text!r} (radians, or degrees as 90deg)") from None

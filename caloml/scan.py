@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         raise CalomlError("name the model to scan first: python -m caloml.scan MODEL --grid ... --run-root DIR")
     import caloml.train as train_cli
-    from caloml.data.__main__ import import_tensorflow_quietly
+    from caloml.quiet import import_tensorflow_quietly
 
     model = argv[0]
     args, rest = build_scan_parser(model).parse_known_args(argv[1:])

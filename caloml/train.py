@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"usage: python -m caloml.train MODEL [options]   (MODEL: {names}; MODEL --help for options)")
             return 0
         raise CalomlError(f"name the model to train first: python -m caloml.train MODEL ... (MODEL: {names})")
-    from caloml.data.__main__ import import_tensorflow_quietly
+    from caloml.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly(start_runtime=False)  # the tasks import TensorFlow; its runtime starts below
     task = load_task(argv[0])

@@ -11,10 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
+from caloml.cli_args import parse_angle
 from caloml.data.__main__ import main
 from caloml.data.lcd import LCDReader
 from caloml.errors import OutputExistsError
-from caloml.sim.cli import parse_angle
 
 
 def _simulate_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:

@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print_figures(benchmark_simulator(args.events, args.seed))
     if "pipeline" in what:
-        from caloml.data.__main__ import import_tensorflow_quietly
+        from caloml.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         from caloml.bench.pipeline import benchmark_pipeline
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             convert_to_tfrecords([h5], records)
             print_figures(benchmark_pipeline(h5, records))
     if "gan" in what:
-        from caloml.data.__main__ import import_tensorflow_quietly
+        from caloml.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         from caloml.bench.gan import MODES, benchmark_gan
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report=lambda name, value: print_figures({name: value}, flush=True),
         )
     if "reco" in what:
-        from caloml.data.__main__ import import_tensorflow_quietly
+        from caloml.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         from caloml.bench.reco import NETWORKS, benchmark_reco
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report=lambda name, value: print_figures({name: value}, flush=True),
         )
     if "pointflow" in what:
-        from caloml.data.__main__ import import_tensorflow_quietly
+        from caloml.quiet import import_tensorflow_quietly
 
         import_tensorflow_quietly()
         from caloml.bench.pointflow import benchmark_pointflow

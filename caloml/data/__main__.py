@@ -18,25 +18,23 @@ registry, so a command is one more ``register(name, add_parser, run)`` (for exam
 :class:`caloml.errors.CalomlError`, which :func:`cli` prints as one line (exit status 2).
 
 TensorFlow is imported only by the commands that need it (``convert``, ``verify``), after the inputs were checked,
-and quietly (:func:`import_tensorflow_quietly`), so that errors stay one line and ``inspect`` stays fast.
+and quietly (:func:`caloml.quiet.import_tensorflow_quietly`), so that errors stay one line and ``inspect`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from caloml.cli_args import positive_int
 from caloml.cli_commands import CommandRegistry
 from caloml.data import resampling
 from caloml.errors import CalomlError, run_cli
+from caloml.quiet import import_tensorflow_quietly
 from caloml.sim import cli as sim_cli
 
-__all__ = ["SUBCOMMANDS", "build_parser", "cli", "import_tensorflow_quietly", "main", "register"]
+__all__ = ["SUBCOMMANDS", "build_parser", "cli", "main", "register"]
 
 
 COMMANDS = CommandRegistry(
@@ -48,50 +46,6 @@ COMMANDS = CommandRegistry(
 SUBCOMMANDS = COMMANDS.commands
 register = COMMANDS.register
 build_parser = COMMANDS.build_parser
-
-
-def import_tensorflow_quietly(configure: Callable[[], None] | None = None, *, start_runtime: bool = True) -> None:
-    """Import TensorFlow and start its runtime with its start-up log lines (oneDNN, CUDA probing...) hidden.
-
-    ``configure`` runs after the import and before the runtime starts (e.g. to split the CPU into logical
-    devices, which is only possible before then). With ``start_runtime=False`` only the import happens; a later
-    call starts the runtime (a command can then read its configuration between the two).
-
-    TensorFlow writes those lines to file descriptor 2 before its logging is configured, so the descriptor is
-    redirected to a temporary file meanwhile; if something fails, the captured text is written back.
-    ``TF_CPP_MIN_LOG_LEVEL`` defaults to 2 (warnings and errors of the runtime become exceptions anyway).
-    """
-    global _IMPORTED, _RUNTIME_STARTED
-    if "tensorflow" in sys.modules and not _IMPORTED:
-        return  # imported elsewhere (a notebook, the tests): nothing left to hide
-    if _RUNTIME_STARTED or (_IMPORTED and not start_runtime):
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            _IMPORTED = True
-            if start_runtime:
-                if configure is not None:
-                    configure()
-                tf.config.list_logical_devices("CPU")  # initializes the runtime (device probing logs) now
-                _RUNTIME_STARTED = True
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-_IMPORTED = False
-_RUNTIME_STARTED = False
 
 
 # -- convert ----------------------------------------------------------------------------------------------------------

@@ -260,7 +260,7 @@ def _classifier_inputs(features: ShowerFeatures, use_theta: bool) -> tuple[np.nd
 def _run_classifiers(
     gen: ShowerFeatures, ref: ShowerFeatures, angle_key: str | None, options: EvaluationOptions
 ) -> dict:
-    from caloml.data.__main__ import import_tensorflow_quietly
+    from caloml.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # TensorFlow's start-up log lines would bury the command's own output
     use_theta = angle_key is not None

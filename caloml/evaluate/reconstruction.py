@@ -677,7 +677,7 @@ def add_reco_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def run_reco(args: argparse.Namespace) -> int:
     """Run the reconstruction evaluation and print the comparison table."""
-    from caloml.data.__main__ import import_tensorflow_quietly
+    from caloml.quiet import import_tensorflow_quietly
 
     import_tensorflow_quietly()  # TensorFlow's start-up log lines would bury the comparison table
     record = evaluate_reconstruction(

@@ -197,8 +197,8 @@ def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 
 def run_gan(args: argparse.Namespace) -> int:
     """Load the model, export it and print the version directory."""
-    from caloml.data.__main__ import import_tensorflow_quietly
     from caloml.generate.trained_model import load_trained_model, resolve_model_file
+    from caloml.quiet import import_tensorflow_quietly
 
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()

@@ -241,7 +241,7 @@ def generate_file(
 # -- command line -------------------------------------------------------------------------------------------------
 def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """``gan``: showers of a trained 3DGAN into an LCD file."""
-    from caloml.sim.cli import parse_angle
+    from caloml.cli_args import parse_angle
 
     parser = subparsers.add_parser(
         "gan",
@@ -287,8 +287,8 @@ def run_gan(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
-    from caloml.data.__main__ import import_tensorflow_quietly
     from caloml.generate.trained_model import load_trained_model, resolve_model_file
+    from caloml.quiet import import_tensorflow_quietly
 
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()

@@ -282,8 +282,8 @@ def run_pointflow(args: argparse.Namespace) -> int:
         low, high = args.energy_range
         if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
             raise CalomlError(f"--energy-range {low:g} {high:g}: need finite GeV values with 0 < low <= high")
-    from caloml.data.__main__ import import_tensorflow_quietly
     from caloml.generate.trained_model import load_trained_model, resolve_model_file
+    from caloml.quiet import import_tensorflow_quietly
 
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()

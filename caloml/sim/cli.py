@@ -10,10 +10,8 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 import caloml
-from caloml.cli_args import positive_int
+from caloml.cli_args import parse_angle, positive_int
 from caloml.errors import OutputExistsError
 from caloml.sim.layouts import LAYOUTS
 from caloml.sim.particles import PARTICLES
@@ -22,17 +20,6 @@ from caloml.sim.run import SimulationRequest, default_workers, simulate_file
 #: The embedded default data set of the main job: CLIC generation-set electrons, as the 3DGAN trains on.
 DEFAULT_GEOMETRY = "lcd-gen"
 DEFAULT_PARTICLE = "electron"
-
-
-def parse_angle(text: str) -> float:
-    """An angle in radians from ``"1.5708"`` or ``"90deg"``."""
-    value = text.strip().lower()
-    try:
-        if value.endswith("deg"):
-            return float(np.deg2rad(float(value[:-3])))
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an angle: {text!r} (radians, or degrees as 90deg)") from None
 
 
 def add_request_arguments(parser: argparse.ArgumentParser) -> None:
