@@ -25,6 +25,7 @@ from caloml.tasks.pointflow.config import (
     NORMALIZATION_FILE,
     PRESETS,
     PointFlowConfig,
+    check_config,
     energy_range,
     hit_threshold,
     read_init_source,
@@ -219,16 +220,15 @@ def test_configuration_presets_and_checks():
     config = resolve_config(PointFlowConfig, flags={"data.geometry": "lcd-gen"})
     assert energy_range(config) == (2.0, 500.0)
     assert hit_threshold(config) == LCD_HIT_THRESHOLD_GEV
-    task = TASK
     with pytest.raises(CalomlError, match="--validation-data"):
-        task._check(replace(config, data=replace(config.data, records=["x"])))
+        check_config(replace(config, data=replace(config.data, records=["x"])), resuming=False)
     with pytest.raises(CalomlError, match="unknown geometry"):
-        task._check(replace(config, data=replace(config.data, geometry="calochallenge-3")))
+        check_config(replace(config, data=replace(config.data, geometry="calochallenge-3")), resuming=False)
     with pytest.raises(CalomlError, match="energy_range_gev"):
-        task._check(replace(config, data=replace(config.data, energy_range_gev=(5.0, 1.0))))
+        check_config(replace(config, data=replace(config.data, energy_range_gev=(5.0, 1.0))), resuming=False)
     for name, value in (("latent_dim", 0), ("spline_bound", float("nan")), ("encoder_units", [])):
         with pytest.raises(CalomlError, match=f"model.{name} must be"):
-            task._check(replace(config, model=replace(config.model, **{name: value})))
+            check_config(replace(config, model=replace(config.model, **{name: value})), resuming=False)
 
 
 def test_hdf5_cache_directory_without_metadata_is_refused(calochallenge_file, tmp_path, monkeypatch):
@@ -270,11 +270,11 @@ def test_init_from_refuses_another_seed_or_architecture_and_keeps_the_source_nor
     assert (read.seed, read.coupling_rule, read.normalization["point_std"]) == (7, "legacy", norm["point_std"])
     init = {"trainer.init_from": str(tmp_path / "source.keras")}
     with pytest.raises(CalomlError, match="trained with seed 7, this run has 8"):
-        TASK._check(resolve_config(PointFlowConfig, preset=PRESETS["quick"], flags=flags | init | {
-            "runtime.seed": 8}))  # fmt: skip
+        check_config(resolve_config(PointFlowConfig, preset=PRESETS["quick"], flags=flags | init | {
+            "runtime.seed": 8}), resuming=False)  # fmt: skip
     with pytest.raises(CalomlError, match=r"another architecture, model\.latent_dim"):
-        TASK._check(resolve_config(PointFlowConfig, preset=PRESETS["quick"], flags=flags | init | {
-            "model.latent_dim": m.latent_dim + 1}))  # fmt: skip
+        check_config(resolve_config(PointFlowConfig, preset=PRESETS["quick"], flags=flags | init | {
+            "model.latent_dim": m.latent_dim + 1}), resuming=False)  # fmt: skip
     with pytest.raises(CalomlError, match="no PointFlow run there"):
         read_init_source(str(tmp_path / "nowhere"))
     config = resolve_config(

@@ -23,7 +23,7 @@ from caloml.data.pipeline import make_dataset, per_replica_batch_size
 from caloml.data.tfrecord import convert_to_tfrecords, read_metadata, shard_paths
 from caloml.data.transforms import Batch, MinTotalDeposit, ToPointCloud, Transform
 from caloml.errors import CalomlError, DataError, OutputExistsError
-from caloml.grid import PointCloudGrid
+from caloml.geometry import PointCloudGrid
 from caloml.models.pointflow import PointCloudNormalization
 from caloml.sim.run import SimulationRequest
 from caloml.tasks.default_data import DEFAULT_RECORDS_ROOT, cached_simulation
