@@ -62,10 +62,12 @@ def plot_longitudinal(folder: Path, lon: dict[str, Any], extra: dict[str, Any]) 
     colours = colormaps["viridis"](np.linspace(0, 0.9, energies.size))
     for energy, profile, colour in zip(energies, extra["profiles_per_x0"], colours, strict=True):
         ax.step(extra["layer_centres_x0"], profile, where="mid", color=colour, label=f"{energy:g} GeV")
-    ax.set_yscale("log")
-    ax.set_xlabel("depth t [X0]")
-    ax.set_ylabel("mean calibrated (1/E) dE/dt [1/X0]")
-    ax.set_title(f"Electron longitudinal profiles, CLIC ECAL ({lon['n']} showers per energy)")
+    ax.set(
+        yscale="log",
+        xlabel="depth t [X0]",
+        ylabel="mean calibrated (1/E) dE/dt [1/X0]",
+        title=f"Electron longitudinal profiles, CLIC ECAL ({lon['n']} showers per energy)",
+    )
     ax.legend(title="electron energy")
     names.append(_save(fig, folder, "longitudinal_profiles.png"))
 
@@ -91,10 +93,7 @@ def plot_longitudinal(folder: Path, lon: dict[str, Any], extra: dict[str, Any]) 
         lw=1,
         label="homogeneous W: ln(E/Ec) - 0.858",
     )
-    ax.set_xscale("log")
-    ax.set_xlabel("electron energy E [GeV]")
-    ax.set_ylabel("depth [X0]")
-    ax.set_title("Shower depth vs energy")
+    ax.set(xscale="log", xlabel="electron energy E [GeV]", ylabel="depth [X0]", title="Shower depth vs energy")
     ax.legend()
     names.append(_save(fig, folder, "shower_depth_vs_energy.png"))
 
@@ -103,10 +102,9 @@ def plot_longitudinal(folder: Path, lon: dict[str, Any], extra: dict[str, Any]) 
     sf = target_of("longitudinal.sampling_fraction_100gev")
     ax.axhspan(sf.low, sf.high, color="tab:green", alpha=0.15, label=f"accepted at 100 GeV ({sf.tolerance()})")
     ax.axhline(0.02, color="k", ls="--", lw=1, label="CLIC data ≈ 0.02")
-    ax.set_xscale("log")
-    ax.set_xlabel("electron energy E [GeV]")
-    ax.set_ylabel("ECAL sampling fraction")
-    ax.set_title("ECAL sampling fraction")
+    ax.set(
+        xscale="log", xlabel="electron energy E [GeV]", ylabel="ECAL sampling fraction", title="ECAL sampling fraction"
+    )
     ax.legend()
     names.append(_save(fig, folder, "sampling_fraction.png"))
 
@@ -117,10 +115,12 @@ def plot_longitudinal(folder: Path, lon: dict[str, Any], extra: dict[str, Any]) 
     ax.plot(grid, slope * np.log10(grid) + intercept, "-", label=f"fit: {slope:+.4f} per decade")
     floor = target_of("longitudinal.containment_500gev")
     ax.axhline(floor.low, color="tab:red", ls="--", lw=1, label=f"target at 500 GeV: {floor.tolerance()}")
-    ax.set_xscale("log")
-    ax.set_xlabel("electron energy E [GeV]")
-    ax.set_ylabel("longitudinal containment")
-    ax.set_title("Longitudinal containment (leakage grows with E)")
+    ax.set(
+        xscale="log",
+        xlabel="electron energy E [GeV]",
+        ylabel="longitudinal containment",
+        title="Longitudinal containment (leakage grows with E)",
+    )
     ax.legend()
     names.append(_save(fig, folder, "longitudinal_containment.png"))
 
@@ -135,11 +135,13 @@ def plot_longitudinal(folder: Path, lon: dict[str, Any], extra: dict[str, Any]) 
         lw=1,
         label=f"CALICE: {100 * CALICE_STOCHASTIC:.1f}%/√E ⊕ {100 * CALICE_CONSTANT:.1f}%",
     )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("electron energy E [GeV]")
-    ax.set_ylabel("σ/E of the calibrated ECAL sum")
-    ax.set_title("Energy resolution")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="electron energy E [GeV]",
+        ylabel="σ/E of the calibrated ECAL sum",
+        title="Energy resolution",
+    )
     ax.legend()
     names.append(_save(fig, folder, "energy_resolution.png"))
     return names
@@ -152,10 +154,12 @@ def plot_lateral(folder: Path, lateral: dict[str, Any], extra: dict[str, Any]) -
     accepted = [target_of(f"lateral_containment.within_{k}_rm") for k in (1, 2)]
     for k, target in enumerate(accepted, start=1):
         ax.plot([k, k], [target.low, target.high], "_-", color="tab:red", ms=14, label=None if k > 1 else "accepted")
-    ax.set_xlabel("radius from the shower axis [Moliere radii of the layer]")
-    ax.set_ylabel("share of the ECAL energy within the radius")
-    ax.set_title(f"Lateral containment (RM of the thin layers {lateral['moliere_radius_thin_layers_mm']:.1f} mm)")
-    ax.set_ylim(0, 1.02)
+    ax.set(
+        xlabel="radius from the shower axis [Moliere radii of the layer]",
+        ylabel="share of the ECAL energy within the radius",
+        title=f"Lateral containment (RM of the thin layers {lateral['moliere_radius_thin_layers_mm']:.1f} mm)",
+        ylim=(0, 1.02),
+    )
     ax.legend(loc="lower right")
     return [_save(fig, folder, "lateral_containment.png")]
 
@@ -168,13 +172,11 @@ def plot_angle(folder: Path, angle: dict[str, Any], extra: dict[str, Any]) -> li
     top.errorbar(theta, mean, yerr=spread, fmt="o", capsize=3, label="mean ± std of the measured angle")
     span = np.array([theta.min() - 0.05, theta.max() + 0.05])
     top.plot(span, span, "k--", lw=1, label="diagonal (measured = true)")
-    top.set_ylabel("measured angle [rad]")
-    top.set_title("Measured incidence angle (100 GeV e-, image algorithm)")
+    top.set(ylabel="measured angle [rad]", title="Measured incidence angle (100 GeV e-, image algorithm)")
     top.legend()
     bottom.errorbar(theta, mean - theta, yerr=spread, fmt="o", capsize=3)
     bottom.axhline(0, color="k", ls="--", lw=1)
-    bottom.set_xlabel("true θ [rad]")
-    bottom.set_ylabel("measured - true [rad]")
+    bottom.set(xlabel="true θ [rad]", ylabel="measured - true [rad]")
     return [_save(fig, folder, "angle_response.png")]
 
 
@@ -185,11 +187,13 @@ def plot_occupancy(folder: Path, occupancy: dict[str, Any], extra: dict[str, Any
     fig, ax = _figure()
     ax.stairs(counts, edges, label="simulation, 100 GeV e-")
     ax.axvline(LCD_HIT_THRESHOLD_GEV, color="tab:red", ls="--", lw=1, label="3DGAN hit threshold 3e-4 GeV")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("ECAL cell energy (visible) [GeV]")
-    ax.set_ylabel("cells per event per bin")
-    ax.set_title(f"ECAL cell-energy spectrum ({len(edges) - 1} log bins)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="ECAL cell energy (visible) [GeV]",
+        ylabel="cells per event per bin",
+        title=f"ECAL cell-energy spectrum ({len(edges) - 1} log bins)",
+    )
     ax.legend()
     names.append(_save(fig, folder, "cell_spectrum.png"))
 
@@ -199,11 +203,13 @@ def plot_occupancy(folder: Path, occupancy: dict[str, Any], extra: dict[str, Any
     ax.axhspan(occ.low, occ.high, color="tab:green", alpha=0.15, label=f"accepted non-zero share ({occ.tolerance()})")
     ax.axhline(occupancy["nonzero_share"], color="k", ls=":", lw=1, label="non-zero share")
     ax.axvline(LCD_HIT_THRESHOLD_GEV, color="tab:red", ls="--", lw=1, label="3e-4 GeV")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("threshold [GeV]")
-    ax.set_ylabel("share of the 51 x 51 x 25 cells above the threshold")
-    ax.set_title("Sparsity")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="threshold [GeV]",
+        ylabel="share of the 51 x 51 x 25 cells above the threshold",
+        title="Sparsity",
+    )
     ax.legend()
     names.append(_save(fig, folder, "sparsity.png"))
     return names
@@ -227,10 +233,7 @@ def plot_pion_ratio(folder: Path, pions: dict[str, Any], extra: dict[str, Any]) 
                 label=f"{label} ({ratio.size} events, {100 * pions[share_key][i]:.1f}% < 0.1)",
             )
         ax.axvline(RATIO_CUT, color="k", ls="--", lw=1, label="cut HCAL/ECAL = 0.1")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("HCAL/ECAL energy ratio")
-        ax.set_title(f"{low:g}-{high:g} GeV")
+        ax.set(xscale="log", yscale="log", xlabel="HCAL/ECAL energy ratio", title=f"{low:g}-{high:g} GeV")
         ax.legend(fontsize="small")
     axes[0].set_ylabel("fraction of events per bin")
     fig.suptitle(f"HCAL/ECAL energy ratio (ratios outside {low_edge:g}-{high_edge:g} drawn in the edge bins)")
@@ -243,11 +246,13 @@ def plot_gamma_pi0(folder: Path, gamma: dict[str, Any], extra: dict[str, Any]) -
     low, high = target_of("gamma_pi0.separation_10gev"), target_of("gamma_pi0.max_separation_from_100gev")
     ax.axhline(low.low, color="tab:green", ls="--", lw=1, label=f"target at 10 GeV: {low.tolerance()}")
     ax.axhline(high.high, color="tab:red", ls="--", lw=1, label=f"target at ≥ 100 GeV: {high.tolerance()}")
-    ax.set_xscale("log")
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("primary energy [GeV]")
-    ax.set_ylabel("separation power")
-    ax.set_title("Photon vs π0: separation power of the shower width")
+    ax.set(
+        xscale="log",
+        ylim=(0, 1),
+        xlabel="primary energy [GeV]",
+        ylabel="separation power",
+        title="Photon vs π0: separation power of the shower width",
+    )
     ax.legend()
     return [_save(fig, folder, "gamma_pi0_separation.png")]
 
@@ -261,10 +266,12 @@ def plot_calochallenge(folder: Path, cc: dict[str, Any], extra: dict[str, Any]) 
         ax.axvline(cc["etot_over_einc_mode"], color="k", ls=":", lw=1, label=f"mode {cc['etot_over_einc_mode']:.2f}")
     mode = target_of("calochallenge.etot_over_einc_mode")
     ax.axvspan(mode.low, mode.high, color="tab:green", alpha=0.15, label=f"accepted mode ({mode.tolerance()})")
-    ax.set_xlim(0.5, 1.5)
-    ax.set_xlabel("E_tot / E_inc (after the 15.15 keV threshold)")
-    ax.set_ylabel("events per bin of 0.02")
-    ax.set_title("CaloChallenge dataset 2: total over incident energy")
+    ax.set(
+        xlim=(0.5, 1.5),
+        xlabel="E_tot / E_inc (after the 15.15 keV threshold)",
+        ylabel="events per bin of 0.02",
+        title="CaloChallenge dataset 2: total over incident energy",
+    )
     ax.legend()
     names.append(_save(fig, folder, "calochallenge_etot_einc.png"))
 
@@ -281,15 +288,19 @@ def plot_calochallenge(folder: Path, cc: dict[str, Any], extra: dict[str, Any]) 
         label = f"{low:g}-{high:g} GeV ({count} events)"
         left.step(cc["layer_centres_x0"], layers, where="mid", label=label)
         right.step(cc["radial_centres_mm"], radial, where="mid", label=label)
-    left.set_yscale("log")
-    left.set_xlabel("depth of the voxel layer [X0]")
-    left.set_ylabel("mean layer energy / E_inc")
-    left.set_title("Energy per layer")
+    left.set(
+        yscale="log",
+        xlabel="depth of the voxel layer [X0]",
+        ylabel="mean layer energy / E_inc",
+        title="Energy per layer",
+    )
     left.legend()
-    right.set_yscale("log")
-    right.set_xlabel("radius [mm]")
-    right.set_ylabel("mean energy per radial bin (4.65 mm) / E_inc")
-    right.set_title("Radial profile")
+    right.set(
+        yscale="log",
+        xlabel="radius [mm]",
+        ylabel="mean energy per radial bin (4.65 mm) / E_inc",
+        title="Radial profile",
+    )
     right.legend()
     names.append(_save(fig, folder, "calochallenge_profiles.png"))
     return names
