@@ -8,15 +8,22 @@ Three readout geometries cover the public data sets:
 * :data:`CALOCHALLENGE_2` / :data:`CALOCHALLENGE_3` - the CaloChallenge 2022 cylinders: 45 readout layers, each two
   physical layers of 1.4 mm W + 0.3 mm Si, with 16 x 9 (dataset 2) or 50 x 18 (dataset 3) angular x radial bins.
 
-Material constants are the PDG values quoted in ``shared/reference/physics.md``.
+A registry of the cell grids a point-cloud model can be trained on (:data:`POINT_CLOUD_GRIDS`: where their showers
+live in the files, their default incident energies and readout thresholds) closes the module.
+
+Material constants are the values of the Review of Particle Physics (Particle Data Group, "Atomic and nuclear
+properties of materials"). See ``docs/simulator.md`` (detectors) and ``docs/pointflow.md`` (point-cloud grids).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+
+from caloml.errors import CalomlError
 
 
 @dataclass(frozen=True)
@@ -215,3 +222,58 @@ CALOCHALLENGE_3 = CylindricalCalorimeter(
 )
 
 CYLINDRICAL_GEOMETRIES = {g.name: g for g in (CALOCHALLENGE_2, CALOCHALLENGE_3)}
+
+
+#: The 3DGAN hit threshold of the LCD ECAL (GeV), used as the LCD readout threshold.
+LCD_HIT_THRESHOLD_GEV = 3e-4
+
+
+@dataclass(frozen=True)
+class PointCloudGrid:
+    """A cell grid a point-cloud model can be trained on, and where its showers live in the files.
+
+    Attributes:
+        name: ``calochallenge-2`` or ``lcd-gen`` (also the simulator's layout name).
+        cell_key: the cell array (``showers`` or ``ECAL``), in-memory shape ``grid_shape``, GeV per cell.
+        energy_key: the incident-energy scalar (``incident_energies`` (1,) or ``energy`` ()), GeV.
+        grid_shape: cells along the three axes (layer, alpha, radius / x, y, z).
+        energy_range_gev: the default data's incident-energy range, GeV.
+        hit_threshold_gev: default readout threshold, GeV.
+        file_layout: ``calochallenge`` or ``lcd`` (the HDF5 layout generation writes).
+    """
+
+    name: str
+    cell_key: str
+    energy_key: str
+    grid_shape: tuple[int, int, int]
+    energy_range_gev: tuple[float, float]
+    hit_threshold_gev: float
+    file_layout: str
+
+
+#: The point-cloud grids by name.
+POINT_CLOUD_GRIDS: dict[str, PointCloudGrid] = {
+    "calochallenge-2": PointCloudGrid(
+        "calochallenge-2",
+        "showers",
+        "incident_energies",
+        CALOCHALLENGE_2.shape,
+        (1.0, 1000.0),
+        CALOCHALLENGE_2.threshold_gev,
+        "calochallenge",
+    ),
+    "lcd-gen": PointCloudGrid("lcd-gen", "ECAL", "energy", CLIC_ECAL.shape, (2.0, 500.0), LCD_HIT_THRESHOLD_GEV, "lcd"),
+}
+
+
+def point_cloud_grid_of_shape(grid_shape: Sequence[int]) -> PointCloudGrid | None:
+    """The point-cloud grid of a model's grid shape (3 ints), None for a shape of none of :data:`POINT_CLOUD_GRIDS`."""
+    grid = tuple(int(n) for n in grid_shape)
+    return next((g for g in POINT_CLOUD_GRIDS.values() if g.grid_shape == grid), None)
+
+
+def get_point_cloud_grid(name: str) -> PointCloudGrid:
+    """The point-cloud grid called ``name`` (:class:`~caloml.errors.CalomlError` for another)."""
+    if name not in POINT_CLOUD_GRIDS:
+        raise CalomlError(f"unknown geometry {name!r} for pointflow; choose one of {', '.join(POINT_CLOUD_GRIDS)}")
+    return POINT_CLOUD_GRIDS[name]

@@ -42,7 +42,7 @@ TASKS: dict[str, str] = {
     "bdt": "caloml.tasks.baselines:BDT_TASK",
     "linreg": "caloml.tasks.baselines:LINREG_TASK",
     "xgb": "caloml.tasks.baselines:XGB_TASK",
-    "pointflow": "caloml.tasks.pointflow:TASK",
+    "pointflow": "caloml.tasks.pointflow.task:TASK",
 }
 
 

@@ -19,10 +19,31 @@ import tensorflow as tf
 
 from caloml.data.calochallenge import CaloChallengeWriter
 from caloml.errors import CalomlError, DataError, OutputExistsError
-from caloml.tasks import pointflow as pf
+from caloml.geometry import LCD_HIT_THRESHOLD_GEV, POINT_CLOUD_GRIDS
+from caloml.tasks.pointflow.config import (
+    ARCHITECTURE_KEYS,
+    NORMALIZATION_FILE,
+    PRESETS,
+    PointFlowConfig,
+    check_config,
+    energy_range,
+    hit_threshold,
+    read_init_source,
+)
+from caloml.tasks.pointflow.data import (
+    PointCloudInputs,
+    check_records,
+    choose_max_points,
+    collect_showers,
+    point_cloud_dataset,
+    resolve_records,
+    scan_records,
+    trim_points,
+)
+from caloml.tasks.pointflow.task import TASK
 from caloml.training.config import resolve_config
 
-GEOMETRY = pf.GEOMETRIES["calochallenge-2"]
+GEOMETRY = POINT_CLOUD_GRIDS["calochallenge-2"]
 THRESHOLD = GEOMETRY.hit_threshold_gev
 
 
@@ -61,11 +82,11 @@ def _events(make_calochallenge, n: int = 12, seed: int = 3) -> dict:
 
 def test_point_cloud_inputs_threshold_cells_and_energies(make_calochallenge, tmp_path):
     events = _events(make_calochallenge)
-    inputs = pf.PointCloudInputs("showers", "incident_energies", 1024, THRESHOLD, seed=5)
+    inputs = PointCloudInputs("showers", "incident_energies", 1024, THRESHOLD, seed=5)
     numpy_batch = inputs.numpy(events)
     dense_batch = inputs.tf({k: tf.constant(v) for k, v in events.items()})
     records = _records(tmp_path, events)
-    (sparse_batch,) = pf.point_cloud_dataset(
+    (sparse_batch,) = point_cloud_dataset(
         records,
         GEOMETRY,
         global_batch_size=64,
@@ -102,9 +123,9 @@ def test_point_cloud_inputs_threshold_cells_and_energies(make_calochallenge, tmp
 def test_training_batches_hold_only_showers_with_hits(make_calochallenge, tmp_path):
     events = _events(make_calochallenge)
     records = _records(tmp_path, events)
-    scan = pf.scan_records(records, GEOMETRY)
+    scan = scan_records(records, GEOMETRY)
     assert (scan.n_events, scan.n_empty) == (12, 1)
-    dataset = pf.point_cloud_dataset(
+    dataset = point_cloud_dataset(
         records,
         GEOMETRY,
         global_batch_size=4,
@@ -118,7 +139,7 @@ def test_training_batches_hold_only_showers_with_hits(make_calochallenge, tmp_pa
         assert batch["points"].shape == (4, 64, 4)
         assert np.all(batch["n_hits"].numpy() >= 1)
         assert np.all(batch["mask"].numpy().sum(axis=1) == np.minimum(batch["n_hits"].numpy(), 64))
-    sample = pf.collect_showers(
+    sample = collect_showers(
         records, GEOMETRY, n_showers=100, max_points=64, hit_threshold_gev=THRESHOLD, seed=1, shuffle=True
     )
     assert sample.n_showers == 10  # 12 - the empty one - the one below the threshold
@@ -143,7 +164,7 @@ def test_bad_values_stop_the_scan_naming_the_shard(make_calochallenge, tmp_path,
         events["incident_energies"][4, 0] = change["energy"]
     shard = _replace_shard(records, events)
     with pytest.raises(DataError) as error:
-        pf.scan_records(records, GEOMETRY)
+        scan_records(records, GEOMETRY)
     text = str(error.value)
     assert str(shard) in text
     assert "shower 4" in text
@@ -156,67 +177,66 @@ def test_negative_cells_with_a_positive_sum_stop_the_statistics_pass(make_caloch
     records = _records(tmp_path, events)
     events["showers"][2, 1, 1, 1] = -1e-6
     _replace_shard(records, events)
-    pf.scan_records(records, GEOMETRY)  # the sum stays positive
+    scan_records(records, GEOMETRY)  # the sum stays positive
     with pytest.raises(DataError, match="negative or NaN cells"):
-        pf.collect_showers(records, GEOMETRY, n_showers=6, max_points=64, hit_threshold_gev=THRESHOLD, seed=1,
+        collect_showers(records, GEOMETRY, n_showers=6, max_points=64, hit_threshold_gev=THRESHOLD, seed=1,
                            shuffle=False)  # fmt: skip
 
 
 def test_records_of_another_geometry_are_refused(records_dir):
     with pytest.raises(DataError, match="not calochallenge-2 data"):
-        pf.check_records(records_dir, GEOMETRY)
-    pf.check_records(records_dir, pf.GEOMETRIES["lcd-gen"])
+        check_records(records_dir, GEOMETRY)
+    check_records(records_dir, POINT_CLOUD_GRIDS["lcd-gen"])
 
 
 def test_hdf5_files_are_converted_once_into_the_records_cache(calochallenge_file, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    records = pf.resolve_records([str(calochallenge_file)], "training", progress=False, create=True)
+    records = resolve_records([str(calochallenge_file)], "training", progress=False, create=True)
     assert records.parent == Path("tf_records")
     assert records.name.startswith(calochallenge_file.stem)
-    assert pf.check_records(records, GEOMETRY)["n_events"] == 30
-    assert pf.resolve_records([str(calochallenge_file)], "training", progress=False, create=True) == records
+    assert check_records(records, GEOMETRY)["n_events"] == 30
+    assert resolve_records([str(calochallenge_file)], "training", progress=False, create=True) == records
     assert "reusing the converted training data" in capsys.readouterr().out
-    assert pf.resolve_records([str(records)], "training", progress=False, create=True) == records
+    assert resolve_records([str(records)], "training", progress=False, create=True) == records
     with pytest.raises(CalomlError, match="no such data file"):
-        pf.resolve_records([str(tmp_path / "missing.h5")], "validation", progress=False, create=True)
+        resolve_records([str(tmp_path / "missing.h5")], "validation", progress=False, create=True)
 
 
 def test_max_points_and_trimming():
-    assert pf.choose_max_points(np.array([10, 50]), 4096) == 64
-    assert pf.choose_max_points(np.array([100, 3000]), 4096) == 3328
-    assert pf.choose_max_points(np.array([5000]), 4096) == 4096
+    assert choose_max_points(np.array([10, 50]), 4096) == 64
+    assert choose_max_points(np.array([100, 3000]), 4096) == 3328
+    assert choose_max_points(np.array([5000]), 4096) == 4096
     arrays = {"points": np.ones((2, 5, 4), np.float32), "mask": np.ones((2, 5), bool)}
-    assert pf.trim_points(arrays, 3)["points"].shape == (2, 3, 4)
-    padded = pf.trim_points(arrays, 8)
+    assert trim_points(arrays, 3)["points"].shape == (2, 3, 4)
+    padded = trim_points(arrays, 8)
     assert padded["mask"].shape == (2, 8)
     assert not padded["mask"][:, 5:].any()
 
 
 def test_configuration_presets_and_checks():
-    paper = resolve_config(pf.PointFlowConfig, preset=pf.PRESETS["paper"])
+    paper = resolve_config(PointFlowConfig, preset=PRESETS["paper"])
     assert (paper.model.latent_dim, paper.model.n_point_layers, paper.model.n_bins) == (128, 10, 8)
     assert (paper.model.spline_bound, paper.trainer.global_batch_size, paper.trainer.learning_rate) == (5.0, 256, 1e-3)
-    config = resolve_config(pf.PointFlowConfig, flags={"data.geometry": "lcd-gen"})
-    assert pf.energy_range(config) == (2.0, 500.0)
-    assert pf.hit_threshold(config) == pf.LCD_HIT_THRESHOLD_GEV
-    task = pf.TASK
+    config = resolve_config(PointFlowConfig, flags={"data.geometry": "lcd-gen"})
+    assert energy_range(config) == (2.0, 500.0)
+    assert hit_threshold(config) == LCD_HIT_THRESHOLD_GEV
     with pytest.raises(CalomlError, match="--validation-data"):
-        task._check(replace(config, data=replace(config.data, records=["x"])))
+        check_config(replace(config, data=replace(config.data, records=["x"])), resuming=False)
     with pytest.raises(CalomlError, match="unknown geometry"):
-        task._check(replace(config, data=replace(config.data, geometry="calochallenge-3")))
+        check_config(replace(config, data=replace(config.data, geometry="calochallenge-3")), resuming=False)
     with pytest.raises(CalomlError, match="energy_range_gev"):
-        task._check(replace(config, data=replace(config.data, energy_range_gev=(5.0, 1.0))))
+        check_config(replace(config, data=replace(config.data, energy_range_gev=(5.0, 1.0))), resuming=False)
     for name, value in (("latent_dim", 0), ("spline_bound", float("nan")), ("encoder_units", [])):
         with pytest.raises(CalomlError, match=f"model.{name} must be"):
-            task._check(replace(config, model=replace(config.model, **{name: value})))
+            check_config(replace(config, model=replace(config.model, **{name: value})), resuming=False)
 
 
 def test_hdf5_cache_directory_without_metadata_is_refused(calochallenge_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    records = pf.resolve_records([str(calochallenge_file)], "training", progress=False, create=True)
+    records = resolve_records([str(calochallenge_file)], "training", progress=False, create=True)
     (records / "metadata.json").unlink()  # an interrupted conversion
     with pytest.raises(OutputExistsError, match=r"without metadata\.json"):
-        pf.resolve_records([str(calochallenge_file)], "training", progress=False, create=True)
+        resolve_records([str(calochallenge_file)], "training", progress=False, create=True)
 
 
 def test_init_from_refuses_another_seed_or_architecture_and_keeps_the_source_normalization(tmp_path, monkeypatch):
@@ -235,43 +255,43 @@ def test_init_from_refuses_another_seed_or_architecture_and_keeps_the_source_nor
         "runtime.progress": False,
         "runtime.seed": 7,
     }
-    config = resolve_config(pf.PointFlowConfig, preset=pf.PRESETS["quick"], flags=flags)
+    config = resolve_config(PointFlowConfig, preset=PRESETS["quick"], flags=flags)
     m = config.model
     norm = dict(
         grid_shape=[45, 16, 9], point_mean=[20.0, 8.0, 4.0, -4.0], point_std=[9.0, 4.0, 2.0, 2.0],
         log_n_hits_mean=5.0, log_n_hits_std=0.5, log_total_energy_mean=1.0, log_total_energy_std=1.0,
         incident_energy_range_gev=[1.0, 50.0], log_incident_mean=2.0, log_incident_std=1.0,
     )  # fmt: skip
-    architecture = {k: getattr(m, k) for k in pf.ARCHITECTURE_KEYS}
+    architecture = {k: getattr(m, k) for k in ARCHITECTURE_KEYS}
     source = PointFlowVAE(norm, seed=7, coupling_rule="legacy", **architecture)
     source.random_draws.assign(5)
     source.save(tmp_path / "source.keras")
-    read = pf.read_init_source(str(tmp_path / "source.keras"))
+    read = read_init_source(str(tmp_path / "source.keras"))
     assert (read.seed, read.coupling_rule, read.normalization["point_std"]) == (7, "legacy", norm["point_std"])
     init = {"trainer.init_from": str(tmp_path / "source.keras")}
     with pytest.raises(CalomlError, match="trained with seed 7, this run has 8"):
-        pf.TASK._check(resolve_config(pf.PointFlowConfig, preset=pf.PRESETS["quick"], flags=flags | init | {
-            "runtime.seed": 8}))  # fmt: skip
+        check_config(resolve_config(PointFlowConfig, preset=PRESETS["quick"], flags=flags | init | {
+            "runtime.seed": 8}), resuming=False)  # fmt: skip
     with pytest.raises(CalomlError, match=r"another architecture, model\.latent_dim"):
-        pf.TASK._check(resolve_config(pf.PointFlowConfig, preset=pf.PRESETS["quick"], flags=flags | init | {
-            "model.latent_dim": m.latent_dim + 1}))  # fmt: skip
+        check_config(resolve_config(PointFlowConfig, preset=PRESETS["quick"], flags=flags | init | {
+            "model.latent_dim": m.latent_dim + 1}), resuming=False)  # fmt: skip
     with pytest.raises(CalomlError, match="no PointFlow run there"):
-        pf.read_init_source(str(tmp_path / "nowhere"))
+        read_init_source(str(tmp_path / "nowhere"))
     config = resolve_config(
-        pf.PointFlowConfig,
-        preset=pf.PRESETS["quick"],
+        PointFlowConfig,
+        preset=PRESETS["quick"],
         flags=flags | init | {"runtime.run_dir": str(tmp_path / "run")},
     )
-    data = pf.TASK.prepare_data(config, chief=True)
+    data = TASK.prepare_data(config, chief=True)
     assert data.normalization.point_std == tuple(norm["point_std"])
     assert data.normalization.incident_energy_range_gev == (1.0, 20.0)  # this run's trained range
-    written = json.loads((tmp_path / "run" / pf.NORMALIZATION_FILE).read_text())
+    written = json.loads((tmp_path / "run" / NORMALIZATION_FILE).read_text())
     assert written["coupling_rule"] == "legacy"
     assert 0.0 <= written["truncated_fraction"] <= 1.0
-    model = pf.TASK.build_model(config, data)
+    model = TASK.build_model(config, data)
     assert model.coupling_rule == "legacy"
     loaded = keras.saving.load_model(tmp_path / "source.keras", compile=False)
-    pf.TASK.check_init_source(config, loaded)
+    TASK.check_init_source(config, loaded)
     assert int(loaded.random_draws.numpy()) == 0
     model.set_weights(loaded.get_weights())  # what the trainer does next: the same splits, the same flows
     x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
@@ -282,8 +302,8 @@ def test_init_from_refuses_another_seed_or_architecture_and_keeps_the_source_nor
 def test_prepare_data_writes_the_normalization_the_model_carries(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = resolve_config(
-        pf.PointFlowConfig,
-        preset=pf.PRESETS["quick"],
+        PointFlowConfig,
+        preset=PRESETS["quick"],
         flags={
             "data.energy_range_gev": [1.0, 20.0],
             "data.train_events": 24,
@@ -293,18 +313,18 @@ def test_prepare_data_writes_the_normalization_the_model_carries(tmp_path, monke
             "runtime.progress": False,
         },
     )
-    data = pf.TASK.prepare_data(config, chief=True)
-    written = json.loads((tmp_path / "run" / pf.NORMALIZATION_FILE).read_text())
+    data = TASK.prepare_data(config, chief=True)
+    written = json.loads((tmp_path / "run" / NORMALIZATION_FILE).read_text())
     assert written["normalization"]["incident_energy_range_gev"] == [1.0, 20.0]
     assert written["normalization"]["grid_shape"] == [45, 16, 9]
     assert written["max_points"] == data.max_points <= 128
     assert data.n_train_events == 24
     assert data.validation["points"].shape == (8, data.max_points, 4)
-    model = pf.TASK.build_model(config, data)
+    model = TASK.build_model(config, data)
     assert model.normalization.to_dict() == written["normalization"]
-    value = pf.TASK.selection_metric(config, data).compute(model)
+    value = TASK.selection_metric(config, data).compute(model)
     assert np.isfinite(value)
-    assert value == pf.TASK.selection_metric(config, data).compute(model)  # seeded: epochs compare
+    assert value == TASK.selection_metric(config, data).compute(model)  # seeded: epochs compare
 
 
 # -- the command line, end to end --------------------------------------------------------------------------------
@@ -346,7 +366,7 @@ def test_quick_training_lowers_the_loss_and_resumes(tmp_path):
     selection = json.loads((run / "selection.json").read_text())
     assert selection["metric"] == "validation_negative_elbo"
     assert all(np.isfinite(e["value"]) for e in selection["epochs"])
-    normalization = json.loads((run / pf.NORMALIZATION_FILE).read_text())
+    normalization = json.loads((run / NORMALIZATION_FILE).read_text())
     model = keras.saving.load_model(run / "model.keras", compile=False)
     assert isinstance(model, PointFlowVAE)
     assert model.normalization.to_dict() == normalization["normalization"]
@@ -358,7 +378,7 @@ def test_quick_training_lowers_the_loss_and_resumes(tmp_path):
     assert "resuming with the normalization" in again.stdout
     assert _summary(again.stdout)["resumed_from_epoch"] == 2
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2, 3]
-    assert json.loads((run / pf.NORMALIZATION_FILE).read_text()) == normalization
+    assert json.loads((run / NORMALIZATION_FILE).read_text()) == normalization
 
     refused = _train(tmp_path, "--data", str(tmp_path / "tf_records"), "--run-dir", "other")
     assert refused.returncode == 2

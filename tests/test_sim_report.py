@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from caloml.errors import OutputExistsError
-from caloml.sim.report import TARGETS, write_validation_report
+from caloml.sim.validation_report import write_validation_report
+from caloml.sim.validation_targets import TARGETS
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,11 @@
 """CaloPointFlow sampling benchmark: showers per second on this machine and where the time goes.
 
-A shower is made in three stages (:class:`caloml.models.pointflow_sampler.PointFlowShowerSampler`): the latent flow
-draws z, the number of hits and the total energy for the incident energy (``latent``); the point flow draws
-``n_points`` points with their densities (``points``); the Monte-Carlo cell sampler turns them into distinct cells
-(``cells``). For each batch size (1, 100 and 1000 by default; the incident energies uniform in the model's trained
-range) the benchmark times whole batches, each stage synchronised, and reports showers per second, milliseconds
-(wall clock and process CPU time) per shower and the share of the time spent in each stage, next to the published
-CaloPointFlow figures (about 160 ms per shower on a CPU, 3 ms on a GPU at batch 100).
-
-Without a trained model it measures a :class:`caloml.models.pointflow.PointFlowVAE` of the default sizes with random
-weights and a synthetic CaloChallenge dataset-2 normalization (:func:`synthetic_normalization`): the time per point
-does not depend on the weights; the sampled numbers of hits do (they set nothing but the cell sampler's selection
-size, whose cost is dominated by sorting the ``n_points`` points). Each figure is the best of ``repeats`` timed calls
-after one untimed warm-up call (tracing; for a batch predicted to take longer than 30 s, a call of 2 showers, which
-traces the functions for any batch size); a batch predicted from the previous one to take longer than
-``max_call_seconds`` is skipped with a note. Wall-clock and process CPU time are both reported: on a machine shared
-with other work the CPU time per shower is the steadier figure.
+For each batch size the benchmark times whole batches of :class:`caloml.models.pointflow_sampler.PointFlowShowerSampler`
+(stages ``latent``, ``points``, ``cells``, each synchronised) and reports showers per second, wall-clock and CPU
+milliseconds per shower and each stage's share of the time, next to the published CaloPointFlow figures
+("CaloPointFlow: Generating Calorimeter Showers as Point Clouds", arXiv:2211.15380). Without a trained model it
+measures a default-size :class:`caloml.models.pointflow.PointFlowVAE` with random weights and a synthetic
+normalization (:func:`synthetic_normalization`). See ``docs/pointflow.md``.
 """
 
 from __future__ import annotations
@@ -30,11 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from caloml.models.pointflow_sampler import STAGES, PointFlowShowerSampler
+from caloml.bench.reported_figures import ReportedFigures
+from caloml.generate.trained_model import load_trained_model
+from caloml.geometry import POINT_CLOUD_GRIDS
+from caloml.models.pointflow import PointFlowVAE
+from caloml.models.pointflow_sampler import STAGES, PointFlowShowerSampler, trained_incident_range
 
 __all__ = ["PAPER_MS_PER_SHOWER", "SKIP_WARM_UP_SECONDS", "benchmark_pointflow", "synthetic_normalization"]
 
-#: Published CaloPointFlow sampling times (models.md section 3): ms per shower on a CPU and on a GPU at batch 100.
+#: Published CaloPointFlow sampling times (arXiv:2211.15380): ms per shower on a CPU and on a GPU at batch 100.
 PAPER_MS_PER_SHOWER = {"cpu": 160.0, "gpu_b100": 3.0}
 #: Calls predicted to take longer than this (seconds) are timed without a warm-up call.
 SKIP_WARM_UP_SECONDS = 30.0
@@ -44,15 +38,13 @@ def synthetic_normalization(geometry: str = "calochallenge-2") -> dict[str, Any]
     """A plausible :class:`~caloml.models.pointflow.PointCloudNormalization` dict for ``geometry`` without data.
 
     Points roughly spread over the grid, cell energies around 1 MeV (log GeV mean -7, std 2), a few hundred hits,
-    incident energies in the training task's default range (:data:`caloml.tasks.pointflow.GEOMETRIES`: 1 GeV - 1 TeV
+    incident energies in the training task's default range (:data:`caloml.geometry.POINT_CLOUD_GRIDS`: 1 GeV - 1 TeV
     for calochallenge-2, 2 - 500 GeV for lcd-gen), total energy about half the incident energy. For speed
     measurements of an untrained model only.
     """
-    from caloml.tasks.pointflow import GEOMETRIES
-
-    if geometry not in GEOMETRIES:
+    if geometry not in POINT_CLOUD_GRIDS:
         raise ValueError(f"unknown geometry {geometry!r}; choose calochallenge-2 or lcd-gen")
-    grid, energy_range = GEOMETRIES[geometry].grid_shape, GEOMETRIES[geometry].energy_range_gev
+    grid, energy_range = POINT_CLOUD_GRIDS[geometry].grid_shape, POINT_CLOUD_GRIDS[geometry].energy_range_gev
     hits = 600.0 if geometry == "calochallenge-2" else 1000.0
     log_low, log_high = math.log(energy_range[0]), math.log(energy_range[1])
     log_incident_mean, log_incident_std = (log_low + log_high) / 2, (log_high - log_low) / math.sqrt(12.0)
@@ -71,32 +63,13 @@ def synthetic_normalization(geometry: str = "calochallenge-2") -> dict[str, Any]
 
 
 def _trained_range(model: Any) -> tuple[float, float]:
-    from caloml.models.pointflow_sampler import trained_incident_range
-
     return trained_incident_range(model) or (1.0, 1000.0)
 
 
-class _Figures(dict[str, float | str]):
-    """The figures, each passed to ``report`` (if any) as it is set."""
-
-    def __init__(self, report: Callable[[str, float | str], None] | None) -> None:
-        super().__init__()
-        self._report = report
-
-    def __setitem__(self, name: str, value: float | str) -> None:
-        super().__setitem__(name, value)
-        if self._report is not None:
-            self._report(name, value)
-
-
 def _load(model_path: str | Path | None, seed: int) -> tuple[Any, str]:
-    from caloml.models.pointflow import PointFlowVAE
-
     if model_path is None:
         model = PointFlowVAE(normalization=synthetic_normalization("calochallenge-2"), seed=seed)
         return model, "PointFlowVAE, default sizes, random weights, synthetic calochallenge-2 normalization"
-    from caloml.generate.trained_model import load_trained_model
-
     return load_trained_model(model_path, PointFlowVAE).model, str(model_path)
 
 
@@ -119,7 +92,7 @@ def benchmark_pointflow(
     take more than ``max_call_seconds`` is skipped with a note. ``report(name, value)`` is called for each figure
     as soon as it is measured.
     """
-    figures = _Figures(report)
+    figures = ReportedFigures(report)
     if model is None:
         model, description = _load(model_path, seed)
     else:

@@ -1,54 +1,38 @@
 """Exporting a trained CaloPointFlow model as a TensorFlow SavedModel (``saved_models/pointflow-<geometry>/<v>/``).
 
-The SavedModel needs only TensorFlow (no caloml, no TensorFlow Probability, no custom Keras classes):
-``tf.saved_model.load(path)`` or TF Serving. Two signatures:
-
-``sample`` (also ``serving_default``)
-    ``incident_energy`` (B,) float32 GeV, ``seed`` (2,) int32 -> ``showers`` (B, *grid) float32 GeV (dense cells of
-    the geometry's grid: 45 x 16 x 9 for CaloChallenge dataset 2, 51 x 51 x 25 for LCD) and ``n_hits`` (B,) int32,
-    the number of non-empty cells of each shower. The chain of :func:`sample_showers`: the seed is split into
-    three stateless seeds (latent flow, point flow, cell sampler); the latent flow draws z, n_hits and the total
-    energy; the point flow draws ``n_points`` points per shower (fixed at export, ``export.json``); the Monte-Carlo
-    cell sampler (:func:`caloml.models.pointflow_sampler.sample_cells_detailed`) picks n_hits distinct cells and
-    rescales them to the total energy. The same seed and energies give the same showers. Seeds differ from
-    ``python -m caloml.generate pointflow``: there batch k of a run with seed S draws with
-    ``batch_seeds(S, k)`` (a NumPy ``SeedSequence``), here the signature's (2,) seed is split with
-    ``tf.random.experimental.stateless_split``; the same integer seed therefore gives other (equally valid)
-    showers than the generated file, and a client wanting independent batches passes a new seed per call.
-``log_prob``
-    ``points`` (B, P, 4) float32 in data units (continuous cell coordinates along the three grid axes, log(E /
-    GeV)), ``mask`` (B, P) bool (True on real hits), ``n_hits`` (B,) int32, ``total_energy`` (B,) float32 GeV ->
-    ``log_prob`` (B, P) float32: the log density (data units) of each hit under the point flow given the
-    encoder's mean z of the cloud (the encoder reads the masked points, n_hits and the total energy); 0 where
-    ``mask`` is False.
-
-Incident energies outside the model's trained range (``normalization.incident_energy_range_gev``, its ends
-widened by a relative 1e-6 for float32 rounding and rounded inwards to float32, the check generation makes:
-:func:`caloml.models.pointflow.incident_energy_bounds_float32`) or not finite fail the ``sample`` call
-with ``InvalidArgumentError`` (HTTP 400 in TF Serving), never clipped. ``export.json`` records the model's
-configuration and normalization, the geometry, the number of points, the signatures, the training seed, the source
-path and the caloml, TensorFlow and Keras versions.
+The SavedModel needs only TensorFlow (no caloml, no TensorFlow Probability, no custom Keras classes). Signatures:
+``sample`` (also ``serving_default``: ``incident_energy`` (B,) GeV, ``seed`` (2,) int32 -> ``showers`` (B, *grid)
+GeV, ``n_hits`` (B,)) and ``log_prob`` (``points`` (B, P, 4), ``mask``, ``n_hits``, ``total_energy`` GeV -> per-hit
+log density (B, P)); see :data:`SIGNATURES`. Incident energies outside the trained range fail the call, never
+clipped. :func:`export_trained` is the exporter the trainer calls after ``--export``. The model follows
+"CaloPointFlow: Generating Calorimeter Showers as Point Clouds" (Schnake, Krücker, Borras, arXiv:2211.15380).
+See ``docs/pointflow.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import caloml
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError
-from caloml.export.serving import staged_version, write_export_info
+from caloml.export.serving import export_archive, software_provenance
+from caloml.generate.trained_model import load_trained_model, resolve_model_file
+from caloml.geometry import point_cloud_grid_of_shape
+from caloml.quiet import import_tensorflow_quietly
+
+# TensorFlow and caloml.models (which imports TensorFlow) stay imported inside the functions: ``python -m
+# caloml.export`` imports this module to build its parser, and a wrong path must fail before TensorFlow is loaded.
 
 __all__ = [
     "SIGNATURES",
     "accepted_energy_range",
     "add_pointflow_parser",
     "export_pointflow",
+    "export_trained",
     "hit_log_prob",
     "run_pointflow",
     "sample_showers",
@@ -77,9 +61,7 @@ SIGNATURES: dict[str, dict[str, dict[str, str]]] = {
 
 def geometry_name(model: Any) -> str:
     """``calochallenge-2`` or ``lcd-gen`` from the model's grid (``grid-AxBxC`` for another grid)."""
-    from caloml.tasks.pointflow import geometry_of_grid
-
-    geometry = geometry_of_grid(model.grid_shape)
+    geometry = point_cloud_grid_of_shape(model.grid_shape)
     return geometry.name if geometry else "grid-" + "x".join(str(int(n)) for n in model.grid_shape)
 
 
@@ -136,7 +118,6 @@ def export_pointflow(
     (:class:`~caloml.errors.OutputExistsError`). ``n_points``: flow points per shower of the ``sample`` signature.
     See the module docstring for the signatures.
     """
-    import keras
     import tensorflow as tf
 
     if int(n_points) < 1:
@@ -194,23 +175,18 @@ def export_pointflow(
         "out_of_range": "incident energies outside the trained range (ends widened by a relative 1e-6) or not finite"
         " fail the sample call with InvalidArgumentError; nothing is clipped",
         "units": {"showers": "GeV per cell", "incident_energy": "GeV", "points": "cell coordinates, log(E/GeV)"},
-        "caloml_version": caloml.__version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seed": getattr(model, "seed", None),
-        "source": None,
-        **(provenance or {}),
+        **software_provenance(model, provenance),
     }
     model_dir = Path(saved_models_dir) / f"pointflow-{geometry}"
-    with staged_version(model_dir, version) as (tmp, number):
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("sample", sample)  # the first endpoint is also serving_default
-        archive.add_endpoint("log_prob", log_prob)
-        archive.write_out(str(tmp), verbose=False)
-        write_export_info(tmp, {**info, "version": number})
-    return model_dir / str(number)
+    endpoints = {"sample": sample, "log_prob": log_prob}  # the first endpoint is also serving_default
+    return export_archive(model, model_dir, version, endpoints, info)
+
+
+def export_trained(model: Any, config: Any, run_dir: Path) -> Path:
+    """The trainer's export after ``--export``: ``model`` (the selected PointFlowVAE of the run in ``run_dir``,
+    trained with ``config``, a :class:`~caloml.tasks.pointflow.config.PointFlowConfig`) to ``saved_models/``,
+    recording the run directory and the training seed; returns the version directory."""
+    return export_pointflow(model, provenance={"source": str(run_dir), "seed": config.runtime.seed})
 
 
 # -- command line -------------------------------------------------------------------------------------------------
@@ -235,9 +211,6 @@ def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 def run_pointflow(args: argparse.Namespace) -> int:
     """Load the model, export it and print the version directory."""
-    from caloml.generate.trained_model import load_trained_model, resolve_model_file
-    from caloml.quiet import import_tensorflow_quietly
-
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     from caloml.models.pointflow import PointFlowVAE

@@ -2,30 +2,13 @@
 
 ``python -m caloml.generate pointflow --model PATH -n N [--energy-range A B | --energies-like REF.h5] --seed S
 --out FILE.h5`` loads a :class:`~caloml.models.pointflow.PointFlowVAE` (a run directory or a ``.keras`` file),
-draws the incident energies, samples the showers with the seed's Monte-Carlo cell sampler
-(:class:`caloml.models.pointflow_sampler.PointFlowShowerSampler`: latent flow -> ``--n-points`` flow points per
-shower -> exactly n_hits distinct cells, rescaled to the sampled total energy) and writes, atomically:
-
-* CaloChallenge dataset 2 (a model of the 45 x 16 x 9 grid): ``incident_energies`` (N, 1) and ``showers``
-  (N, 6480) in **MeV** (:class:`caloml.data.calochallenge.CaloChallengeWriter`), the layout the community
-  evaluation reads;
-* LCD (51 x 51 x 25): ``ECAL`` (N, 51, 51, 25) and ``ECAL_E`` (N,) stored as 50 x GeV, ``energy`` (N,) GeV
-  (:class:`caloml.data.lcd.LCDWriter`), plus ``pdgID`` when the run's configuration names the particle of its
-  default data.
-
-Incident energies: log-uniform in ``--energy-range`` (default: the model's trained range; equal ends: a fixed
-energy), or with ``--energies-like REF.h5`` the reference file's own incident energies (CaloChallenge
-``incident_energies`` or LCD ``energy``), in a seeded random order, repeated when N exceeds the reference's size
-(``N`` equal to its size gives exactly its energies): the same incident-energy distribution, as the CaloChallenge
-evaluation expects. Energies outside the model's trained range are a one-line error.
-
-Random streams: the energies draw from their own stream of the seed; batch ``k`` of the showers draws with
-:func:`~caloml.models.pointflow_sampler.batch_seeds` ``(seed, k)``, so the file holds exactly the showers of
-``generate_showers(model, energies, n_points=..., batch_size=..., seed=...)``; they depend on the seed, the number
-of points and the batch size. Showers are generated and written one batch at a time. (The exported SavedModel's
-``sample`` signature splits its (2,) seed with TensorFlow's ``stateless_split`` instead: the same integer seed gives
-other showers there, see :mod:`caloml.export.pointflow`.) The resolved request (seed,
-energies' origin, the model's configuration and path) is stored as the JSON root attribute ``caloml_config``.
+draws the incident energies (log-uniform in the range, default the model's trained range, or the reference file's
+own energies in a seeded order), samples the showers with
+:class:`caloml.models.pointflow_sampler.PointFlowShowerSampler` (batch ``k`` seeded by
+:func:`~caloml.models.pointflow_sampler.batch_seeds` ``(seed, k)``) and writes them one batch at a time,
+atomically: CaloChallenge dataset 2 in MeV (:class:`caloml.data.calochallenge.CaloChallengeWriter`) or LCD
+(:class:`caloml.data.lcd.LCDWriter`). The resolved request is stored as the root attribute ``caloml_config``.
+See ``docs/pointflow.md``.
 """
 
 from __future__ import annotations
@@ -39,11 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 import caloml
 from caloml.cli_args import positive_int
+from caloml.data.calochallenge import CaloChallengeWriter
+from caloml.data.hdf5 import HDF5EventWriter, detect_layout, open_hdf5, open_reader, provenance_attrs
+from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
+from caloml.generate.trained_model import load_trained_model, resolve_model_file
+from caloml.geometry import POINT_CLOUD_GRIDS, point_cloud_grid_of_shape
+from caloml.quiet import import_tensorflow_quietly
 from caloml.sim.particles import PDG_ID
+
+# caloml.models (which imports TensorFlow) stays imported inside the functions: ``python -m caloml.generate`` imports
+# this module to build its parser, and a wrong path must fail before TensorFlow is loaded.
 
 __all__ = [
     "PointFlowGenerationRequest",
@@ -100,11 +93,9 @@ class PointFlowGenerationRequest:
 
 def output_layout(model: Any) -> tuple[str, str]:
     """(file layout ``calochallenge`` or ``lcd``, geometry name) of a model's grid; CalomlError for another grid."""
-    from caloml.tasks.pointflow import GEOMETRIES, geometry_of_grid
-
-    geometry = geometry_of_grid(model.grid_shape)
+    geometry = point_cloud_grid_of_shape(model.grid_shape)
     if geometry is None:
-        known = sorted(g.grid_shape for g in GEOMETRIES.values())
+        known = sorted(g.grid_shape for g in POINT_CLOUD_GRIDS.values())
         raise CalomlError(
             f"no file layout for a PointFlow model of the grid {tuple(model.grid_shape)} (known: {known})"
         )
@@ -113,8 +104,6 @@ def output_layout(model: Any) -> tuple[str, str]:
 
 def reference_incident_energies(path: str | Path) -> np.ndarray:
     """The incident energies (N,) float32 GeV of a CaloChallenge (``incident_energies``) or LCD (``energy``) file."""
-    from caloml.data.hdf5 import detect_layout, open_hdf5, open_reader
-
     with open_hdf5(path) as file:
         layout = detect_layout(file)
     if layout is None:
@@ -182,11 +171,6 @@ def generate_pointflow_file(
     An existing ``out`` raises :class:`~caloml.errors.OutputExistsError` unless ``overwrite``. ``run_config`` (the
     training run's ``config.yaml``) supplies the particle of the LCD ``pdgID`` key.
     """
-    from tqdm.auto import tqdm
-
-    from caloml.data.calochallenge import CaloChallengeWriter
-    from caloml.data.hdf5 import HDF5EventWriter, provenance_attrs
-    from caloml.data.lcd import LCDWriter
 
     out = Path(out)
     request = request.resolve(model)
@@ -282,9 +266,6 @@ def run_pointflow(args: argparse.Namespace) -> int:
         low, high = args.energy_range
         if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
             raise CalomlError(f"--energy-range {low:g} {high:g}: need finite GeV values with 0 < low <= high")
-    from caloml.generate.trained_model import load_trained_model, resolve_model_file
-    from caloml.quiet import import_tensorflow_quietly
-
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     from caloml.models.pointflow import PointFlowVAE

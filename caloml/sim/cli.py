@@ -99,7 +99,7 @@ def add_validate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def run_validate(args: argparse.Namespace) -> int:
     """Write the validation report; exit status 1 if a target fails."""
-    from caloml.sim.report import write_validation_report
+    from caloml.sim.validation_report import write_validation_report
 
     report = write_validation_report(
         args.out, seed=args.seed, quick=args.quick, overwrite=args.overwrite, progress=not args.no_progress
@@ -147,7 +147,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     """Simulate -> convert -> validate, printing what was done and where."""
     from caloml.data.hdf5 import open_hdf5, read_attrs
     from caloml.data.tfrecord import convert_to_tfrecords, read_metadata
-    from caloml.sim.report import write_validation_report
+    from caloml.sim.validation_report import write_validation_report
 
     request = SimulationRequest(args.geometry, args.particle, args.events, args.seed).resolve()
     config = request.to_config()

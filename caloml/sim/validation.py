@@ -1,18 +1,18 @@
-"""Physics validation of the simulator against the targets of ``shared/reference/physics.md`` section 6.
+"""Physics measurements of the simulator (the GFlash parametrization, Grindhammer and Peters, arXiv:hep-ex/0001020).
 
-Each ``measure_*`` function simulates what it needs (seeded), returns plain figures, and is used twice: by the
-physics tests (with tolerances) and by ``python -m caloml.data validate``, which also draws the plots and writes
-a table (``validation.md``) and every figure (``validation.json``).
-
-Depths are in radiation lengths of the ECAL (tungsten plus silicon, along the normal), energies in GeV.
+Each ``measure_*`` function simulates what it needs (seeded), returns plain figures, and serves twice: the physics
+tests compare them with tolerances, and the validation report (:mod:`caloml.sim.validation_report`) draws and
+tabulates them. Depths are in radiation lengths of the ECAL (tungsten plus silicon, along the normal), energies in
+GeV. See ``docs/simulator.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import nnls
 
 from caloml.observables.grid import moments
 from caloml.observables.metrics import histogram_pair, separation_power
@@ -20,14 +20,19 @@ from caloml.sim.detector import ECAL_THIN_LAYER_VISIBLE_FRACTION
 from caloml.sim.engine import simulate_batch, simulate_spots
 from caloml.sim.layouts import DEGREE, LAYOUTS
 from caloml.sim.particles import Primaries
+from caloml.sim.run import SimulationRequest, iter_chunks
 
 PERPENDICULAR = np.pi / 2
 
 
-def _simulate(particle: str, energy_gev: float, n: int, seed: int, theta: float = PERPENDICULAR, geometry="lcd-gen"):
+def simulate_showers(
+    particle: str, energy_gev: float, n: int, seed: int, theta_rad: float = PERPENDICULAR, layout: str = "lcd-gen"
+) -> dict[str, np.ndarray]:
+    """``n`` seeded showers of ``particle`` at ``energy_gev`` (GeV) and incidence ``theta_rad`` in ``layout``
+    (the layout's keys, GeV): the events every measurement here simulates."""
     rng = np.random.default_rng(seed)
-    primaries = Primaries(np.full(n, float(energy_gev)), np.full(n, float(theta)), np.zeros(n))
-    return simulate_batch(rng, LAYOUTS[geometry], particle, primaries)
+    primaries = Primaries(np.full(n, float(energy_gev)), np.full(n, float(theta_rad)), np.zeros(n))
+    return simulate_batch(rng, LAYOUTS[layout], particle, primaries)
 
 
 def _ecal_layers():
@@ -85,7 +90,7 @@ def measure_longitudinal(
     depth_max, cog, sf, resolution, containment = [], [], [], [], []
     centres = layer_centres_x0()
     for i, energy in enumerate(energies_gev):
-        ecal = _simulate("electron", energy, n, seed + i)["ECAL"]
+        ecal = simulate_showers("electron", energy, n, seed + i)["ECAL"]
         layers = calibrated_layer_energy(ecal)
         calibrated = layers.sum(axis=1)
         depth_max.append(profile_maximum_x0(layers))
@@ -97,8 +102,6 @@ def measure_longitudinal(
     res = np.asarray(resolution)
     # sigma/E = a/sqrt(E) (+) b: linear least squares in (1/E, 1) for (sigma/E)^2, non-negative terms.
     design = np.stack([1.0 / np.asarray(energies_gev), np.ones(len(energies_gev))], axis=1)
-    from scipy.optimize import nnls
-
     coeffs, _ = nnls(design, res**2)
     return LongitudinalFigures(
         energies_gev=list(map(float, energies_gev)),
@@ -119,7 +122,7 @@ def measure_photon_shift(energy_gev: float = 100.0, n: int = 300, seed: int = 11
     centres = layer_centres_x0()
     out = {}
     for particle in ("electron", "photon"):
-        layers = calibrated_layer_energy(_simulate(particle, energy_gev, n, seed)["ECAL"])
+        layers = calibrated_layer_energy(simulate_showers(particle, energy_gev, n, seed)["ECAL"])
         out[particle] = float(np.mean((layers * centres).sum(axis=1) / layers.sum(axis=1)))
     return {
         "electron_cog_x0": out["electron"],
@@ -131,18 +134,39 @@ def measure_photon_shift(energy_gev: float = 100.0, n: int = 300, seed: int = 11
 def measure_lateral_containment(energy_gev: float = 100.0, n: int = 100, seed: int = 21) -> dict[str, float]:
     """Share of the ECAL energy within 1 and 2 Moliere radii of the axis (perpendicular electrons, from the spots;
     the radius unit is each layer's effective Moliere radius)."""
+    radius, weight = _ecal_spot_radii(energy_gev, n, seed)
+    total = weight.sum()
+    return {f"within_{k}_rm": float(weight[radius < k].sum() / total) for k in (1, 2)} | {
+        "moliere_radius_thin_layers_mm": float(LAYOUTS["lcd-gen"].build_detector().moliere_mm[0])
+    }
+
+
+def lateral_containment_curve(
+    radii_rm: np.ndarray, energy_gev: float = 100.0, n: int = 100, seed: int = 21
+) -> np.ndarray:
+    """Share of the ECAL energy within each radius (Moliere units, shape (R,)) of the axis: the curve of which
+    :func:`measure_lateral_containment` gives the 1 and 2 RM points (same showers for the same arguments).
+    Perpendicular electrons of ``energy_gev`` (GeV); returns shape (R,)."""
+    radius, weight = _ecal_spot_radii(energy_gev, n, seed)
+    order = np.argsort(radius)
+    cumulative = np.cumsum(weight[order])
+    index = np.searchsorted(radius[order], np.asarray(radii_rm, dtype=np.float64), side="left")
+    inside = np.where(index > 0, cumulative[np.maximum(index - 1, 0)], 0.0)
+    return inside / weight.sum()
+
+
+def _ecal_spot_radii(energy_gev: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Radius from the axis (units of each layer's Moliere radius) and deposited energy (GeV) of every ECAL spot of
+    ``n`` perpendicular electrons of ``energy_gev``."""
     rng = np.random.default_rng(seed)
     layout = LAYOUTS["lcd-gen"]
     detector = layout.build_detector()
-    primaries = Primaries(np.full(n, energy_gev), np.full(n, PERPENDICULAR), np.zeros(n))
+    primaries = Primaries(np.full(n, float(energy_gev)), np.full(n, PERPENDICULAR), np.zeros(n))
     spots, _ = simulate_spots(rng, layout, "electron", primaries)
     in_ecal = detector.section[spots.layer] == 0
     radius = np.hypot(spots.x_mm, spots.y_mm)[in_ecal] / detector.moliere_mm[spots.layer[in_ecal]]
     weight = spots.visible_gev[in_ecal] / detector.visible_fraction[spots.layer[in_ecal]]
-    total = weight.sum()
-    return {f"within_{k}_rm": float(weight[radius < k].sum() / total) for k in (1, 2)} | {
-        "moliere_radius_thin_layers_mm": float(detector.moliere_mm[0])
-    }
+    return radius, weight
 
 
 def measure_angle_response(
@@ -154,7 +178,7 @@ def measure_angle_response(
     """Mean measured angle (mtheta) and its spread for fixed true angles (radians)."""
     mean, spread = [], []
     for i, theta in enumerate(thetas_deg):
-        mtheta = _simulate("electron", energy_gev, n, seed + i, theta=theta * DEGREE)["mtheta"]
+        mtheta = simulate_showers("electron", energy_gev, n, seed + i, theta_rad=theta * DEGREE)["mtheta"]
         mean.append(float(np.mean(mtheta)))
         spread.append(float(np.std(mtheta)))
     return {"theta_rad": [t * DEGREE for t in thetas_deg], "mtheta_mean_rad": mean, "mtheta_std_rad": spread}
@@ -162,7 +186,7 @@ def measure_angle_response(
 
 def measure_occupancy(energy_gev: float = 100.0, n: int = 50, seed: int = 41) -> dict[str, float]:
     """Share of non-zero ECAL cells, of cells above 3e-4 GeV (the 3DGAN hit threshold), smallest deposits."""
-    ecal = _simulate("electron", energy_gev, n, seed)["ECAL"]
+    ecal = simulate_showers("electron", energy_gev, n, seed)["ECAL"]
     nonzero = ecal[ecal > 0]
     return {
         "nonzero_share": float(np.mean(ecal > 0)),
@@ -178,22 +202,24 @@ def measure_pion_ratio(
     seed: int = 51,
 ) -> dict[str, list]:
     """Share of charged pions (and electrons) with HCAL/ECAL < 0.1, per primary-energy bin."""
-    from caloml.sim.run import SimulationRequest, simulate_events
-
-    pion_share: list[float] = []
-    electron_share: list[float] = []
-    for i, (low, high) in enumerate(energy_bins_gev):
-        for particle, store in (("chpi", pion_share), ("electron", electron_share)):
-            events = simulate_events(
-                SimulationRequest("lcd-rec", particle, n if particle == "chpi" else n // 5, seed + i, (low, high))
-            )
-            ratio = events["HCAL_E"] / np.maximum(events["ECAL_E"], 1e-12)
-            store.append(float(np.mean(ratio < 0.1)))
+    ratios = hcal_ecal_ratios(energy_bins_gev, n, seed)
     return {
         "energy_bins_gev": [list(b) for b in energy_bins_gev],
-        "chpi_share_below_0.1": pion_share,
-        "electron_share_below_0.1": electron_share,
+        "chpi_share_below_0.1": [float(np.mean(r < 0.1)) for r in ratios["chpi"]],
+        "electron_share_below_0.1": [float(np.mean(r < 0.1)) for r in ratios["electron"]],
     }
+
+
+def hcal_ecal_ratios(energy_bins_gev: Sequence[Sequence[float]], n: int, seed: int) -> dict[str, list[np.ndarray]]:
+    """HCAL/ECAL energy ratio of every event of :func:`measure_pion_ratio`: per particle (``chpi``: ``n`` events,
+    ``electron``: ``n // 5``), one array per primary-energy bin (GeV), bin ``i`` seeded ``seed + i``."""
+    out: dict[str, list[np.ndarray]] = {"chpi": [], "electron": []}
+    for i, (low, high) in enumerate(energy_bins_gev):
+        for particle in ("chpi", "electron"):
+            request = SimulationRequest("lcd-rec", particle, n if particle == "chpi" else n // 5, seed + i, (low, high))
+            ratios = [chunk["HCAL_E"] / np.maximum(chunk["ECAL_E"], 1e-12) for chunk in iter_chunks(request, workers=1)]
+            out[particle].append(np.concatenate(ratios).astype(np.float64))
+    return out
 
 
 def measure_gamma_pi0_separation(
@@ -204,7 +230,7 @@ def measure_gamma_pi0_separation(
     for i, energy in enumerate(energies_gev):
         widths = []
         for particle in ("photon", "pi0"):
-            ecal = _simulate(particle, energy, n, seed + i)["ECAL"]
+            ecal = simulate_showers(particle, energy, n, seed + i)["ECAL"]
             widths.append(np.maximum(moments(ecal, "x", 2)[:, 1], moments(ecal, "y", 2)[:, 1]))
         h1, h2, _ = histogram_pair(widths[0], widths[1], bins=30)
         powers.append(separation_power(h1, h2))
