@@ -6,7 +6,7 @@ events in GeV inside caloml, stored units at the edges) -> sharded TFRecords wit
 transforms (:mod:`~caloml.data.transforms`). ``python -m caloml.data`` is the command line.
 
 Importing this package does not import TensorFlow: :func:`make_dataset` and :func:`make_distributed_dataset`
-(and the expert features of :mod:`~caloml.data.lcd_features`) are loaded on first use.
+(and the expert features of :mod:`~caloml.data.lcd_features`) are loaded on first use. See ``docs/data.md``.
 """
 
 from __future__ import annotations

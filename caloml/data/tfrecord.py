@@ -29,28 +29,31 @@ machine: 0.75 CPU-ms per shower, 0.3 of it inflating the (incompressible) float3
 shards (``compression="NONE"``, 68,400 bytes per shower) cost 0.45 CPU-ms.
 
 TensorFlow is imported inside the functions that need it, so that checking sources and outputs stays cheap.
+See ``docs/data.md``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm import tqdm
 
+from caloml import __version__
+from caloml.atomic_files import atomic_directory
 from caloml.data.checks import format_shape
 from caloml.data.hdf5 import HDF5EventReader, open_reader
 from caloml.errors import DataError, OutputExistsError
+from caloml.geometry import CLIC_HCAL
+from caloml.json_values import json_plain
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -101,20 +104,6 @@ def sha256_file(path: str | Path, *, block_bytes: int = 1 << 20) -> str:
         while block := handle.read(block_bytes):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
 
 
 def _dtype_kind(dtype: np.dtype) -> str:
@@ -317,7 +306,7 @@ def _source_entry(reader: HDF5EventReader) -> dict[str, Any]:
         "bytes": reader.path.stat().st_size,
         "n_events": len(reader),
         "layout": reader.layout,
-        "attrs": _jsonable(reader.attrs),
+        "attrs": json_plain(reader.attrs, strings_for_unknown=True),
     }
 
 
@@ -333,34 +322,6 @@ def _config_summary(sources: Sequence[dict[str, Any]]) -> tuple[Any, Any]:
     if seeds:
         seed = seeds[0] if all(s == seeds[0] for s in seeds) else seeds
     return config, seed
-
-
-@contextlib.contextmanager
-def _atomic_directory(out: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a fresh temporary directory next to ``out``, renamed to ``out`` when the block succeeds."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.tmp"
-    tmp.mkdir()
-    try:
-        yield tmp
-        check_output(out, overwrite)  # someone may have created it meanwhile
-        if out.exists():
-            old = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.old"
-            os.replace(out, old)
-            try:
-                os.replace(tmp, out)
-            except BaseException:
-                os.replace(old, out)
-                raise
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def convert_to_tfrecords(
@@ -381,8 +342,6 @@ def convert_to_tfrecords(
     ``overwrite``. ``compression="NONE"`` writes uncompressed shards (25% larger, no inflating when reading).
     Returns the metadata written to ``out/metadata.json``.
     """
-    from caloml import __version__
-
     if shard_events < 1:
         raise ValueError(f"shard_events must be positive, got {shard_events}")
     compression = compression.upper()
@@ -418,7 +377,6 @@ def _convert(
     version: str,
 ) -> dict[str, Any]:
     import tensorflow as tf
-    from tqdm import tqdm
 
     array_keys, scalar_keys = _common_keys(readers)
     first = readers[0]
@@ -431,7 +389,7 @@ def _convert(
     options = tf.io.TFRecordOptions(
         compression_type=_tf_compression(compression), compression_level=_TFRECORD_GZIP_LEVEL
     )
-    with _atomic_directory(out, overwrite) as tmp:
+    with atomic_directory(out, check=lambda: check_output(out, overwrite)) as tmp:
         shard, written, writer = 0, 0, None
         bar = tqdm(total=n_events, unit="event", desc=f"convert {out.name}", disable=not progress or None)
         try:
@@ -494,8 +452,6 @@ def _convert(
 
 def _array_geometry(reader: HDF5EventReader, key: str) -> str:
     if key == "HCAL":
-        from caloml.geometry import CLIC_HCAL
-
         return CLIC_HCAL.name
     return reader.geometry_name
 
