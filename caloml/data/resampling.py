@@ -29,7 +29,8 @@ Geometry (decisions, since the paper gives only the table):
   the share of the 2.4 mm ones). So after CMS-like resampling every (x, y) column has the same longitudinal profile
   (the layers' X0 shares) scaled by the column's energy.
 
-The linear map and its exactness are described at :class:`ResamplingMap`. See ``docs/data.md``.
+The linear map and its exactness are described at :class:`ResamplingMap`. TensorFlow is imported only by
+:class:`Resample`'s TensorFlow version (``python -m caloml.data resample`` runs without it). See ``docs/data.md``.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ machine: 0.75 CPU-ms per shower, 0.3 of it inflating the (incompressible) float3
 (0.1), the one cumulative sum giving the cell positions (0.1) and the scatter into the dense batch; uncompressed
 shards (``compression="NONE"``, 68,400 bytes per shower) cost 0.45 CPU-ms.
 
-TensorFlow is imported inside the functions that need it, so that checking sources and outputs stays cheap.
+TensorFlow is imported inside the functions that need it, so that checking sources and outputs stays cheap and
+the command lines that import this module (``python -m caloml.data``) parse their arguments without it.
 See ``docs/data.md``.
 """
 

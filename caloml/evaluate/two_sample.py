@@ -31,7 +31,8 @@ LCD window (51 x 51 x 25 = 65,025 cells) the cells are first sum-pooled 3 x 3 in
 shape at 15.3 mm per pooled cell (about 1.4 effective Moliere radii) and makes an epoch of 10,000 showers take
 seconds on two CPU cores; the fine transverse structure inside the core is covered by the high-level features
 (widths, R9). The network is trained by a plain loop over NumPy batches (:func:`_train`), not ``Model.fit``,
-whose fixed cost per epoch dominated tests of a few thousand showers. See ``docs/evaluation.md``.
+whose fixed cost per epoch dominated tests of a few thousand showers. Keras is imported inside the functions that
+train, so that ``python -m caloml.evaluate`` parses its arguments without TensorFlow. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ A run directory (what ``python -m caloml.train`` writes) holds ``model.keras`` (
 complete Keras archive) and ``config.yaml`` (the resolved training configuration with its seed); a ``.keras`` file
 is used as it is. Anything else - a missing path, a directory without ``model.keras``, a file Keras cannot read, a
 model of another class than asked for, a model of another particle than asked for - is a one-line
-:class:`caloml.errors.CalomlError` naming the path. Keras is imported only when a model is actually loaded.
-See ``docs/cli.md``.
+:class:`caloml.errors.CalomlError` naming the path. Keras is imported only when a model is actually loaded (the
+generation command line parses its arguments without it). See ``docs/cli.md``.
 """
 
 from __future__ import annotations
