@@ -3,7 +3,8 @@
 A write goes to a temporary sibling named ``.<name>.<random>.tmp`` in the destination directory and is renamed
 onto the destination with :func:`os.replace` when it is complete; an exception (a full disk, a kill signal turned
 into ``KeyboardInterrupt``) removes the temporary. The temporary's name is recognisable so that a later run can
-clean up after one that died (see :func:`temporary_name`).
+clean up after one that died (see :func:`temporary_name`). A directory (TFRecord shards, a report) is built in
+a temporary sibling directory the same way and moved onto its destination by :func:`atomic_directory`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -71,3 +73,45 @@ def atomic_write_with(path: Path, write: Callable[[Path], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def install_directory(tmp: Path, out: Path) -> None:
+    """Move the finished directory ``tmp`` onto ``out`` (a sibling), replacing whatever ``out`` is.
+
+    An existing ``out`` is first moved aside into a temporary sibling, then removed once ``tmp`` is in place (or
+    put back if the move fails), so ``out`` is at every moment either the old content or the new.
+    """
+    if not out.exists() and not out.is_symlink():
+        os.replace(tmp, out)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=temporary_name(out), suffix=".old" + TEMPORARY_SUFFIX, dir=out.parent))
+    os.replace(out, aside / out.name)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(aside / out.name, out)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(out: Path, check: Callable[[], None] | None = None) -> Iterator[Path]:
+    """Yield a new empty temporary directory next to ``out``; when the block succeeds, move it onto ``out``.
+
+    ``check()`` runs just before the move (to refuse an output that appeared meanwhile); an exception in the block
+    or in ``check`` removes the temporary directory and leaves ``out`` as it was. The directory gets the usual
+    permissions (``0o777`` less the umask), not the private ones of :func:`tempfile.mkdtemp`.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_name(out), suffix=TEMPORARY_SUFFIX, dir=out.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)
+        yield tmp
+        if check is not None:
+            check()
+        install_directory(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Argument types shared by caloml's command lines (argparse ``type=`` callables)."""
+"""Argument types shared by caloml's command lines (argparse ``type=`` callables). See ``docs/cli.md``."""
 
 from __future__ import annotations
 

@@ -3,13 +3,18 @@
 A command is a pair (add-parser function, run function): the first takes argparse's ``subparsers`` action, adds
 the command's parser (named like the command) and returns it; the second takes the parsed namespace and returns
 an exit status (None for 0). A command line is one :class:`CommandRegistry`; adding a command (a new model to
-generate from, a new evaluation) is one :meth:`CommandRegistry.register` call.
+generate from, a new evaluation) is one :meth:`CommandRegistry.register` call. A ``__main__`` module is then its
+registry, its ``register`` calls, ``main = COMMANDS.main``, ``cli = COMMANDS.cli`` and ``if __name__ ==
+"__main__": cli()``; the commands are described in ``docs/cli.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from caloml.errors import run_cli
 
 AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
 Run = Callable[[argparse.Namespace], int | None]
@@ -44,3 +49,7 @@ class CommandRegistry:
         """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns its exit status."""
         args = self.build_parser().parse_args(argv)
         return int(args.run(args) or 0)
+
+    def cli(self, argv: Sequence[str] | None = None) -> NoReturn:
+        """Console entry point: :meth:`main`, a user error printed as one line (exit status 2), then exit."""
+        run_cli(self.main, argv)

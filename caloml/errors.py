@@ -3,7 +3,7 @@
 A :class:`CalomlError` is a problem with the user's input (a missing file or key, a wrong shape,
 NaN energies, an existing output without ``--overwrite``...). Command-line entry points wrap their
 ``main`` with :func:`run_cli`, which prints such errors as a single line on stderr, without a
-traceback, and exits with status 2. Programming errors still raise with their traceback.
+traceback, and exits with status 2. Programming errors still raise with their traceback. See ``docs/cli.md``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""Report directories (the simulator's validation, the generator evaluation): JSON-ready values and an atomic
-install of a finished directory, never replacing a non-empty one without ``overwrite``."""
+"""Report directories (the simulator's validation, the generator and reconstruction evaluations): refuse to
+replace a non-empty directory without ``overwrite``, and install the finished report atomically (the mechanism is
+:func:`caloml.atomic_files.atomic_directory`). See ``docs/evaluation.md``."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
+from caloml.atomic_files import atomic_directory, install_directory
 from caloml.errors import CalomlError, OutputExistsError
 
 
@@ -22,16 +23,16 @@ def check_report_dir(out: Path, overwrite: bool, what: str = "report") -> None:
 def install_report_dir(tmp: Path, out: Path, overwrite: bool, what: str = "report") -> None:
     """Move the finished directory ``tmp`` to ``out``, replacing an empty (or, with ``overwrite``, any) ``out``."""
     check_report_dir(out, overwrite, what)
-    if out.is_dir() and any(out.iterdir()):
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            os.replace(old / out.name, out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        if out.is_dir():
-            out.rmdir()
-        os.replace(tmp, out)
+    install_directory(tmp, out)
+
+
+@contextlib.contextmanager
+def report_dir(out: Path, overwrite: bool, what: str = "report") -> Iterator[Path]:
+    """Check ``out`` now, yield a temporary directory to write the report into, install it as ``out`` at the end.
+
+    ``out`` is checked again just before the install (another run may have written it meanwhile); on an exception
+    the temporary directory is removed and ``out`` is left as it was.
+    """
+    check_report_dir(out, overwrite, what)
+    with atomic_directory(out, check=lambda: check_report_dir(out, overwrite, what)) as tmp:
+        yield tmp

@@ -4,7 +4,7 @@ Inside caloml every energy is in GeV and every angle in radians. Files use their
 converted only by the readers and writers:
 
 * LCD (CLIC) HDF5 files store cell energies as 50 x (visible energy in GeV): :data:`LCD_STORED_PER_GEV`.
-* CaloChallenge HDF5 files store energies in MeV: :data:`MEV_PER_GEV`.
+* CaloChallenge HDF5 files store energies in MeV: :data:`MEV_PER_GEV`. See ``docs/data.md``.
 """
 
 from __future__ import annotations

@@ -6,24 +6,17 @@ import argparse
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from command_line import run_command_line
 
 from caloml.data.__main__ import SUBCOMMANDS, build_parser, register
 
-
-def _cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "caloml.data", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+_cli = partial(run_command_line, "caloml.data")
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -17,34 +18,30 @@ from caloml.geometry import CALOCHALLENGE_2
 from caloml.sim.run import SimulationRequest, simulate_file
 
 
+def _simulated_pair(folder: Path, name: str, seeds: tuple[int, int], **request: Any) -> tuple[Path, Path]:
+    """Two files simulated with the same request but the two ``seeds`` (one worker, no progress bar)."""
+    paths = []
+    for seed in seeds:
+        path = folder / f"{name}_{seed}.h5"
+        simulate_file(SimulationRequest(seed=seed, **request).resolve(), path, workers=1, progress=False)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
 @pytest.fixture(scope="module")
 def lcd_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two small simulated lcd-gen electron files (10-100 GeV), seeds 11 and 12."""
     folder = tmp_path_factory.mktemp("evaluate_features")
-    paths = []
-    for seed in (11, 12):
-        path = folder / f"lcd_{seed}.h5"
-        request = SimulationRequest("lcd-gen", "electron", n_events=120, seed=seed, energy_range_gev=(10.0, 100.0))
-        simulate_file(request.resolve(), path, workers=1, progress=False)
-        paths.append(path)
-    return paths[0], paths[1]
+    return _simulated_pair(
+        folder, "lcd", (11, 12), geometry="lcd-gen", particle="electron", n_events=120, energy_range_gev=(10.0, 100.0)
+    )
 
 
 @pytest.fixture(scope="module")
 def cc2_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Two small simulated CaloChallenge dataset-2 files, seeds 21 and 22."""
     folder = tmp_path_factory.mktemp("evaluate_features_cc")
-    paths = []
-    for seed in (21, 22):
-        path = folder / f"cc2_{seed}.h5"
-        simulate_file(
-            SimulationRequest("calochallenge-2", "electron", n_events=80, seed=seed).resolve(),
-            path,
-            workers=1,
-            progress=False,
-        )
-        paths.append(path)
-    return paths[0], paths[1]
+    return _simulated_pair(folder, "cc2", (21, 22), geometry="calochallenge-2", particle="electron", n_events=80)
 
 
 def test_lcd_features_have_physical_values(lcd_pair: tuple[Path, Path]) -> None:

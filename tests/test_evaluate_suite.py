@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
-import sys
 from collections.abc import Callable
+from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from command_line import run_command_line
 
 from caloml.data.lcd import LCDReader, LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
@@ -240,14 +240,7 @@ def test_calochallenge_files_are_evaluated_with_the_threshold(folder: Path) -> N
     assert set(record) == set(JSON_KEYS)
 
 
-def _cli(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "caloml.evaluate", *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+_cli = partial(run_command_line, "caloml.evaluate")
 
 
 def test_command_line_errors_are_one_line(

@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from caloml.data.hdf5 import open_reader, read_attrs
+from caloml.data.calochallenge import CaloChallengeReader
+from caloml.data.hdf5 import READERS, detect_layout, open_reader, read_attrs
 from caloml.data.lcd import LCDReader, LCDWriter, particle_from_filename, pdg_id_from_filename
 from caloml.errors import DataError, OutputExistsError
 from caloml.units import LCD_STORED_PER_GEV
@@ -212,3 +213,21 @@ def test_truncated_and_missing_files(tmp_path: Path, lcd_file: Path) -> None:
         LCDReader(tmp_path / "missing.h5")
     with pytest.raises(DataError, match="is a directory"):
         LCDReader(tmp_path)
+
+
+def test_the_layouts_register_their_readers(tmp_path: Path, lcd_file: Path, calochallenge_file: Path) -> None:
+    assert READERS["lcd"] is LCDReader
+    assert READERS["calochallenge"] is CaloChallengeReader
+    assert detect_layout(["ECAL", "energy"]) == "lcd"
+    assert detect_layout(["incident_energies", "showers"]) == "calochallenge"
+    assert detect_layout(["something"]) is None
+    with open_reader(lcd_file) as lcd, open_reader(calochallenge_file) as calochallenge:
+        assert (type(lcd), type(calochallenge)) == (LCDReader, CaloChallengeReader)
+    unknown = tmp_path / "unknown.h5"
+    with h5py.File(unknown, "w") as handle:
+        handle["cells"] = np.zeros((2, 3), np.float32)
+    with pytest.raises(DataError, match="unknown layout: neither ") as error:
+        open_reader(unknown)
+    assert "an LCD file (key 'ECAL')" in str(error.value)
+    assert "a CaloChallenge file (key 'showers')" in str(error.value)
+    assert str(error.value).endswith("keys found: cells")

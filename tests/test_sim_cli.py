@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from command_line import run_command_line
 
 from caloml.cli_args import parse_angle
 from caloml.data.__main__ import main
 from caloml.data.lcd import LCDReader
 from caloml.errors import OutputExistsError
 
-
-def _simulate_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "caloml.data", "simulate", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+_simulate_cli = partial(run_command_line, "caloml.data", "simulate")
 
 
 def test_parse_angle() -> None:

@@ -15,14 +15,12 @@ import tensorflow as tf
 
 from caloml import __version__
 from caloml.data.calochallenge import CaloChallengeReader
+from caloml.data.example_encoding import ENCODING_NAME, ENCODING_VERSION, encode_events
 from caloml.data.lcd import LCDWriter
 from caloml.data.tfrecord import (
-    ENCODING_NAME,
-    ENCODING_VERSION,
     METADATA_FILE,
     convert_to_tfrecords,
     decode_batch,
-    encode_events,
     measure_encoding_sizes,
     read_metadata,
     shard_paths,

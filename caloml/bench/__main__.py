@@ -5,7 +5,7 @@ the bytes per shower of each encoding), ``gan`` (3DGAN generator throughput on t
 30 minutes on 2 cores with the default batches), ``reco`` (Triforce networks and baselines, events per second at
 batch 1 and 1000 on the CPU), ``pointflow`` (CaloPointFlow shower sampling at batch 1, 100 and 1000 on the CPU,
 with the share of each sampling stage) or ``all`` (the default). The machine is printed first, so that a
-figure can be quoted with where it was measured.
+figure can be quoted with where it was measured. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,12 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from caloml.bench.simulator import benchmark_simulator
 from caloml.cli_args import positive_int
+from caloml.data.tfrecord import convert_to_tfrecords
 from caloml.errors import run_cli
+from caloml.quiet import import_tensorflow_quietly
+from caloml.sim.run import SimulationRequest, simulate_file
 
 
 def _unit(name: str) -> str:
@@ -125,16 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     what = {"sim", "pipeline", "gan", "reco", "pointflow"} if "all" in args.what else set(args.what)
     print(f"machine: {machine_description()}")
     if "sim" in what:
-        from caloml.bench.simulator import benchmark_simulator
-
         print_figures(benchmark_simulator(args.events, args.seed))
     if "pipeline" in what:
-        from caloml.quiet import import_tensorflow_quietly
-
+        # The benchmark modules below import TensorFlow: each is imported only when asked for, after the arguments
+        # were parsed and TensorFlow's start-up lines hidden.
         import_tensorflow_quietly()
         from caloml.bench.pipeline import benchmark_pipeline
-        from caloml.data.tfrecord import convert_to_tfrecords
-        from caloml.sim.run import SimulationRequest, simulate_file
 
         with tempfile.TemporaryDirectory() as tmp:
             h5 = Path(tmp) / "lcd-gen-electron.h5"
@@ -143,8 +143,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             convert_to_tfrecords([h5], records)
             print_figures(benchmark_pipeline(h5, records))
     if "gan" in what:
-        from caloml.quiet import import_tensorflow_quietly
-
         import_tensorflow_quietly()
         from caloml.bench.gan import MODES, benchmark_gan
 
@@ -158,8 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             report=lambda name, value: print_figures({name: value}, flush=True),
         )
     if "reco" in what:
-        from caloml.quiet import import_tensorflow_quietly
-
         import_tensorflow_quietly()
         from caloml.bench.reco import NETWORKS, benchmark_reco
 
@@ -173,8 +169,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             report=lambda name, value: print_figures({name: value}, flush=True),
         )
     if "pointflow" in what:
-        from caloml.quiet import import_tensorflow_quietly
-
         import_tensorflow_quietly()
         from caloml.bench.pointflow import benchmark_pointflow
 

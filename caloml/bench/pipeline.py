@@ -16,6 +16,7 @@
 Targets on the 2-core development machine: at least 2,000 showers/s and 3x the h5py loop. Measured there (LCD
 electrons, about 20% occupancy): GZIP shards about 2,500 showers/s and 1.9x (0.75 CPU-ms per shower, of which
 inflating costs 0.3), uncompressed shards about 4,000 showers/s and 3x (0.45 CPU-ms); h5py 1,300-1,400 showers/s.
+See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
 from caloml.data.hdf5 import detect_layout, open_hdf5
+from caloml.data.pipeline import make_dataset
 from caloml.data.tfrecord import METADATA_FILE, convert_to_tfrecords, measure_encoding_sizes, read_metadata
 from caloml.units import LCD_STORED_PER_GEV, MEV_PER_GEV
 
@@ -58,10 +61,6 @@ def _pipeline_rate(
     records_dir: Path, array_key: str, batch_size: int, n_events: int, warmup_batches: int, seed: int
 ) -> tuple[float, float]:
     """Showers per second delivered by the shuffled dense pipeline after a warm-up, and CPU ms per shower."""
-    import tensorflow as tf
-
-    from caloml.data.pipeline import make_dataset
-
     # The same content as the h5py loop reads: the cells and the primary energy.
     metadata = read_metadata(records_dir)
     energy_key = "energy" if "energy" in metadata["scalars"] else "incident_energies"

@@ -1,8 +1,8 @@
 """Simulator benchmark: showers per second per core, including writing the HDF5 file.
 
 The reference figure is 100 GeV electrons at perpendicular incidence into the 51 x 51 x 25 CLIC window,
-written in the LCD layout (gzip, one event per chunk). GEANT4 takes about 17 s per such shower
-(seed 002), which gives the speed-up factor.
+written in the LCD layout (gzip, one event per chunk). GEANT4 takes about 17 s per such shower (the 3DGAN paper,
+arXiv:2109.07388), which gives the speed-up factor. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from caloml.sim.run import SimulationRequest, default_workers, iter_chunks, simulate_events, simulate_file
 
-#: GEANT4 CPU time per 100 GeV electron shower in the CLIC ECAL (seed 002), seconds.
+#: GEANT4 CPU time per 100 GeV electron shower in the CLIC ECAL (3DGAN paper, arXiv:2109.07388), seconds.
 GEANT4_SECONDS_PER_SHOWER = 17.0
 
 

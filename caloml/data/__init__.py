@@ -5,12 +5,14 @@ events in GeV inside caloml, stored units at the edges) -> sharded TFRecords wit
 (:mod:`~caloml.data.tfrecord`) -> ``tf.data`` input functions (:mod:`~caloml.data.pipeline`) with composable
 transforms (:mod:`~caloml.data.transforms`). ``python -m caloml.data`` is the command line.
 
-Importing this package does not import TensorFlow: :func:`make_dataset` and :func:`make_distributed_dataset`
-(and the expert features of :mod:`~caloml.data.lcd_features`) are loaded on first use.
+Importing this package does not import TensorFlow (command lines import it to parse their arguments):
+:func:`make_dataset` and :func:`make_distributed_dataset` are loaded on first use. The layout modules register
+their readers here, on import, for :func:`open_reader`. See ``docs/data.md``.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from caloml.data.calochallenge import CaloChallengeReader, CaloChallengeWriter
@@ -18,6 +20,7 @@ from caloml.data.checks import check_event_shape, check_finite, check_non_negati
 from caloml.data.hdf5 import HDF5EventReader, HDF5EventWriter, detect_layout, open_reader, provenance_attrs, read_attrs
 from caloml.data.inspect import inspect_path
 from caloml.data.lcd import LCDReader, LCDWriter, particle_from_filename, pdg_id_from_filename
+from caloml.data.lcd_features import expert_features
 from caloml.data.tfrecord import (
     convert_to_tfrecords,
     measure_encoding_sizes,
@@ -36,7 +39,6 @@ from caloml.data.transforms import (
 )
 
 if TYPE_CHECKING:
-    from caloml.data.lcd_features import expert_features
     from caloml.data.pipeline import make_dataset, make_distributed_dataset
 
 __all__ = [
@@ -77,14 +79,11 @@ __all__ = [
 _LAZY = {
     "make_dataset": "caloml.data.pipeline",
     "make_distributed_dataset": "caloml.data.pipeline",
-    "expert_features": "caloml.data.lcd_features",
 }
 
 
 def __getattr__(name: str) -> Any:
     """Load the TensorFlow-dependent exports on first use."""
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'caloml.data' has no attribute {name!r}")

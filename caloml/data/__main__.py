@@ -19,18 +19,28 @@ registry, so a command is one more ``register(name, add_parser, run)`` (for exam
 
 TensorFlow is imported only by the commands that need it (``convert``, ``verify``), after the inputs were checked,
 and quietly (:func:`caloml.quiet.import_tensorflow_quietly`), so that errors stay one line and ``inspect`` stays fast.
+See ``docs/data.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from caloml.cli_args import positive_int
 from caloml.cli_commands import CommandRegistry
 from caloml.data import resampling
-from caloml.errors import CalomlError, run_cli
+from caloml.data.inspect import inspect_path
+from caloml.data.tfrecord import (
+    DEFAULT_SHARD_EVENTS,
+    check_output,
+    convert_to_tfrecords,
+    open_sources,
+    read_metadata,
+    shard_paths,
+    verify,
+)
+from caloml.errors import CalomlError
 from caloml.quiet import import_tensorflow_quietly
 from caloml.sim import cli as sim_cli
 
@@ -40,7 +50,6 @@ __all__ = ["SUBCOMMANDS", "build_parser", "cli", "main", "register"]
 COMMANDS = CommandRegistry(
     "python -m caloml.data",
     "caloml data tools: convert calorimeter HDF5 files to TFRecords, inspect and verify them.",
-    metavar="COMMAND",
 )
 #: The commands: name -> (add-parser function, run function).
 SUBCOMMANDS = COMMANDS.commands
@@ -51,8 +60,6 @@ build_parser = COMMANDS.build_parser
 # -- convert ----------------------------------------------------------------------------------------------------------
 def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """``convert``: HDF5 files to sharded TFRecords."""
-    from caloml.data.tfrecord import DEFAULT_SHARD_EVENTS
-
     parser = subparsers.add_parser(
         "convert",
         help="convert HDF5 files (LCD or CaloChallenge) into sharded TFRecords with metadata.json",
@@ -83,8 +90,6 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def run_convert(args: argparse.Namespace) -> int:
     """Convert HDF5 files (LCD or CaloChallenge) into sharded TFRecords with metadata.json."""
-    from caloml.data.tfrecord import check_output, convert_to_tfrecords, open_sources
-
     out = Path(args.out)
     for source in map(Path, args.files):
         if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
@@ -127,8 +132,6 @@ def add_inspect_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def run_inspect(args: argparse.Namespace) -> int:
     """Summarize an HDF5 file or a TFRecord directory (layout, keys, shapes, energies, provenance)."""
-    from caloml.data.inspect import inspect_path
-
     print(inspect_path(args.path))
     return 0
 
@@ -147,8 +150,6 @@ def add_verify_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def run_verify(args: argparse.Namespace) -> int:
     """Read every record of a TFRecord directory and check it against its metadata."""
-    from caloml.data.tfrecord import read_metadata, shard_paths, verify
-
     shard_paths(args.records, read_metadata(args.records))  # cheap checks first
     import_tensorflow_quietly()
     summary = verify(args.records)
@@ -165,16 +166,8 @@ register("inspect", add_inspect_parser, run_inspect)
 register("verify", add_verify_parser, run_verify)
 register("resample", resampling.add_resample_parser, resampling.run_resample)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
-    return COMMANDS.main(argv)
-
-
-def cli() -> None:
-    """Console entry point: :func:`main` with one-line user errors (exit status 2)."""
-    run_cli(main)
-
+main = COMMANDS.main
+cli = COMMANDS.cli
 
 if __name__ == "__main__":
     cli()

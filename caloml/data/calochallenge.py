@@ -14,18 +14,19 @@ data set   V       in-memory ``showers``           geometry
 
 In memory everything is GeV float32: ``incident_energies`` (N, 1) and ``showers`` as above (axes layer, alpha,
 radius). The reader divides by :data:`caloml.units.MEV_PER_GEV`, the writer multiplies and flattens back.
+See ``docs/data.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from caloml.data.checks import check_event_shape, check_values, format_shape
-from caloml.data.hdf5 import DEFAULT_GZIP_LEVEL, HDF5EventReader, HDF5EventWriter
+from caloml.data.hdf5 import HDF5EventReader, HDF5EventWriter, register_reader
 from caloml.errors import DataError
 from caloml.geometry import CALOCHALLENGE_2, CALOCHALLENGE_3, CylindricalCalorimeter
 from caloml.units import MEV_PER_GEV
@@ -76,6 +77,7 @@ def dataset_from_voxels(n_voxels: int, *, file: str | Path) -> CaloChallengeData
         ) from None
 
 
+@register_reader
 class CaloChallengeReader(HDF5EventReader):
     """Streaming reader of a CaloChallenge file (datasets 1, 2, 3): events in GeV, validated as they are read.
 
@@ -85,12 +87,11 @@ class CaloChallengeReader(HDF5EventReader):
     """
 
     layout: ClassVar[str] = "calochallenge"
+    signature_keys: ClassVar[frozenset[str]] = frozenset({"showers", "incident_energies"})
+    description: ClassVar[str] = "a CaloChallenge file (key 'showers')"
     required_keys: ClassVar[tuple[str, ...]] = ("incident_energies", "showers")
     energy_keys: ClassVar[frozenset[str]] = _ENERGY_KEYS
     cell_keys: ClassVar[frozenset[str]] = frozenset({"showers"})
-
-    def __init__(self, path: str | Path, *, chunk_events: int = 256, keys: Sequence[str] | None = None) -> None:
-        super().__init__(path, chunk_events=chunk_events, keys=keys)
 
     def _validate_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
         showers = shapes["showers"]
@@ -130,16 +131,8 @@ class CaloChallengeWriter(HDF5EventWriter):
 
     layout: ClassVar[str] = "calochallenge"
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        overwrite: bool = False,
-        attrs: Mapping[str, Any] | None = None,
-        compression_level: int | None = DEFAULT_GZIP_LEVEL,
-    ) -> None:
-        super().__init__(path, overwrite=overwrite, attrs=attrs, compression_level=compression_level)
-        self.dataset: CaloChallengeDataset | None = None
+    #: The data set of the file, fixed by the first batch (None before it).
+    dataset: CaloChallengeDataset | None = None
 
     def _prepare(self, events: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         extra = sorted(set(events) - _ENERGY_KEYS)

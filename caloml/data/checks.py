@@ -2,7 +2,7 @@
 
 Every check raises :class:`caloml.errors.DataError` with one line naming the file, the key and, for value checks,
 the first bad event (its index in the file, counted from ``offset`` when the array is a chunk of the file).
-Arrays are batches of events: axis 0 is the event axis.
+Arrays are batches of events: axis 0 is the event axis. See ``docs/data.md``.
 """
 
 from __future__ import annotations

@@ -6,28 +6,32 @@
   keys are required, which arrays are calorimeter cells and how stored units convert to GeV.
 * :class:`HDF5EventWriter`: atomic writes (a temporary file in the destination directory, ``os.replace`` at the end,
   removed on failure), resizable gzip datasets, provenance attributes on the root group.
-* :func:`open_reader` / :func:`detect_layout`: pick the reader from the keys of a file.
+* :func:`register_reader`, :func:`open_reader` / :func:`detect_layout`: the layouts' readers register themselves;
+  the reader of a file is picked from its keys. See ``docs/data.md``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import uuid
+import tempfile
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import h5py
 import numpy as np
 
+import caloml
+from caloml.atomic_files import TEMPORARY_SUFFIX, temporary_name
 from caloml.data.checks import check_event_counts, check_values, format_shape
 from caloml.errors import CalomlError, DataError, OutputExistsError
 
 __all__ = [
     "DEFAULT_GZIP_LEVEL",
+    "READERS",
     "HDF5EventReader",
     "HDF5EventWriter",
     "detect_layout",
@@ -36,6 +40,7 @@ __all__ = [
     "open_reader",
     "provenance_attrs",
     "read_attrs",
+    "register_reader",
 ]
 
 # gzip level of the cell datasets. Measured with LCDWriter on this project's 2-core machine: 256 shower-like
@@ -139,33 +144,45 @@ def provenance_attrs(config: Mapping[str, Any] | None = None, **extra: Any) -> d
     return attrs
 
 
+ReaderT = TypeVar("ReaderT", bound="HDF5EventReader")
+
+#: Reader class of each registered layout, in registration order (see :func:`register_reader`).
+READERS: dict[str, type[HDF5EventReader]] = {}
+
+
+def register_reader(reader: type[ReaderT]) -> type[ReaderT]:
+    """Class decorator: make ``reader`` the reader of its :attr:`~HDF5EventReader.layout` for :func:`open_reader`.
+
+    The layout modules (:mod:`caloml.data.lcd`, :mod:`caloml.data.calochallenge`) register themselves when they are
+    imported, which importing any ``caloml.data`` module does (the package imports both); this module never imports
+    its subclasses.
+    """
+    if not reader.layout or not reader.signature_keys:
+        raise ValueError(f"{reader.__name__} needs a layout name and signature keys to be registered")
+    READERS[reader.layout] = reader
+    return reader
+
+
 def detect_layout(keys: Sequence[str] | h5py.File) -> str | None:
-    """``"lcd"`` for files with an ``ECAL`` dataset, ``"calochallenge"`` for ``showers``; None otherwise."""
+    """The first registered layout with one of its signature keys among ``keys`` (``"lcd"`` for ``ECAL``,
+    ``"calochallenge"`` for ``showers`` or ``incident_energies``); None when no layout matches."""
     names = set(keys.keys() if isinstance(keys, h5py.File) else keys)
-    if "ECAL" in names:
-        return "lcd"
-    if "showers" in names or "incident_energies" in names:
-        return "calochallenge"
+    for layout, reader in READERS.items():
+        if names & reader.signature_keys:
+            return layout
     return None
 
 
 def open_reader(path: str | Path, **kwargs: Any) -> HDF5EventReader:
     """Open ``path`` with the reader of its layout (LCD or CaloChallenge, detected from the keys)."""
-    from caloml.data.calochallenge import CaloChallengeReader
-    from caloml.data.lcd import LCDReader
-
     with open_hdf5(path) as file, hdf5_errors(path, "list its keys"):
         layout = detect_layout(file)
         keys = sorted(file.keys())
-    if layout == "lcd":
-        return LCDReader(path, **kwargs)
-    if layout == "calochallenge":
-        return CaloChallengeReader(path, **kwargs)
+    if layout is not None:
+        return READERS[layout](path, **kwargs)
+    known = " nor ".join(reader.description for reader in READERS.values())
     found = ", ".join(keys) or "none"
-    raise DataError(
-        f"{path}: unknown layout: neither an LCD file (key 'ECAL') nor a CaloChallenge file (key 'showers');"
-        f" keys found: {found}"
-    )
+    raise DataError(f"{path}: unknown layout: neither {known}; keys found: {found}")
 
 
 Selection = int | slice | Sequence[int] | np.ndarray
@@ -181,6 +198,10 @@ class HDF5EventReader:
     """
 
     layout: ClassVar[str] = ""
+    #: Keys whose presence identifies the layout's files (:func:`detect_layout`).
+    signature_keys: ClassVar[frozenset[str]] = frozenset()
+    #: The layout's files in words, with their signature key, for error messages.
+    description: ClassVar[str] = ""
     required_keys: ClassVar[tuple[str, ...]] = ()
     #: Keys whose values are energies (checked non-negative).
     energy_keys: ClassVar[frozenset[str]] = frozenset()
@@ -402,17 +423,18 @@ class HDF5EventWriter:
         if self.path.is_dir():
             raise OutputExistsError(f"{self.path}: output is a directory")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = str(self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        fd, self._tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=temporary_name(self.path), suffix=TEMPORARY_SUFFIX
+        )  # the naming convention of caloml.atomic_files; the file stays open over many appends, hence no context
+        os.close(fd)
         with hdf5_errors(self._tmp, "create it"):
-            self._file: h5py.File | None = h5py.File(self._tmp, "x")
+            self._file: h5py.File | None = h5py.File(self._tmp, "w")
         self._cleanup = weakref.finalize(self, _remove_quietly, self._tmp)
         self._datasets: dict[str, h5py.Dataset] = {}
         self.n_events = 0
         try:
-            from caloml import __version__
-
             self._file.attrs[LAYOUT_ATTR] = self.layout
-            self._file.attrs[VERSION_ATTR] = __version__
+            self._file.attrs[VERSION_ATTR] = caloml.__version__
             for key, value in (attrs or {}).items():
                 self._file.attrs[key] = _attr_value(value)
         except BaseException:

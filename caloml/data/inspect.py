@@ -3,7 +3,7 @@
 Neither summary imports TensorFlow: an HDF5 file is read with h5py (structure, validated scalars, attributes), a
 TFRecord directory through its ``metadata.json`` plus a check that every listed shard exists. A problem (missing
 file or key, wrong shape, NaN or negative energies, truncated file, missing shard) raises a one-line
-:class:`caloml.errors.DataError`.
+:class:`caloml.errors.DataError`. See ``docs/data.md``.
 """
 
 from __future__ import annotations

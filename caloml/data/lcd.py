@@ -14,11 +14,12 @@ key                shape, dtype                meaning and units
 ``ECAL_E`` ...     (N,)                        window sums in GeV, expert features, ``openingAngle`` (rad), ...
 =================  ==========================  ================================================================
 
-Units at the edge (see ``shared/reference/data-formats.md``): the files store the **cell arrays** ``ECAL`` and
+Units at the edge: the files store the **cell arrays** ``ECAL`` and
 ``HCAL`` and the **window sums** ``ECAL_E`` and ``HCAL_E`` as 50 x GeV (:data:`caloml.units.LCD_STORED_PER_GEV`;
 the sums of the real files are sums of the stored cells); the reader divides, the writer multiplies. Every other
 key is stored as it is in memory. Only ``ECAL`` and ``energy`` are required; the real files may lack any other
 key. Cells may be float64 (original releases) or float32 (repacked); scalars may be (N,) or (N, 1).
+See ``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 
 from caloml.data.checks import check_event_shape, check_values
-from caloml.data.hdf5 import HDF5EventReader, HDF5EventWriter
+from caloml.data.hdf5 import HDF5EventReader, HDF5EventWriter, register_reader
 from caloml.errors import DataError
 from caloml.geometry import CLIC_ECAL, CLIC_HCAL
 from caloml.units import LCD_STORED_PER_GEV
@@ -89,6 +90,7 @@ def _geometry_name(ecal_shape: tuple[int, ...]) -> str:
     )
 
 
+@register_reader
 class LCDReader(HDF5EventReader):
     """Streaming reader of an LCD file: events in GeV, validated as they are read.
 
@@ -109,6 +111,8 @@ class LCDReader(HDF5EventReader):
     """
 
     layout: ClassVar[str] = "lcd"
+    signature_keys: ClassVar[frozenset[str]] = frozenset({"ECAL"})
+    description: ClassVar[str] = "an LCD file (key 'ECAL')"
     required_keys: ClassVar[tuple[str, ...]] = ("ECAL", "energy")
     energy_keys: ClassVar[frozenset[str]] = _ENERGY_KEYS
     cell_keys: ClassVar[frozenset[str]] = frozenset(_CELL_SHAPES)

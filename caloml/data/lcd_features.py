@@ -16,6 +16,7 @@ divide the stored 50 x GeV values by :data:`caloml.units.LCD_STORED_PER_GEV`) an
 
 Every division by zero gives 0. The big cell arrays are read once each (:func:`caloml.observables.grid.project`);
 everything else derives from the projections, so that the simulator can afford the features on every batch.
+See ``docs/data.md``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ batch size, so that :func:`make_distributed_dataset` can hand it to ``strategy.d
 Stages, in order: shard files (by input pipeline) -> parallel interleave of the GZIP TFRecord files -> event filters
 (per event, on the scalar features) -> shuffle -> repeat -> batch -> one parallel map that parses the whole batch
 (``tf.io.parse_example`` with ragged features), scatters the sparse cells into dense arrays and applies the value
-transforms -> prefetch.
+transforms -> prefetch. See ``docs/data.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Resampling CLIC ECAL showers to ATLAS-like and CMS-like granularity (seed 004 section 5.4, models.md section 2).
+"""Resampling CLIC ECAL showers to ATLAS-like and CMS-like granularity, as in section 5.4 of "Calorimetry with
+Deep Learning: Particle Simulation and Reconstruction for Collider Physics" (Triforce, arXiv:1912.06794).
 
 The paper emulates coarser calorimeters on the CLIC data: each CLIC cell's energy is redistributed onto a coarser
 grid by overlap fraction, then spread back onto the CLIC grid, so that the same networks (and array shapes) apply.
@@ -28,22 +29,8 @@ Geometry (decisions, since the paper gives only the table):
   the share of the 2.4 mm ones). So after CMS-like resampling every (x, y) column has the same longitudinal profile
   (the layers' X0 shares) scaled by the column's energy.
 
-The map. Per axis, with ``O[i, k]`` the length (in CLIC cells) of the overlap of CLIC cell ``i`` and coarse cell
-``k`` and ``W[k] = sum_i O[i, k]`` the part of the coarse cell inside the window, the coarse energies are
-``c_k = sum_i O[i, k] x_i`` (each CLIC cell split by overlap fraction) and the resampled cells
-``x'_j = sum_k O[j, k] c_k / W[k]`` (each coarse cell spread uniformly over the CLIC cells it covers, by overlap).
-So ``x' = P x`` with the symmetric ``n x n`` matrix ``P = O W^-1 O^T``, precomputed per transverse axis and
-sampling; along the depth, a (25, G) matrix sums the layers of each of the G samplings and a (G, 25) matrix spreads
-them back (the layers' shares). All are applied as matrix products (``tf.einsum`` in the TensorFlow version). Both
-steps conserve the energy exactly (the columns of ``P`` and of the depth maps sum to 1; sums in float64, the output
-in the input's precision); cell energies stay non-negative.
-
-Exactness: ``P`` is a projection (resampling twice = once) when every coarse boundary falls on a CLIC boundary.
-With the real cell sizes it does not: a CLIC cell cut by a coarse boundary is split by area as if its energy were
-uniform inside it, and resampling again blurs such cells a little more (the paper's method, which it notes loses
-information at the edges). ``snap=True`` rounds every coarse boundary to the nearest CLIC boundary (cells of a whole
-number of CLIC cells whose mean size is the target's; cells smaller than half a CLIC cell disappear, i.e. the finer
-ATLAS-like strips keep CLIC's granularity along that axis): ``P`` is then an exact projection.
+The linear map and its exactness are described at :class:`ResamplingMap`. TensorFlow is imported only by
+:class:`Resample`'s TensorFlow version (``python -m caloml.data resample`` runs without it). See ``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -53,12 +40,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from caloml.data.hdf5 import open_reader, provenance_attrs
+from caloml.data.lcd import LCDReader, LCDWriter
+from caloml.data.lcd_features import expert_features
 from caloml.data.transforms import Transform
-from caloml.errors import CalomlError, DataError
+from caloml.errors import CalomlError, DataError, OutputExistsError
 from caloml.geometry import CLIC_ECAL
 
 __all__ = [
@@ -78,7 +69,7 @@ __all__ = [
     "resampling_map",
 ]
 
-#: CLIC ECAL cell size in eta and phi, Moliere radius and radiation length (seed 004 table 1).
+#: CLIC ECAL cell size in eta and phi, Moliere radius and radiation length (Triforce paper, table 1).
 CLIC_D_ETA = 0.003
 CLIC_MOLIERE_RADIUS_CM = 0.9327
 CLIC_RADIATION_LENGTH_CM = 0.3504
@@ -110,7 +101,7 @@ class TargetDetector:
         return self.pitch_cells(d) * CLIC_ECAL.cell_mm
 
 
-#: The emulated detectors (seed 004 table 1; the ATLAS-like back sampling is 0.05 x 0.025, ATLAS's real cells).
+#: The emulated detectors (Triforce paper, table 1; the ATLAS-like back sampling is 0.05 x 0.025, ATLAS's real cells).
 DETECTORS: dict[str, TargetDetector] = {
     "cms": TargetDetector("cms", 1.959, (Sampling(25, 0.0175, 0.0175),)),
     "atlas": TargetDetector(
@@ -163,6 +154,23 @@ class ResamplingMap:
     Per sampling ``g``: ``layers[g]`` (start, stop) of its CLIC layers, ``x[g]`` (X, X) and ``y[g]`` (Y, Y) the
     transverse maps and ``depth[g]`` (stop - start,) the layers' shares of the sampling (sum 1), all float64.
     ``out[n, i, j, z] = depth[g][z] * sum_{a, b} x[g][i, a] y[g][j, b] sum_{z' in g} E[n, a, b, z']``.
+
+    The map. Per axis, with ``O[i, k]`` the length (in CLIC cells) of the overlap of CLIC cell ``i`` and coarse cell
+    ``k`` and ``W[k] = sum_i O[i, k]`` the part of the coarse cell inside the window, the coarse energies are
+    ``c_k = sum_i O[i, k] x_i`` (each CLIC cell split by overlap fraction) and the resampled cells
+    ``x'_j = sum_k O[j, k] c_k / W[k]`` (each coarse cell spread uniformly over the CLIC cells it covers, by overlap).
+    So ``x' = P x`` with the symmetric ``n x n`` matrix ``P = O W^-1 O^T``, precomputed per transverse axis and
+    sampling; along the depth, a (25, G) matrix sums the layers of each of the G samplings and a (G, 25) matrix spreads
+    them back (the layers' shares). All are applied as matrix products (``tf.einsum`` in the TensorFlow version). Both
+    steps conserve the energy exactly (the columns of ``P`` and of the depth maps sum to 1; sums in float64, the output
+    in the input's precision); cell energies stay non-negative.
+
+    Exactness: ``P`` is a projection (resampling twice = once) when every coarse boundary falls on a CLIC boundary.
+    With the real cell sizes it does not: a CLIC cell cut by a coarse boundary is split by area as if its energy were
+    uniform inside it, and resampling again blurs such cells a little more (the paper's method, which it notes loses
+    information at the edges). ``snap=True`` rounds every coarse boundary to the nearest CLIC boundary (cells of a whole
+    number of CLIC cells whose mean size is the target's; cells smaller than half a CLIC cell disappear, i.e. the finer
+    ATLAS-like strips keep CLIC's granularity along that axis): ``P`` is then an exact projection.
     """
 
     detector: str
@@ -286,8 +294,6 @@ def resample_events(events: Mapping[str, np.ndarray], resample: str) -> dict[str
     resampled = resample_ecal(ecal, resample)
     out["ECAL"] = resampled
     if resampled.shape[1:3] == (51, 51) and "HCAL" in out:
-        from caloml.data.lcd_features import expert_features
-
         out.update(expert_features(resampled, np.asarray(out["HCAL"], dtype=np.float32)))
     return out
 
@@ -338,8 +344,8 @@ def add_resample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         help="write a copy of an LCD file with the ECAL resampled to ATLAS-like or CMS-like granularity",
         description=(
             "Copy an LCD-layout HDF5 file with its ECAL cells resampled to a coarser detector's granularity and"
-            " spread back onto the CLIC grid (seed 004 section 5.4); every other key is copied. The output appears"
-            " atomically and an existing one is refused unless --overwrite."
+            " spread back onto the CLIC grid (Triforce, arXiv:1912.06794, section 5.4); every other key is copied."
+            " The output appears atomically and an existing one is refused unless --overwrite."
         ),
     )
     parser.add_argument("input", metavar="IN.h5", help="LCD-layout file (51x51x25 or 25x25x25 ECAL)")
@@ -352,12 +358,6 @@ def add_resample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def run_resample(args: argparse.Namespace) -> int:
     """Resample the ECAL of an LCD file into a new file (provenance in its attributes)."""
-    from pathlib import Path
-
-    from caloml.data.hdf5 import open_reader, provenance_attrs
-    from caloml.data.lcd import LCDReader, LCDWriter
-    from caloml.errors import OutputExistsError
-
     source, target = Path(args.input), Path(args.output)
     if target.exists() and target.resolve() == source.resolve():
         raise CalomlError(f"{target}: the output would replace the input; choose another OUT.h5")

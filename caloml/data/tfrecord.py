@@ -6,18 +6,7 @@ Output directory (``tf_records/NAME/``)::
     shard-00000-of-00004.tfrecord.gz       GZIP-compressed TFRecord files, one ``tf.train.Example`` per event
     ...
 
-Encoding ``caloml-sparse-delta`` version 1, one Example per event, GeV float32:
-
-* for each calorimeter array ``K`` (``ECAL``, ``HCAL``, ``showers``): ``K/delta`` int64 list, the flat C-order
-  indices of the non-zero cells stored as differences (first = first index, then index[i] - index[i-1]);
-  ``K/values`` float32 list, their energies; ``K/last`` int64, the last index (0 if none: lets the decoder
-  compute the positions of a whole batch with one cumulative sum); ``K/sum`` float32, the sum of the array (for
-  event filters);
-* every other per-event key of the source (``energy``, angles, ``pdgID``, features, ``incident_energies``...):
-  a float feature (integer and boolean keys: int64), with the per-event shape recorded in the metadata.
-
-The cumulative sum of ``K/delta`` gives the flat indices, which are both the scatter positions of the dense array
-(voxel models) and the hit coordinates of point-cloud models (unravelled over the array shape).
+Each shard holds one ``tf.train.Example`` per event in the encoding of :mod:`caloml.data.example_encoding`.
 
 Why sparse with index deltas (measured with :func:`measure_encoding_sizes` on 2,048 shower-like 51 x 51 x 25 LCD
 events, 21% non-zero cells, float32 GeV; GZIP TFRecords, bytes per shower): dense float32 67,800; sparse with
@@ -28,29 +17,34 @@ machine: 0.75 CPU-ms per shower, 0.3 of it inflating the (incompressible) float3
 (0.1), the one cumulative sum giving the cell positions (0.1) and the scatter into the dense batch; uncompressed
 shards (``compression="NONE"``, 68,400 bytes per shower) cost 0.45 CPU-ms.
 
-TensorFlow is imported inside the functions that need it, so that checking sources and outputs stays cheap.
+TensorFlow is imported inside the functions that need it, so that checking sources and outputs stays cheap and
+the command lines that import this module (``python -m caloml.data``) parse their arguments without it.
+See ``docs/data.md``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from tqdm import tqdm
 
+from caloml import __version__
+from caloml.atomic_files import atomic_directory
 from caloml.data.checks import format_shape
+from caloml.data.example_encoding import ENCODING_NAME, ENCODING_VERSION, encode_events
 from caloml.data.hdf5 import HDF5EventReader, open_reader
 from caloml.errors import DataError, OutputExistsError
+from caloml.geometry import CLIC_HCAL
+from caloml.json_values import json_plain
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -73,8 +67,6 @@ __all__ = [
     "verify",
 ]
 
-ENCODING_NAME = "caloml-sparse-delta"
-ENCODING_VERSION = 1
 FORMAT_NAME = "caloml-tfrecord"
 METADATA_FILE = "metadata.json"
 DEFAULT_SHARD_EVENTS = 1024
@@ -101,20 +93,6 @@ def sha256_file(path: str | Path, *, block_bytes: int = 1 << 20) -> str:
         while block := handle.read(block_bytes):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
 
 
 def _dtype_kind(dtype: np.dtype) -> str:
@@ -172,121 +150,6 @@ def check_output(out: str | Path, overwrite: bool) -> None:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite (overwrite=True) to replace it")
 
 
-# -- encoding ---------------------------------------------------------------------------------------------------------
-def _sparse_rows(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row splits (n+1,), flat indices and values of the non-zero cells of a batch (n, ...)."""
-    n = len(cells)
-    size = int(np.prod(cells.shape[1:]))
-    flat = cells.reshape(-1)
-    where = np.flatnonzero(flat)  # 1-D: several times faster than a 2-D nonzero
-    splits = np.searchsorted(where, np.arange(n + 1, dtype=np.int64) * size)
-    return splits.astype(np.int64), where % size, flat[where].astype(np.float32, copy=False)
-
-
-# The records are serialized here directly in the protocol-buffer wire format of ``tf.train.Example`` (a map of
-# Feature messages holding packed float32 or varint lists), with NumPy doing the per-cell work: building Example
-# objects through the protobuf API costs about 2 ms per LCD shower, this about 0.3 ms. Tests parse the result with
-# ``tf.train.Example.FromString`` and ``tf.io.parse_example``.
-def _varint(value: int) -> bytes:
-    """Protocol-buffer varint of a non-negative int."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _varint_stream(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated varints (uint8) of int64 ``values`` (negatives as 10-byte two's complement, as protobuf does)
-    and the byte offsets (n + 1,) where each value starts (the last one is the total length)."""
-    v = np.ascontiguousarray(values, dtype=np.int64).view(np.uint64)
-    nbytes = np.ones(v.shape, dtype=np.int64)
-    largest = int(v.max()) if len(v) else 0
-    for k in range(1, 10):
-        if largest < 1 << (7 * k):
-            break
-        nbytes += v >= np.uint64(1 << (7 * k))
-    offsets = np.zeros(len(v) + 1, dtype=np.int64)
-    np.cumsum(nbytes, out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=np.uint8)
-    starts = offsets[:-1]
-    for k in range(int(nbytes.max()) if len(v) else 0):
-        sel = np.flatnonzero(nbytes > k) if k else slice(None)
-        byte = ((v[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
-        byte[nbytes[sel] > k + 1] |= np.uint8(0x80)
-        out[starts[sel] + k] = byte
-    return out, offsets
-
-
-def _delimited(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
-
-
-def _feature(kind: bytes, packed: bytes) -> bytes:
-    """A Feature message: ``kind`` b"\\x12" float_list or b"\\x1a" int64_list, holding one packed field."""
-    return _delimited(kind, _delimited(b"\x0a", packed) if packed else b"")
-
-
-_FLOAT, _INT64 = b"\x12", b"\x1a"
-
-
-def encode_events(
-    events: Mapping[str, np.ndarray], array_keys: Sequence[str], scalar_keys: Sequence[str]
-) -> list[bytes]:
-    """Serialized ``tf.train.Example`` records (encoding ``caloml-sparse-delta`` v1) of a batch of events in GeV.
-
-    ``array_keys`` are encoded sparse (``K/delta``, ``K/values``, ``K/last``, ``K/sum``), ``scalar_keys`` as float
-    (or int64 for integer and boolean arrays) lists of their per-event values. No TensorFlow needed.
-    """
-    n = len(events[array_keys[0]]) if array_keys else len(events[scalar_keys[0]])
-    columns: dict[str, list[bytes]] = {}
-    for key in array_keys:
-        cells = np.asarray(events[key])
-        splits, indices, values = _sparse_rows(cells)
-        deltas = np.diff(indices, prepend=0)
-        filled = np.diff(splits) > 0
-        starts = splits[:-1][filled]  # first cell of each non-empty event: its absolute index
-        deltas[starts] = indices[starts]
-        stream, offsets = _varint_stream(deltas)
-        byte_splits = offsets[splits]
-        stream_bytes = stream.tobytes()
-        value_bytes = values.astype("<f4", copy=False).tobytes()
-        columns[f"{key}/delta"] = [
-            _feature(_INT64, stream_bytes[byte_splits[i] : byte_splits[i + 1]]) for i in range(n)
-        ]
-        columns[f"{key}/values"] = [_feature(_FLOAT, value_bytes[4 * splits[i] : 4 * splits[i + 1]]) for i in range(n)]
-        lasts = np.zeros(n, dtype=np.int64)
-        lasts[filled] = indices[splits[1:][filled] - 1]
-        columns[f"{key}/last"] = _scalar_features(lasts[:, None])
-        sums = cells.reshape(n, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
-        columns[f"{key}/sum"] = _scalar_features(sums[:, None])
-    for key in scalar_keys:
-        columns[key] = _scalar_features(np.asarray(events[key]).reshape(n, -1))
-    names = {key: _delimited(b"\x0a", key.encode()) for key in columns}
-    return [
-        _delimited(
-            b"\x0a",
-            b"".join(
-                _delimited(b"\x0a", names[key] + _delimited(b"\x12", column[i])) for key, column in columns.items()
-            ),
-        )
-        for i in range(n)
-    ]
-
-
-def _scalar_features(array: np.ndarray) -> list[bytes]:
-    """Feature messages of the rows of a (n, width) array: float32 lists for floats, int64 lists otherwise."""
-    n, width = array.shape
-    if np.issubdtype(array.dtype, np.floating):
-        data = array.astype("<f4").tobytes()
-        return [_feature(_FLOAT, data[4 * width * i : 4 * width * (i + 1)]) for i in range(n)]
-    stream, offsets = _varint_stream(array.astype(np.int64).reshape(-1))
-    data = stream.tobytes()
-    bounds = offsets[::width] if width else np.zeros(n + 1, dtype=np.int64)
-    return [_feature(_INT64, data[bounds[i] : bounds[i + 1]]) for i in range(n)]
-
-
 def _chunk_schedule(readers: Sequence[HDF5EventReader], chunk_events: int) -> list[tuple[int, int, int]]:
     """(source, start, stop) of every chunk, the sources interleaved in proportion to their sizes.
 
@@ -317,7 +180,7 @@ def _source_entry(reader: HDF5EventReader) -> dict[str, Any]:
         "bytes": reader.path.stat().st_size,
         "n_events": len(reader),
         "layout": reader.layout,
-        "attrs": _jsonable(reader.attrs),
+        "attrs": json_plain(reader.attrs, strings_for_unknown=True),
     }
 
 
@@ -333,34 +196,6 @@ def _config_summary(sources: Sequence[dict[str, Any]]) -> tuple[Any, Any]:
     if seeds:
         seed = seeds[0] if all(s == seeds[0] for s in seeds) else seeds
     return config, seed
-
-
-@contextlib.contextmanager
-def _atomic_directory(out: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a fresh temporary directory next to ``out``, renamed to ``out`` when the block succeeds."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.tmp"
-    tmp.mkdir()
-    try:
-        yield tmp
-        check_output(out, overwrite)  # someone may have created it meanwhile
-        if out.exists():
-            old = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.old"
-            os.replace(out, old)
-            try:
-                os.replace(tmp, out)
-            except BaseException:
-                os.replace(old, out)
-                raise
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def convert_to_tfrecords(
@@ -381,8 +216,6 @@ def convert_to_tfrecords(
     ``overwrite``. ``compression="NONE"`` writes uncompressed shards (25% larger, no inflating when reading).
     Returns the metadata written to ``out/metadata.json``.
     """
-    from caloml import __version__
-
     if shard_events < 1:
         raise ValueError(f"shard_events must be positive, got {shard_events}")
     compression = compression.upper()
@@ -418,7 +251,6 @@ def _convert(
     version: str,
 ) -> dict[str, Any]:
     import tensorflow as tf
-    from tqdm import tqdm
 
     array_keys, scalar_keys = _common_keys(readers)
     first = readers[0]
@@ -431,7 +263,7 @@ def _convert(
     options = tf.io.TFRecordOptions(
         compression_type=_tf_compression(compression), compression_level=_TFRECORD_GZIP_LEVEL
     )
-    with _atomic_directory(out, overwrite) as tmp:
+    with atomic_directory(out, check=lambda: check_output(out, overwrite)) as tmp:
         shard, written, writer = 0, 0, None
         bar = tqdm(total=n_events, unit="event", desc=f"convert {out.name}", disable=not progress or None)
         try:
@@ -494,8 +326,6 @@ def _convert(
 
 def _array_geometry(reader: HDF5EventReader, key: str) -> str:
     if key == "HCAL":
-        from caloml.geometry import CLIC_HCAL
-
         return CLIC_HCAL.name
     return reader.geometry_name
 

@@ -12,7 +12,9 @@ Two kinds of transforms:
 
 Every transform is a frozen dataclass (its ``repr`` is its configuration) and a callable: ``t(batch)`` runs the
 NumPy version when every value of the batch is a NumPy array, the TensorFlow version otherwise (``t.numpy(batch)``
-and ``t.tf(batch)`` choose explicitly). TensorFlow is imported only by the TensorFlow versions. Energies are GeV.
+and ``t.tf(batch)`` choose explicitly). TensorFlow is imported only by the TensorFlow versions, because command
+lines import this module to parse their arguments without it (``python -m caloml.data inspect`` never loads it).
+Energies are GeV. See ``docs/data.md``.
 """
 
 from __future__ import annotations

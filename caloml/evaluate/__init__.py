@@ -14,6 +14,7 @@ checking the files), :mod:`~caloml.evaluate.features` (streamed per-event observ
 :mod:`~caloml.evaluate.two_sample` (the Keras classifier test), :mod:`~caloml.evaluate.gan_train_test`,
 :mod:`~caloml.evaluate.plots`, :mod:`~caloml.evaluate.report` and :mod:`~caloml.evaluate.generative` (the suite).
 Importing this package does not import TensorFlow; the classifier test loads it when it runs.
+See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

@@ -1,39 +1,28 @@
 """The evaluation command line: ``python -m caloml.evaluate COMMAND ...``.
 
-Commands::
-
-    gen --generated FILE.h5 --reference FILE.h5 --out DIR [--repeats N] [--seed S] [--no-classifier] ...
-
-Each command is a pair (add-parser function, run function) in :data:`SUBCOMMANDS`, as in ``python -m caloml.data``:
-the first takes the ``subparsers`` action, adds the command's parser and returns it; the second takes the parsed
-``argparse.Namespace`` and returns an exit status (None for 0). Another module adds a command with one call, for
-example the reconstruction evaluation: ``register("reco", add_reco_parser, run_reco)``. User errors are
-:class:`caloml.errors.CalomlError`, printed as one line by :func:`caloml.errors.run_cli` (exit status 2).
+Commands: ``gen --generated FILE.h5 --reference FILE.h5 --out DIR [--repeats N] [--seed S] [--no-classifier] ...``
+(generated showers against a reference) and ``reco`` (the reconstruction networks, from
+:mod:`caloml.evaluate.reconstruction`). A command is one :meth:`caloml.cli_commands.CommandRegistry.register` call
+on :data:`COMMANDS`; user errors are one line (exit status 2). See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from caloml.cli_args import positive_float, positive_int
 from caloml.cli_commands import CommandRegistry
-from caloml.errors import run_cli
+from caloml.evaluate.generative import evaluate_generated
 from caloml.evaluate.reconstruction import add_reco_parser, run_reco
 
-__all__ = ["SUBCOMMANDS", "add_gen_parser", "build_parser", "cli", "main", "register", "run_gen"]
+__all__ = ["COMMANDS", "add_gen_parser", "cli", "main", "run_gen"]
 
 
 COMMANDS = CommandRegistry(
     "python -m caloml.evaluate",
     "caloml evaluation: compare generated showers with a reference (gen).",
-    metavar="COMMAND",
 )
-#: The commands: name -> (add-parser function, run function).
-SUBCOMMANDS = COMMANDS.commands
-register = COMMANDS.register
-build_parser = COMMANDS.build_parser
 
 
 def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -93,8 +82,6 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 
 def run_gen(args: argparse.Namespace) -> int:
     """Run the generator evaluation and print the summary."""
-    from caloml.evaluate.generative import evaluate_generated
-
     metrics = evaluate_generated(
         args.generated,
         args.reference,
@@ -125,19 +112,11 @@ def run_gen(args: argparse.Namespace) -> int:
     return 0
 
 
-register("gen", add_gen_parser, run_gen)
-register("reco", add_reco_parser, run_reco)
+COMMANDS.register("gen", add_gen_parser, run_gen)
+COMMANDS.register("reco", add_reco_parser, run_reco)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
-    return COMMANDS.main(argv)
-
-
-def cli() -> None:
-    """Entry point: :func:`main` with one-line user errors (exit status 2)."""
-    run_cli(main)
-
+main = COMMANDS.main
+cli = COMMANDS.cli
 
 if __name__ == "__main__":
     cli()

@@ -16,7 +16,7 @@ For every observable column (a scalar per event, or one component of a per-layer
   bins with fewer than ``min_bin_events`` showers in either file are left undefined (NaN, JSON null).
 
 Correlation matrices: Pearson coefficients of the scalar observables and the conditions, for each sample, and
-their difference (generated - reference).
+their difference (generated - reference). See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ one chunk of cells plus the small per-event features) and returns a :class:`Show
   the incident energy, pooled for the LCD window; see :func:`low_level_input`).
 
 LCD files (ECAL 51 x 51 x 25 or its 25 x 25 crop, GeV; the HCAL is not evaluated, generators produce the ECAL):
-the observables of the 3DGAN validation (``shared/reference/physics.md`` section 7) - deposited energy,
+the observables of the 3DGAN validation (3DGAN, arXiv:2109.07388) - deposited energy,
 sampling fraction, hits above 3e-4 GeV, occupancy, largest cell, measured angle, centres and widths (the first
 moment and the square root of the second central moment, in cell indices) along x, y and z, the energy fractions
 in the thirds of the depth and in the first layer, R9, and the longitudinal and transverse profiles.
@@ -19,7 +19,7 @@ CaloChallenge files (datasets 2 and 3, GeV; the 15.15 keV readout threshold of t
 to every voxel first): the community's high-level features - energy per layer, centres of energy and widths in x
 and y per layer, radial centre and width per layer (mm), sparsity per layer (fraction of voxels above the
 threshold), E_tot / E_inc - plus scalar summaries (deposited energy, shower depth and its spread in layers,
-number of hit voxels, energy-weighted mean widths) used by the correlation matrices.
+number of hit voxels, energy-weighted mean widths) used by the correlation matrices. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

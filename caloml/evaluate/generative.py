@@ -16,13 +16,13 @@
 Memory: one chunk of cells per file at a time, the per-event features (about 1 kB per shower for LCD, 3 kB
 for CaloChallenge dataset 2) and the classifier's low-level inputs, 4 bytes x (7,226 for LCD, 6,481 for dataset 2)
 per shower for at most ``classifier_events`` showers per file (20,000 by default: 0.58 GB for LCD files).
+See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,9 +31,12 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from tqdm.auto import tqdm
 
 import caloml
+from caloml.data.hdf5 import open_reader
 from caloml.errors import CalomlError
+from caloml.evaluate import plots
 from caloml.evaluate.comparison import (
     BinnedMeans,
     Binning,
@@ -47,9 +50,12 @@ from caloml.evaluate.comparison import (
 from caloml.evaluate.features import SPECTRUM_EDGES_GEV, ShowerFeatures, extract_features, high_level_input
 from caloml.evaluate.gan_train_test import TrainClassifier, gan_train_test
 from caloml.evaluate.inputs import InputPair, open_pair
-from caloml.evaluate.report import check_output, install, write_outputs
+from caloml.evaluate.report import write_outputs
 from caloml.evaluate.two_sample import ClassifierSettings, check_classifier_sizes, classifier_two_sample_test
+from caloml.json_values import json_plain
 from caloml.observables.metrics import separation_power
+from caloml.quiet import import_tensorflow_quietly
+from caloml.report_directory import check_report_dir, report_dir
 
 __all__ = ["DEFAULT_ENERGY_BINNING", "EvaluationOptions", "evaluate_generated", "summarize"]
 
@@ -59,6 +65,9 @@ DEFAULT_ENERGY_BINNING: dict[str, dict[str, Any]] = {
     "lcd": {"energy_bin_width_gev": 5.0},
     "calochallenge": {"log_energy_bins": 12},
 }
+
+#: What the report directory is, in error messages.
+_WHAT = "evaluation report"
 
 #: Observables whose relative error is not meaningful (their reference mean is about 0).
 _NO_RELATIVE_ERROR = frozenset({"centre_x_mm", "centre_y_mm"})
@@ -260,8 +269,6 @@ def _classifier_inputs(features: ShowerFeatures, use_theta: bool) -> tuple[np.nd
 def _run_classifiers(
     gen: ShowerFeatures, ref: ShowerFeatures, angle_key: str | None, options: EvaluationOptions
 ) -> dict:
-    from caloml.quiet import import_tensorflow_quietly
-
     import_tensorflow_quietly()  # TensorFlow's start-up log lines would bury the command's own output
     use_theta = angle_key is not None
     inputs = {"generated": _classifier_inputs(gen, use_theta), "reference": _classifier_inputs(ref, use_theta)}
@@ -297,8 +304,6 @@ def _draw_plots(
     options: EvaluationOptions,
     binning: Binning,
 ) -> list[str]:
-    from caloml.evaluate import plots
-
     names: list[str] = [plots.plot_conditions(folder, gen.energy_gev, ref.energy_gev, gen.theta_rad, ref.theta_rad)]
     scalars = [n for n, spec in ref.specs.items() if spec.components is None]
     for name in scalars:
@@ -353,8 +358,6 @@ def _low_level_subset(n_events: int, cap: int, rng: np.random.Generator) -> np.n
 
 
 def _open_background(path: str, pair: InputPair, chunk_events: int) -> tuple[Path, int, dict]:
-    from caloml.data.hdf5 import open_reader
-
     with open_reader(path, chunk_events=chunk_events) as reader:
         if reader.layout != pair.layout:
             raise CalomlError(
@@ -397,8 +400,6 @@ def evaluate_generated(
         CalomlError: bad input (see :mod:`caloml.evaluate.inputs`), too few showers for the classifier test, an
             existing output without ``overwrite``; one line each.
     """
-    from tqdm.auto import tqdm
-
     try:
         base = EvaluationOptions(**options)
     except TypeError as error:
@@ -406,7 +407,7 @@ def evaluate_generated(
         raise CalomlError(f"evaluate_generated: {error}; options are {known}") from None
     base.check()  # before any file is opened
     out = Path(out_dir)
-    check_output(out, base.overwrite)
+    check_report_dir(out, base.overwrite, _WHAT)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     with open_pair(generated, reference, chunk_events=base.chunk_events) as pair:
@@ -540,27 +541,16 @@ def evaluate_generated(
         "classifier": classifier,
         "gan_train_test": gan,
     }
-    from caloml.evaluate.report import plain
-
-    record = plain(record)
+    record = json_plain(record)
     record["summary"] = summarize(record)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the report is an ordinary directory
+    with report_dir(out, opts.overwrite, _WHAT) as tmp:
         t0 = time.perf_counter()
         record["plots"] = _draw_plots(tmp, features_gen, features_ref, comparisons, flags, record, opts, binning)
         timings["plots"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
         record["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
         record = write_outputs(tmp, record)
-        install(tmp, out, opts.overwrite)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if opts.progress:
         print(f"evaluation written to {out} ({timings['total']:.0f} s)", file=sys.stderr)
     return record

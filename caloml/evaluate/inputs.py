@@ -15,6 +15,7 @@ Conditions are returned in caloml's units: the incident energy ``energy_gev`` (G
 ``incident_energies`` are MeV in the file) and, for LCD files, the incidence angle ``theta_rad``: the true angle
 ``theta`` when both files have it, else the measured angle ``mtheta`` when both have that (:attr:`InputPair.angle_key`).
 NaN or infinite cells are found later, as the cells are streamed (the readers validate every chunk).
+See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

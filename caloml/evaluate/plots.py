@@ -2,6 +2,7 @@
 
 Every function draws one figure into ``folder`` and returns the file name. Generated showers are drawn in red,
 the reference in black; ratio panels show generated / reference with the statistical error of both samples.
+See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

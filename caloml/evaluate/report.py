@@ -3,8 +3,8 @@
 An evaluation directory holds ``report.html`` (self-contained: inline style, no script, the plots as PNG files
 beside it, a summary table first), ``metrics.json`` (every metric; the top-level keys are :data:`JSON_KEYS`) and
 the PNG files. It is built in a temporary directory next to the destination and renamed into place when
-complete (:func:`install`), so a failed run leaves nothing behind; an existing non-empty destination is
-refused unless ``overwrite`` (:func:`check_output`).
+complete (:func:`caloml.report_directory.report_dir`), so a failed run leaves nothing behind; an existing
+non-empty destination is refused unless ``overwrite``.
 
 Top-level keys of ``metrics.json``:
 
@@ -32,6 +32,7 @@ Top-level keys of ``metrics.json``:
 ``timings_s``       wall time of each stage (s)
 ``plots``           the PNG files of the report
 ==================  ===========================================================================================
+See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -42,9 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from caloml.json_values import json_plain
-from caloml.report_directory import check_report_dir, install_report_dir
 
-__all__ = ["HTML_NAME", "JSON_KEYS", "JSON_NAME", "check_output", "install", "plain", "render_html", "write_outputs"]
+__all__ = ["HTML_NAME", "JSON_KEYS", "JSON_NAME", "render_html", "write_outputs"]
 
 JSON_NAME = "metrics.json"
 HTML_NAME = "report.html"
@@ -70,27 +70,12 @@ JSON_KEYS: tuple[str, ...] = (
 )
 
 
-def plain(value: Any) -> Any:
-    """JSON-ready copy (see :func:`caloml.report_directory.json_plain`)."""
-    return json_plain(value)
-
-
-def check_output(out: Path, overwrite: bool) -> None:
-    """Refuse an output that is a file, or a non-empty directory without ``overwrite``."""
-    check_report_dir(out, overwrite, "evaluation report")
-
-
-def install(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished directory ``tmp`` to ``out`` (see :func:`caloml.report_directory.install_report_dir`)."""
-    install_report_dir(tmp, out, overwrite, "evaluation report")
-
-
 def write_outputs(folder: Path, results: dict) -> dict:
     """Write ``metrics.json`` and ``report.html`` of ``results`` into ``folder``; returns the JSON-ready results."""
     missing = [key for key in JSON_KEYS if key not in results]
     if missing:
         raise ValueError(f"results lack the documented keys {missing}")
-    record = plain(results)
+    record = json_plain(results)
     (folder / JSON_NAME).write_text(json.dumps(record, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     (folder / HTML_NAME).write_text(render_html(record), encoding="utf-8")
     return record

@@ -31,7 +31,8 @@ LCD window (51 x 51 x 25 = 65,025 cells) the cells are first sum-pooled 3 x 3 in
 shape at 15.3 mm per pooled cell (about 1.4 effective Moliere radii) and makes an epoch of 10,000 showers take
 seconds on two CPU cores; the fine transverse structure inside the core is covered by the high-level features
 (widths, R9). The network is trained by a plain loop over NumPy batches (:func:`_train`), not ``Model.fit``,
-whose fixed cost per epoch dominated tests of a few thousand showers.
+whose fixed cost per epoch dominated tests of a few thousand showers. Keras is imported inside the functions that
+train, so that ``python -m caloml.evaluate`` parses its arguments without TensorFlow. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from caloml.errors import CalomlError
 
@@ -258,8 +261,6 @@ def platt_calibration(logit_val: np.ndarray, y_val: np.ndarray) -> Callable[[np.
     larger logit), so it is replaced by the constant probability of the validation labels, which is what a
     classifier without information predicts.
     """
-    from sklearn.linear_model import LogisticRegression
-
     fit = LogisticRegression(C=1e6).fit(logit_val.reshape(-1, 1), y_val)
     slope, intercept = float(fit.coef_[0, 0]), float(fit.intercept_[0])
     if slope <= 0:
@@ -270,7 +271,6 @@ def platt_calibration(logit_val: np.ndarray, y_val: np.ndarray) -> Callable[[np.
 
 def _one_repeat(data: _Rows, seed: int, settings: ClassifierSettings) -> dict[str, Any]:
     import keras
-    from sklearn.metrics import roc_auc_score, roc_curve
 
     rng = np.random.default_rng(seed)
     n_gen, n_ref = data.n_gen, len(data.x_ref)

@@ -1,24 +1,16 @@
 """The export command line: ``python -m caloml.export MODEL ...``.
 
-Commands::
-
-    gan --model PATH [--saved-models DIR] [--version V]        a trained 3DGAN as a TF Serving SavedModel
-    triforce --model PATH [--saved-models DIR] [--version V]   a trained Triforce network (reconstruct signature)
-
-Each model family is one entry of :data:`SUBCOMMANDS`, a pair (add-parser function, run function) as in
-``python -m caloml.data``; another exporter is one more call, for example
-``register("triforce", add_triforce_parser, run_triforce)``. User errors are one line (exit status 2).
+Commands: ``gan``, ``triforce`` and ``pointflow``, each writing a trained model as a TensorFlow SavedModel in TF
+Serving's layout. A model family is one :meth:`caloml.cli_commands.CommandRegistry.register` call on
+:data:`COMMANDS`; user errors are one line (exit status 2). See ``docs/cli.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from caloml.cli_commands import CommandRegistry
-from caloml.errors import run_cli
 from caloml.export import gan, pointflow, triforce
 
-__all__ = ["SUBCOMMANDS", "build_parser", "cli", "main", "register"]
+__all__ = ["COMMANDS", "cli", "main"]
 
 
 COMMANDS = CommandRegistry(
@@ -26,26 +18,12 @@ COMMANDS = CommandRegistry(
     "Export a trained model as a TensorFlow SavedModel in TF Serving's layout.",
     metavar="MODEL",
 )
-#: The commands: name -> (add-parser function, run function).
-SUBCOMMANDS = COMMANDS.commands
-register = COMMANDS.register
-build_parser = COMMANDS.build_parser
+COMMANDS.register("gan", gan.add_gan_parser, gan.run_gan)
+COMMANDS.register("triforce", triforce.add_triforce_parser, triforce.run_triforce)
+COMMANDS.register("pointflow", pointflow.add_pointflow_parser, pointflow.run_pointflow)
 
-
-register("gan", gan.add_gan_parser, gan.run_gan)
-register("triforce", triforce.add_triforce_parser, triforce.run_triforce)
-register("pointflow", pointflow.add_pointflow_parser, pointflow.run_pointflow)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
-    return COMMANDS.main(argv)
-
-
-def cli() -> None:
-    """Console entry point."""
-    run_cli(main)
-
+main = COMMANDS.main
+cli = COMMANDS.cli
 
 if __name__ == "__main__":
     cli()

@@ -2,7 +2,7 @@
 
 ``caloml.generate.gan``: the 3DGAN (:func:`generate_showers` in memory, :func:`generate_file` into an LCD file);
 ``caloml.generate.trained_model``: :func:`load_trained_model` from a run directory or a ``.keras`` file, with
-one-line errors. Importing this package does not import TensorFlow.
+one-line errors. Importing this package does not import TensorFlow. See ``docs/cli.md``.
 """
 
 from caloml.generate.gan import GenerationRequest, generate_file, generate_showers

@@ -1,25 +1,16 @@
 """The generation command line: ``python -m caloml.generate MODEL ...``.
 
-Commands::
-
-    gan --model PATH -n N [--particle P] [--energy E | --energy-range A B] [--theta T | --theta-range A B]
-        --seed S --out FILE.h5 [--batch-size B] [--overwrite]     showers of a trained 3DGAN, LCD layout
-
-Each model family is one entry of :data:`SUBCOMMANDS`, a pair (add-parser function, run function) as in
-``python -m caloml.data``: the first takes the ``subparsers`` action and adds the command's parser, the second
-takes the parsed arguments and returns an exit status. Another generator is one more call, for example
-``register("pointflow", add_pointflow_parser, run_pointflow)``. User errors are one line (exit status 2).
+Commands: ``gan`` (showers of a trained 3DGAN, LCD layout) and ``pointflow`` (a trained CaloPointFlow); each
+writes an HDF5 file. A model family is one :meth:`caloml.cli_commands.CommandRegistry.register` call on
+:data:`COMMANDS`; user errors are one line (exit status 2). See ``docs/cli.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from caloml.cli_commands import CommandRegistry
-from caloml.errors import run_cli
 from caloml.generate import gan, pointflow
 
-__all__ = ["SUBCOMMANDS", "build_parser", "cli", "main", "register"]
+__all__ = ["COMMANDS", "cli", "main"]
 
 
 COMMANDS = CommandRegistry(
@@ -27,25 +18,11 @@ COMMANDS = CommandRegistry(
     "Generate showers with a trained model into an HDF5 file.",
     metavar="MODEL",
 )
-#: The commands: name -> (add-parser function, run function).
-SUBCOMMANDS = COMMANDS.commands
-register = COMMANDS.register
-build_parser = COMMANDS.build_parser
+COMMANDS.register("gan", gan.add_gan_parser, gan.run_gan)
+COMMANDS.register("pointflow", pointflow.add_pointflow_parser, pointflow.run_pointflow)
 
-
-register("gan", gan.add_gan_parser, gan.run_gan)
-register("pointflow", pointflow.add_pointflow_parser, pointflow.run_pointflow)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run the command."""
-    return COMMANDS.main(argv)
-
-
-def cli() -> None:
-    """Console entry point."""
-    run_cli(main)
-
+main = COMMANDS.main
+cli = COMMANDS.cli
 
 if __name__ == "__main__":
     cli()

@@ -4,7 +4,8 @@ A run directory (what ``python -m caloml.train`` writes) holds ``model.keras`` (
 complete Keras archive) and ``config.yaml`` (the resolved training configuration with its seed); a ``.keras`` file
 is used as it is. Anything else - a missing path, a directory without ``model.keras``, a file Keras cannot read, a
 model of another class than asked for, a model of another particle than asked for - is a one-line
-:class:`caloml.errors.CalomlError` naming the path. Keras is imported only when a model is actually loaded.
+:class:`caloml.errors.CalomlError` naming the path. Keras is imported only when a model is actually loaded (the
+generation command line parses its arguments without it). See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from caloml.errors import CalomlError
 
@@ -77,7 +80,6 @@ def _read_run_config(model_file: Path) -> dict[str, Any]:
     config_file = model_file.parent / RUN_CONFIG_FILE
     if model_file.name != MODEL_FILE or not config_file.is_file():
         return {}
-    import yaml
 
     try:
         config = yaml.safe_load(config_file.read_text())

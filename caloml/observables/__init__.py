@@ -9,6 +9,7 @@
   ``measured_angle_tf``), imported on first use so that NumPy users do not load TensorFlow.
 
 Energies are in GeV, angles in radians, cell positions in cell indices, cylinder lengths in mm.
+See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

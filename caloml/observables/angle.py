@@ -1,4 +1,4 @@
-"""The incidence angle measured from a shower image, the 3DGAN "O_theta" (physics.md section 7), in NumPy.
+"""The incidence angle measured from a shower image, the 3DGAN "O_theta" (arXiv:2109.07388), in NumPy.
 
 For showers ``cells`` (N, nx, ny, nz) in GeV (x, y transverse, z the depth):
 
@@ -17,7 +17,7 @@ in a single layer - gets :data:`MEASURED_ANGLE_EMPTY`.
 
 Sign convention: a shower whose layer barycentres move towards +y with depth measures an angle below pi/2
 (theta < 90 degrees in caloml's simulator); a straight shower measures pi/2. The differentiable TensorFlow
-version, for GAN losses, is :func:`caloml.observables.differentiable.measured_angle_tf`.
+version, for GAN losses, is :func:`caloml.observables.differentiable.measured_angle_tf`. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ are the bin centres: radius ``geometry.radial_centres_mm`` (mm) and angle ``geom
 transverse coordinates are x = r_mid cos(alpha_mid), y = r_mid sin(alpha_mid) (mm).
 
 All functions are vectorized over the batch. Layers without energy give 0 centres and widths, an event
-without energy gives 0 ratios; never NaN. Energies and lengths are returned as float64.
+without energy gives 0 ratios; never NaN. Energies and lengths are returned as float64. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ work inside ``tf.function`` with an unknown batch size. They agree with the NumP
 (:func:`caloml.observables.grid.total_energy`, :func:`caloml.observables.angle.measured_angle`) to float32
 precision, and their gradients are finite everywhere, empty events and empty layers included: every division
 and square root takes a denominator replaced by 1 through ``tf.where`` where it would be 0, so that neither the
-value nor the gradient of the branch not taken holds a NaN.
+value nor the gradient of the branch not taken holds a NaN. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ NaN. Energies are returned in float64 whatever the input precision; counts are i
 :func:`project` computes the (x, y) and z projections (and optionally the hit counts) in one cache-friendly
 pass over the cells; the other quantities derive from the projections, so that code needing several
 observables (the LCD expert features, :mod:`caloml.data.lcd_features`) reads the big cell array only once.
+See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

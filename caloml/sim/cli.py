@@ -1,6 +1,7 @@
 """The simulator's subcommands of ``python -m caloml.data``: ``simulate``, ``validate`` and ``prepare``.
 
 Angles on the command line are radians, or degrees with a ``deg`` suffix (``--theta 90deg``); energies are GeV.
+See ``docs/simulator.md``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import caloml
 from caloml.cli_args import parse_angle, positive_int
+from caloml.data.hdf5 import open_hdf5, read_attrs
+from caloml.data.tfrecord import convert_to_tfrecords, read_metadata
 from caloml.errors import OutputExistsError
 from caloml.sim.layouts import LAYOUTS
 from caloml.sim.particles import PARTICLES
 from caloml.sim.run import SimulationRequest, default_workers, simulate_file
+from caloml.sim.validation_report import write_validation_report
 
 #: The embedded default data set of the main job: CLIC generation-set electrons, as the 3DGAN trains on.
 DEFAULT_GEOMETRY = "lcd-gen"
@@ -99,8 +103,6 @@ def add_validate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 def run_validate(args: argparse.Namespace) -> int:
     """Write the validation report; exit status 1 if a target fails."""
-    from caloml.sim.validation_report import write_validation_report
-
     report = write_validation_report(
         args.out, seed=args.seed, quick=args.quick, overwrite=args.overwrite, progress=not args.no_progress
     )
@@ -145,10 +147,6 @@ def _reuse_or_refuse(path: Path, config: dict, stored: dict | None, overwrite: b
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Simulate -> convert -> validate, printing what was done and where."""
-    from caloml.data.hdf5 import open_hdf5, read_attrs
-    from caloml.data.tfrecord import convert_to_tfrecords, read_metadata
-    from caloml.sim.validation_report import write_validation_report
-
     request = SimulationRequest(args.geometry, args.particle, args.events, args.seed).resolve()
     config = request.to_config()
     name = f"{args.geometry}-{args.particle}"

@@ -4,7 +4,7 @@ The simulator treats everything behind the entry point as one ordered list of re
 sets the 25 ECAL layers followed by the 60 HCAL layers (with the empty gap between them), for CaloChallenge
 the 45 voxel layers. Each layer knows its depth, its material content in radiation and interaction lengths,
 its lateral scales and its sampling fraction, so that electromagnetic and hadronic showers can be developed
-through ECAL and HCAL with one code path.
+through ECAL and HCAL with one code path. See ``docs/simulator.md``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Electromagnetic showers as spots: GFlash profiles, sampling fluctuations, visible energy and the soft halo.
 
 One call develops M showers (electrons, converted photons, the photons of a pi0 or the electromagnetic part of
-a hadronic shower) through all layers of a :class:`~caloml.sim.detector.SimulationDetector`.
+a hadronic shower) through all layers of a :class:`~caloml.sim.detector.SimulationDetector`. See ``docs/simulator.md``.
 """
 
 from __future__ import annotations

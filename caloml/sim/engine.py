@@ -4,14 +4,16 @@ Output dictionaries use the file layouts' key names with energies in GeV (the wr
 units): for the LCD layouts ``ECAL`` (B, 51, 51, 25), ``HCAL`` (B, 11, 11, 60), ``energy``, ``theta``,
 ``mtheta``, ``phi``, ``eta``, ``recoTheta``, ``recoPhi``, ``recoEta``, ``pdgID``, ``ECAL_E``, ``HCAL_E``,
 ``openingAngle``, ``conversion`` (and the expert features for ``lcd-rec``); for CaloChallenge
-``incident_energies`` (B, 1) and ``showers`` (B, layers, alphas, radii).
+``incident_energies`` (B, 1) and ``showers`` (B, layers, alphas, radii). See ``docs/simulator.md``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from caloml.data.lcd_features import expert_features
 from caloml.geometry import CLIC_ECAL_FRONT_MM, CLIC_HCAL_FRONT_MM, CartesianCalorimeter, CylindricalCalorimeter
+from caloml.observables.angle import measured_angle
 from caloml.sim import readout
 from caloml.sim.electromagnetic import ShowerAxes, em_showers
 from caloml.sim.hadronic import charged_pions
@@ -117,8 +119,6 @@ def assemble_lcd_event_keys(
     truth: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """The LCD keys of a batch: cells, truth and reconstructed angles, sums, measured angle, features."""
-    from caloml.observables.angle import measured_angle
-
     theta = primaries.theta_rad
     radius = CLIC_ECAL_FRONT_MM + bary.depth_mm
     beam = CLIC_ECAL_FRONT_MM * np.cos(theta) / np.sin(theta) + bary.y_mm
@@ -144,7 +144,5 @@ def assemble_lcd_event_keys(
         "conversion": truth["conversion"].astype(np.int32),
     }
     if layout.expert_features:
-        from caloml.data.lcd_features import expert_features
-
         events.update(expert_features(ecal, hcal))
     return events

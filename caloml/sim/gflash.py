@@ -1,9 +1,10 @@
 """The Grindhammer-Peters (GFlash) parametrization of electromagnetic showers, vectorized over showers.
 
-Formulas restated in ``shared/reference/physics.md`` sections 2-4 (hep-ex/0001020 and the Geant4 sampling
-calorimeter version). Depths ``t`` are in radiation lengths along the shower axis, energies in GeV, lateral
-radii in Moliere radii. Two slips of public implementations are avoided: the critical energy comes from X0 in
-g/cm2 (8.0 MeV for tungsten) and the sampling correction of alpha is not divided by Z.
+Formulas of "The parameterized simulation of electromagnetic showers in homogeneous and sampling calorimeters"
+(Grindhammer and Peters, arXiv:hep-ex/0001020) and of the Geant4 sampling-calorimeter version. Depths ``t`` are in
+radiation lengths along the shower axis, energies in GeV, lateral radii in Moliere radii. Two slips of public
+implementations are avoided: the critical energy comes from X0 in g/cm2 (8.0 MeV for tungsten) and the sampling
+correction of alpha is not divided by Z. See ``docs/simulator.md``.
 """
 
 from __future__ import annotations

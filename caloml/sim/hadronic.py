@@ -1,11 +1,11 @@
 """Charged pions: a minimum-ionizing track up to a nuclear interaction, then a two-component hadronic shower.
 
-Parametrization restated in ``shared/reference/physics.md`` section 5: interaction depth exponential in
+Parametrization in the style of GFlash (arXiv:hep-ex/0001020): interaction depth exponential in
 interaction lengths; deposited energy E_dep = (0.35 + 0.09 ln E) E; the shower is an electromagnetic Gamma
 profile in X0 (share c) plus a hadronic Gamma profile in lambda_I (share 1 - c), both from the interaction
 point. The electromagnetic share fluctuates strongly from event to event (pi0 production), with a few percent of
 charge-exchange-like interactions that are almost entirely electromagnetic; the hadronic part is seen 1/(e/h)
-times less. Energies in GeV.
+times less. Energies in GeV. See ``docs/simulator.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""The data sets the simulator writes: which detector, which primary spectra, which file layout."""
+"""The data sets the simulator writes: which detector, which primary spectra, which file layout.
+See ``docs/simulator.md``.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Primary particles and their kinematics: energy and angle spectra, photon conversion, neutral-pion decay.
 
 Energies in GeV, angles in radians; theta is the polar angle to the beam, 90 degrees being perpendicular
-incidence on the barrel ECAL.
+incidence on the barrel ECAL. See ``docs/simulator.md``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The LCD windows are centred on the shower barycentre as in the real data: the cell grid has a random offset
 with respect to the entry point, and the stored 51 x 51 window is the block of cells whose central cell contains
 the energy-weighted barycentre of the ECAL deposits (the HCAL 11 x 11 window is centred on that barycentre
-carried along the particle's direction to the HCAL face).
+carried along the particle's direction to the HCAL face). See ``docs/simulator.md``.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 Every chunk of ``chunk_events`` events draws from its own generator, spawned from the request's seed, so a
 file depends only on the request (same seed and chunk size, same file), whatever the number of worker processes.
+See ``docs/simulator.md``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 import caloml
+from caloml.data.calochallenge import CaloChallengeWriter
+from caloml.data.hdf5 import provenance_attrs
+from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError
 from caloml.sim.engine import simulate_batch
 from caloml.sim.layouts import DEGREE, LAYOUTS
@@ -170,12 +175,6 @@ def simulate_file(
     The resolved request (seed included) is stored as the JSON root attribute ``caloml_config``.
     Returns that configuration with the output path.
     """
-    from tqdm.auto import tqdm
-
-    from caloml.data.calochallenge import CaloChallengeWriter
-    from caloml.data.hdf5 import provenance_attrs
-    from caloml.data.lcd import LCDWriter
-
     request = request.resolve()
     config = request.to_config()
     layout = LAYOUTS[request.geometry]

@@ -3,6 +3,7 @@
 A spot has an event index, a readout layer (index into :class:`~caloml.sim.detector.SimulationDetector`), a
 transverse position in that layer's sensor plane relative to the particle's entry point (mm; x along the
 window's first axis, y along the second, the axis that inclined particles move along) and a visible energy (GeV).
+See ``docs/simulator.md``.
 """
 
 from __future__ import annotations

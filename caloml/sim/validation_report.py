@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from tqdm.auto import tqdm
 
 import caloml
 from caloml.json_values import json_plain
-from caloml.report_directory import check_report_dir, install_report_dir
+from caloml.report_directory import report_dir
 from caloml.sim import validation
 from caloml.sim.validation_measurements import cell_statistics, longitudinal_profiles, measure_calochallenge
 from caloml.sim.validation_plots import (
@@ -220,11 +218,7 @@ def write_validation_report(
         OutputExistsError: ``out_dir`` exists, is not empty and ``overwrite`` is False.
     """
     out = Path(out_dir)
-    check_report_dir(out, overwrite, "validation report")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the report is an ordinary directory
+    with report_dir(out, overwrite, "validation report") as tmp:
         start = time.perf_counter()
         measurements: dict[str, Any] = {}
         sizes: dict[str, dict[str, Any]] = {}
@@ -265,8 +259,4 @@ def write_validation_report(
         report = json_plain(report)
         (tmp / "validation.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         (tmp / "validation.md").write_text(_markdown(report), encoding="utf-8")
-        install_report_dir(tmp, out, overwrite, "validation report")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
