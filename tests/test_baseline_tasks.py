@@ -18,11 +18,11 @@ import pytest
 
 from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
+from caloml.data.reconstruction_tasks import get_task
 from caloml.errors import CalomlError
 from caloml.models.baselines import BDTClassifier, LinearEnergyRegression, XGBoostEnergyRegression, load_baseline
 from caloml.sim.run import SimulationRequest, iter_chunks
 from caloml.tasks.baselines import load_split
-from caloml.tasks.triforce_data import get_task
 from caloml.train import main
 
 ENERGY_RANGE_GEV = (10.0, 60.0)
@@ -263,8 +263,7 @@ def test_print_config_shows_the_baseline_sections(capsys: pytest.CaptureFixture[
 
 
 def test_regression_metrics_use_the_evaluation_definitions() -> None:
-    from caloml.evaluate.reconstruction_metrics import binned_response, energy_edges
-    from caloml.tasks.baselines import regression_metrics
+    from caloml.observables.reconstruction_metrics import binned_response, energy_edges, regression_metrics
 
     rng = np.random.default_rng(3)
     true = rng.uniform(10.0, 510.0, 400)

@@ -8,50 +8,15 @@ notebook::
                                       "runs/eval-reco")
     metrics["comparison"]["rows"]
 
-Models and test events are described in :mod:`caloml.evaluate.reconstruction_inputs` (networks as ``.keras`` files
-or run directories, baselines as saved directories; test events from LCD HDF5 files, TFRecord directories or run
-directories' ``test_events.json``, whose HDF5 or TFRecord sources are read by event index); the metrics in
-:mod:`caloml.evaluate.reconstruction_metrics`. Every model predicts the same events, read once, chunk by chunk.
-A model whose run recorded its split (``test_events.json``) is never scored on events that run trained or
-validated on: the evaluation is refused instead
-(:func:`~caloml.evaluate.reconstruction_inputs.check_model_splits`).
-
-Classification (every classifier): ROC and AUC, accuracy overall and in bins of the true energy and of eta (the
-true ``eta`` when the files have it, else ``recoEta``). Class 1 (the pion) is the positive class; an event is
-called class 1 when its probability is >= 0.5.
-
-Regression (every energy regressor: the networks' energy output, the linear and XGBoost regressions), per
-particle type: relative bias and resolution of ``(true - predicted) / true`` in bins of the true energy (25 GeV
-from 10 to 510 GeV by default), the fit ``sigma / E = sqrt(a^2 / E + b^2 + (c / E)^2)`` and, when a linear
-regression is among the models, the ratio of its resolution to each model's per bin (``linear_over_model``: > 1
-means better than the linear regression; the paper claims about 2 at low and 3-4 at high energy). Charged-pion
-events whose raw sum ``50 (ECAL_E + HCAL_E)`` is below 30% of the true energy are left out of the regression
-metrics of every model (the paper's selection, appendix D; counted in ``regression_selection``).
-
-The report directory (built in a temporary directory and renamed into place; an existing non-empty one is refused
-unless ``overwrite``):
-
-=========================  ===================================================================================
-``metrics.json``           every metric (top-level keys :data:`JSON_KEYS`)
-``comparison.md``          the comparison table of every model, and every network against every baseline
-``arguments.json``         the resolved arguments and the seed
-``predictions.npz``        per test event: ``energy``, ``eta``, ``pdgID``, ``class_label``, ``file_index``,
-                           ``row`` and per model ``score/<name>`` (probability of class 1) and ``energy/<name>``
-``*.png``                  ``roc``, ``accuracy_vs_energy``, ``accuracy_vs_eta``, ``bias_vs_energy``,
-                           ``resolution_vs_energy``, ``resolution_ratio_to_linear`` (with a linear regression)
-=========================  ===================================================================================
-
-Top-level keys of ``metrics.json``: ``caloml_version``, ``created_utc``, ``command`` (``"reco"``), ``seed``,
-``options``, ``task`` (name, classes, particles), ``test`` (sources, events per class, eta key, rows read and
-dropped by the filters, ``resample``: the ECAL granularity evaluated and ``resample_from``: ``option``, ``runs``
-(what the ``--test`` runs' ``test_events.json`` record) or ``default``), ``models`` (name, path, kind, baseline,
-classifier, regressor, particles, recorded_resample), ``classification`` (per classifier: ``auc``, ``accuracy``,
-``accuracy_error``, ``n_events``, ``n_per_class``, ``roc`` (201 points), ``accuracy_vs_energy``,
-``accuracy_vs_eta``), ``regression`` (per regressor, per particle: ``n_events``, ``binned``
-(:func:`~caloml.evaluate.reconstruction_metrics.binned_response`), ``fit``, ``linear_over_model``),
-``regression_selection`` (per particle: events, events used, the cut, the table's low and high bins),
-``reference_resolution`` (the LCD ECAL curve), ``comparison`` (``rows``, ``versus``, ``bins``,
-``linear_reference``), ``plots``, ``timings_s``.
+Models: :mod:`caloml.evaluate.reconstruction_models`; test events: :mod:`caloml.evaluate.reconstruction_sources`
+and :mod:`caloml.evaluate.reconstruction_batches`; metrics: :mod:`caloml.observables.reconstruction_metrics`. Every
+model predicts the same events, read once, chunk by chunk; a model whose run recorded its split is never scored on
+events that run trained or validated on. Classification: ROC, AUC, accuracy in bins of energy and eta (class 1, the
+pion, is positive). Regression, per particle type: relative bias and resolution in bins of the true energy, the fit
+``sigma / E = sqrt(a^2 / E + b^2 + (c / E)^2)`` and the ratio to a linear regression; charged pions below the
+raw-sum cut (:data:`caloml.particles.CHPI_MIN_RAW_FRACTION`) are left out of the regression metrics. The report
+directory (``metrics.json`` with the top-level keys :data:`JSON_KEYS`, ``comparison.md``, ``arguments.json``,
+``predictions.npz``, plots) is built aside and renamed into place. See ``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
@@ -71,25 +36,22 @@ from typing import Any
 
 import numpy as np
 
+import caloml
 from caloml.cli_args import positive_float, positive_int
+from caloml.data.reconstruction_tasks import TASKS, ReconstructionTask, raw_energy_fraction, regression_subject
 from caloml.data.resampling import RESAMPLE_CHOICES, check_resample
 from caloml.errors import CalomlError
-from caloml.evaluate.reconstruction_inputs import (
-    CHPI_MIN_RAW_FRACTION,
-    PDG_PARTICLE,
-    ROW_KEY,
+from caloml.evaluate import reconstruction_plots as plots
+from caloml.evaluate.reconstruction_batches import ROW_KEY, iter_test_batches
+from caloml.evaluate.reconstruction_models import (
     ReconstructionModel,
     check_model_resample,
     check_model_splits,
-    infer_task,
-    iter_test_batches,
     load_models,
-    raw_energy_fraction,
-    regression_subject,
-    resolve_resample,
-    resolve_test_sources,
 )
-from caloml.evaluate.reconstruction_metrics import (
+from caloml.evaluate.reconstruction_sources import infer_task, resolve_resample, resolve_test_sources
+from caloml.json_values import json_plain
+from caloml.observables.reconstruction_metrics import (
     LCD_ECAL_REFERENCE,
     binned_accuracy,
     binned_response,
@@ -97,9 +59,9 @@ from caloml.evaluate.reconstruction_metrics import (
     energy_edges,
     fit_resolution,
 )
-from caloml.json_values import json_plain
+from caloml.particles import CHPI_MIN_RAW_FRACTION, PDG_PARTICLE
+from caloml.quiet import import_tensorflow_quietly
 from caloml.report_directory import check_report_dir, install_report_dir
-from caloml.tasks.triforce_data import TASKS, ReconstructionTask
 
 __all__ = [
     "JSON_KEYS",
@@ -144,8 +106,8 @@ class ReconstructionOptions:
         resample: ``none``, ``atlas`` or ``cms``, the ECAL granularity of the test events
             (:func:`caloml.data.resampling.resample_events`); None: the one the ``--test`` runs' ``test_events.json``
             record (they must agree), ``none`` without runs. A value contradicting a test run's or a model run's
-            record is refused (:func:`caloml.evaluate.reconstruction_inputs.resolve_resample`,
-            :func:`~caloml.evaluate.reconstruction_inputs.check_model_resample`). Resolved before it is recorded.
+            record is refused (:func:`caloml.evaluate.reconstruction_sources.resolve_resample`,
+            :func:`~caloml.evaluate.reconstruction_models.check_model_resample`). Resolved before it is recorded.
         plots: draw the PNG figures (False: metrics only, faster).
         overwrite: replace an existing report directory.
         progress: print progress to stderr.
@@ -473,8 +435,6 @@ def comparison_markdown(record: dict[str, Any]) -> str:
 
 # -- the evaluation ---------------------------------------------------------------------------------------------------
 def _draw(folder: Path, record: dict[str, Any], curves: dict, models: Sequence[ReconstructionModel]) -> list[str]:
-    from caloml.evaluate import reconstruction_plots as plots
-
     baselines = {m.name for m in models if m.baseline}
     particles = record["task"]["particles"]
     names = []
@@ -539,7 +499,7 @@ def evaluate_reconstruction(
     check_model_resample(loaded, opts.resample)
     timings["load_models"] = time.perf_counter() - start
 
-    import keras
+    import keras  # lazy: python -m caloml.evaluate parses its arguments without TensorFlow
 
     keras.utils.set_random_seed(opts.seed)
     t0 = time.perf_counter()
@@ -567,8 +527,6 @@ def evaluate_reconstruction(
     regression, selection, linear = _regression(loaded, predictions, task, opts)
     comparison = comparison_table(loaded, classification, regression, task, int(labels.size), linear, selection)
     timings["metrics"] = time.perf_counter() - t0
-
-    import caloml
 
     arguments = {
         "test": [str(p) for p in test],
@@ -677,8 +635,6 @@ def add_reco_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def run_reco(args: argparse.Namespace) -> int:
     """Run the reconstruction evaluation and print the comparison table."""
-    from caloml.quiet import import_tensorflow_quietly
-
     import_tensorflow_quietly()  # TensorFlow's start-up log lines would bury the comparison table
     record = evaluate_reconstruction(
         args.test,
