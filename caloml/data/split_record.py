@@ -68,6 +68,9 @@ class SplitSource:
     particle: str | None = None
     label: int | str | None = None
 
+    def __post_init__(self) -> None:
+        self.test_indices = np.unique(np.asarray(self.test_indices, dtype=np.int64))
+
     def to_json(self) -> dict[str, Any]:
         """The record's ``sources`` entry (JSON-ready)."""
         return {
@@ -172,9 +175,7 @@ def _source(entry: Any, where: str) -> SplitSource:
             raise CalomlError(f"{where}: 'label' must be a class index, a PDG code or a particle name, got {label!r}")
         elif abs(label) not in PDG_PARTICLE and label not in (0, 1):
             raise CalomlError(f"{where}: 'label' {label} is neither a class index (0, 1) nor a PDG code")
-    return SplitSource(
-        entry["path"], np.unique(np.asarray(indices, dtype=np.int64)), source_format, n_events, particle, label
-    )
+    return SplitSource(entry["path"], np.asarray(indices, dtype=np.int64), source_format, n_events, particle, label)
 
 
 def read_split_record(path: str | Path) -> SplitRecord:

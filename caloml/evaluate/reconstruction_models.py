@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -23,7 +23,6 @@ from caloml.data.reconstruction_tasks import regression_subject
 from caloml.data.resampling import RESAMPLE_CHOICES
 from caloml.errors import CalomlError
 from caloml.evaluate.reconstruction_sources import TEST_EVENTS_NAME, TestSource, event_count, read_test_events
-from caloml.models.baselines import BDTClassifier, LinearEnergyRegression, XGBoostEnergyRegression, load_baseline
 from caloml.particles import PARTICLE_PDG, PDG_PARTICLE
 
 __all__ = [
@@ -36,7 +35,10 @@ __all__ = [
     "recorded_resample",
 ]
 
-Regressor = LinearEnergyRegression | XGBoostEnergyRegression
+if TYPE_CHECKING:
+    from caloml.models.baselines import LinearEnergyRegression, XGBoostEnergyRegression
+
+    Regressor = LinearEnergyRegression | XGBoostEnergyRegression
 
 
 @dataclass
@@ -193,6 +195,9 @@ def _particle_of(baseline_json: Path, root: Path) -> int | None:
 
 def _load_baseline_dir(path: Path) -> tuple[str, Any, dict[int | None, Regressor]]:
     """(kind, BDT or None, regressions by PDG code) of a baseline directory or a directory of per-particle ones."""
+    # lazy: importing caloml.models imports Keras, and python -m caloml.evaluate parses without TensorFlow
+    from caloml.models.baselines import BDTClassifier, load_baseline
+
     if (path / "baseline.json").is_file():
         baseline = load_baseline(path)
         if isinstance(baseline, BDTClassifier):

@@ -203,12 +203,21 @@ class _XGBoostBaseline:
             "model_file": "model.json",
         }
 
+    def _save_json(self, target: Path) -> None:
+        """Write the XGBoost model to ``target`` in XGBoost's JSON format (chosen by a ``.json`` file name)."""
+        named = target.with_name(target.name + ".json")
+        try:
+            self.model.save_model(str(named))
+            os.replace(named, target)
+        finally:
+            named.unlink(missing_ok=True)
+
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write ``directory/model.json`` (XGBoost JSON) and ``directory/baseline.json``; returns the directory."""
         self._require_fitted()
         path = Path(directory)
         _prepare_directory(path, overwrite)
-        atomic_write_with(path / "model.json", lambda tmp: self.model.save_model(str(tmp)))
+        atomic_write_with(path / "model.json", self._save_json)
         atomic_write_json(path / "baseline.json", json_plain(self.to_dict()))
         return path
 

@@ -83,15 +83,20 @@ class SplitEvents:
     Attributes:
         splits: per split name (``train``, ``validation``, ``test``), the scalars (N,) plus ``source_index``,
             ``event_index`` (the event's index in its source) and, for a classification, ``class_label``.
-        sources: the ``sources`` entries of ``test_events.json``.
+        entries: each source's entry of the split record (``test_events.json``).
         cuts: what was removed, in words.
         per_source: each source's :class:`~caloml.data.reconstruction_split.SourceSplit`.
     """
 
     splits: dict[str, dict[str, np.ndarray]]
-    sources: list[SplitSource]
+    entries: list[SplitSource]
     cuts: list[str]
     per_source: list[SourceSplit] = field(default_factory=list)
+
+    @property
+    def sources(self) -> list[dict[str, Any]]:
+        """The ``sources`` of ``test_events.json``, as JSON objects."""
+        return [entry.to_json() for entry in self.entries]
 
 
 def load_split(
@@ -253,7 +258,7 @@ def split_events_record(
         fractions=data.split_fractions,
         seed=data.split_seed,
         cuts=split.cuts,
-        sources=split.sources,
+        sources=split.entries,
         resample=data.resample,
         particle=particle,
     )

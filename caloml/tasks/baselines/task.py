@@ -195,7 +195,7 @@ class BaselineTask:
             "load_with": f"caloml.models.baselines.load_baseline({str(run_path)!r})",
             "seed": config.runtime.seed,
             "resample": config.data.resample,
-            "sources": [source.path for source in split.sources],
+            "sources": [entry.path for entry in split.entries],
             "events": {name: int(events["pdgID"].size) for name, events in split.splits.items()},
             **fields,
             "fit_seconds": round(time.perf_counter() - fit_start, 2),
