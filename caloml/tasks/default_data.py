@@ -2,7 +2,8 @@
 
 A cache directory is reused when its ``metadata.json`` records the same simulation request (geometry, particle,
 sizes, ranges, seed); a directory of the same name with another request is refused rather than replaced. The
-intermediate HDF5 file lives in a temporary directory and is removed after the conversion. See ``docs/reconstruction.md``.
+intermediate HDF5 file lives in a temporary directory and is removed after the conversion. See
+``docs/reconstruction.md``.
 """
 
 from __future__ import annotations

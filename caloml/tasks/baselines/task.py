@@ -30,15 +30,13 @@ from caloml.data.lcd_features import EXPERT_FEATURE_KEYS
 from caloml.data.reconstruction_split import (
     SPLIT_FILE,
     SPLITS,
-    check_default_data_size,
     check_split_fractions,
-    default_data_request,
     filter_counts_line,
     task_of_particle,
 )
 from caloml.data.reconstruction_tasks import TASKS as RECO_TASKS
 from caloml.data.reconstruction_tasks import ReconstructionTask, get_task
-from caloml.data.resampling import RESAMPLE_CHOICES, check_resample
+from caloml.data.resampling import check_resample
 from caloml.data.split_record import write_split_record
 from caloml.errors import CalomlError
 from caloml.json_values import json_plain
@@ -59,7 +57,7 @@ from caloml.tasks.baselines.config import (
     XGBConfig,
 )
 from caloml.tasks.baselines.data import SplitEvents, load_split, split_events_record
-from caloml.tasks.default_data import cached_simulation
+from caloml.tasks.reconstruction_data import add_data_arguments, data_flags, default_data_sources, resample_suffix
 from caloml.training.config import config_to_dict, write_config
 from caloml.training.run_directory import RunDirectory
 
@@ -74,9 +72,6 @@ __all__ = [
     "RegressionTask",
     "XGBTask",
 ]
-
-#: Role of the cached default data (shared with the Triforce network task).
-DEFAULT_DATA_ROLE = "triforce"
 
 
 # -- run directory -------------------------------------------------------------------------------------------------
@@ -101,29 +96,18 @@ class BaselineTask:
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def add_arguments(self, parser: argparse._ArgumentGroup) -> None:
-        parser.add_argument("--data", nargs="+", metavar="PATH", help="LCD HDF5 files or TFRecord dirs (default: "
-                            "simulate lcd-rec data and cache it under tf_records/)")  # fmt: skip
-        parser.add_argument("--events", type=int, help="showers per particle type of the default data")
-        parser.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV")
-        parser.add_argument(
-            "--resample",
-            choices=RESAMPLE_CHOICES,
-            help="fit on expert features recomputed from the ECAL resampled to an ATLAS- or CMS-like granularity"
-            " (default: none, CLIC's)",
+        add_data_arguments(
+            parser,
+            resample_help="fit on expert features recomputed from the ECAL resampled to an ATLAS- or CMS-like"
+            " granularity (default: none, CLIC's)",
         )
 
     def flags(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {
-            "data.files": args.data,
-            "data.events_per_particle": args.events,
-            "data.energy_range_gev": args.energy_range,
-            "data.resample": args.resample,
-        }
+        return data_flags(args)
 
     def default_run_dir(self, config: Any) -> Path:
         """``runs/<model>-<task or particle>``, with ``-<resample>`` appended for resampled data."""
-        suffix = "" if config.data.resample == "none" else f"-{config.data.resample}"
-        return Path("runs") / f"{self.name}-{self._subject(config)}{suffix}"
+        return Path("runs") / f"{self.name}-{self._subject(config)}{resample_suffix(config.data)}"
 
     def _subject(self, config: Any) -> str:
         raise NotImplementedError
@@ -136,13 +120,8 @@ class BaselineTask:
         data = config.data
         if data.files:
             return list(data.files), list(range(len(data.files)))
-        check_default_data_size(self._particles(config), data)
-        paths, numbers = [], []
-        for particle in self._particles(config):
-            request = default_data_request(particle, data)
-            paths.append(str(cached_simulation(request, DEFAULT_DATA_ROLE, progress=config.runtime.progress)))
-            numbers.append(task_of_particle(particle).particles.index(particle))  # its number in the network task
-        return paths, numbers
+        paths, numbers = default_data_sources(self._particles(config), data, progress=config.runtime.progress)
+        return [str(path) for path in paths], numbers
 
     def _threads(self, config: Any) -> int | None:
         if config.runtime.threads < 0:

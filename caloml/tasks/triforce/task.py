@@ -23,16 +23,13 @@ from caloml.atomic_files import atomic_write_json
 from caloml.data.reconstruction_split import (
     SPLIT_FILE,
     SPLITS,
-    check_default_data_size,
-    default_data_request,
     filter_counts_line,
 )
-from caloml.data.resampling import RESAMPLE_CHOICES
 from caloml.data.split_record import write_split_record
 from caloml.errors import CalomlError
 from caloml.json_values import json_plain
 from caloml.models.triforce_nets import TriforceCNN, TriforceDNN, TriforceGoogLeNet
-from caloml.tasks.default_data import cached_simulation
+from caloml.tasks.reconstruction_data import add_data_arguments, data_flags, default_data_sources, resample_suffix
 from caloml.tasks.triforce.config import (
     ARCHS,
     PRESETS,
@@ -140,31 +137,23 @@ class TriforceTask:
     def add_arguments(self, parser: argparse._ArgumentGroup) -> None:  # type: ignore[override]
         parser.add_argument("--arch", choices=ARCHS, help="network (default: dnn)")
         parser.add_argument("--task", choices=("e-vs-pi", "gamma-vs-pi0"), help="classification task")
-        parser.add_argument("--data", nargs="+", metavar="PATH", help="LCD HDF5 files or TFRecord directories")
-        parser.add_argument("--events", type=int, help="showers per particle of the default data")
-        parser.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV")
         parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the paper's)")
-        parser.add_argument(
-            "--resample",
-            choices=RESAMPLE_CHOICES,
-            help="train on the ECAL resampled to an ATLAS- or CMS-like granularity (default: none, CLIC's)",
+        add_data_arguments(
+            parser,
+            resample_help="train on the ECAL resampled to an ATLAS- or CMS-like granularity (default: none, CLIC's)",
         )
 
     def flags(self, args: argparse.Namespace) -> dict[str, Any]:
         return {
             "model.arch": args.arch,
             "model.task": args.task,
-            "data.files": args.data,
-            "data.events_per_particle": args.events,
-            "data.energy_range_gev": args.energy_range,
             "model.learning_rate": args.learning_rate,
-            "data.resample": args.resample,
+            **data_flags(args),
         }
 
     def default_run_dir(self, config: TriforceConfig) -> Path:
         """``runs/triforce-<arch>-<task>``, with ``-<resample>`` appended for resampled data."""
-        suffix = "" if config.data.resample == "none" else f"-{config.data.resample}"
-        return Path("runs") / f"triforce-{config.model.arch}-{config.model.task}{suffix}"
+        return Path("runs") / f"triforce-{config.model.arch}-{config.model.task}{resample_suffix(config.data)}"
 
     # -- data
     def prepare_data(self, config: TriforceConfig, *, chief: bool) -> TriforceInputs:
@@ -174,13 +163,10 @@ class TriforceTask:
         if data.files:
             paths = list(data.files)
         else:
-            check_default_data_size(task.particles, data)
-            paths = [
-                cached_simulation(
-                    default_data_request(particle, data), "triforce", progress=config.runtime.progress, create=chief
-                )
-                for particle in task.particles
-            ]
+            simulated, _numbers = default_data_sources(
+                task.particles, data, progress=config.runtime.progress, create=chief
+            )
+            paths = list(simulated)
         inputs = locate_and_split(
             paths, task, fractions=data.split_fractions, seed=data.split_seed, resample=data.resample
         )
