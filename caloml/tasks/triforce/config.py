@@ -47,8 +47,8 @@ PAPER_MICRO_BATCH_SIZE: dict[str, int | None] = {"dnn": None, "cnn": None, "goog
 
 @dataclass
 class TriforceData(ReconstructionData):
-    """Data section: the reconstruction runs' shared data section (:class:`~caloml.data.reconstruction_split.
-    ReconstructionData`) and the training pipeline's shuffle buffer.
+    """Data section: the reconstruction runs' shared one
+    (:class:`~caloml.data.reconstruction_split.ReconstructionData`) and the training pipeline's shuffle buffer.
 
     Attributes:
         shuffle_buffer: events in each source's shuffle buffer.
