@@ -18,11 +18,11 @@ import pytest
 
 from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
+from caloml.data.reconstruction_tasks import get_task
 from caloml.errors import CalomlError
 from caloml.models.baselines import BDTClassifier, LinearEnergyRegression, XGBoostEnergyRegression, load_baseline
 from caloml.sim.run import SimulationRequest, iter_chunks
 from caloml.tasks.baselines import load_split
-from caloml.tasks.triforce_data import get_task
 from caloml.train import main
 
 ENERGY_RANGE_GEV = (10.0, 60.0)
@@ -263,8 +263,7 @@ def test_print_config_shows_the_baseline_sections(capsys: pytest.CaptureFixture[
 
 
 def test_regression_metrics_use_the_evaluation_definitions() -> None:
-    from caloml.evaluate.reconstruction_metrics import binned_response, energy_edges
-    from caloml.tasks.baselines import regression_metrics
+    from caloml.observables.reconstruction_metrics import binned_response, energy_edges, regression_metrics
 
     rng = np.random.default_rng(3)
     true = rng.uniform(10.0, 510.0, 400)
@@ -283,3 +282,22 @@ def test_regression_metrics_use_the_evaluation_definitions() -> None:
     assert [b["energy_gev"] for b in low["bins"]] == [[-15.0, 10.0], [10.0, 35.0]]
     assert low["bins"][1]["n"] == 1
     assert low["bins"][1]["resolution"] is None
+
+
+def test_an_undefined_metric_is_null_in_the_json_never_nan(
+    make_lcd: Callable[..., dict], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = make_lcd(n=5, seed=6)  # 3 training, 1 validation and 1 test event: no resolution of one event
+    events["energy"] = (40.0 * events["ECAL_E"] + 12.0 * events["HCAL_E"] + 5.0).astype(np.float32)
+    path = _write(tmp_path / "EleEscan_tiny.h5", [events])
+    summary = run(capsys, "linreg", "--data", str(path), "--run-dir", str(tmp_path / "run"))
+    assert summary["events"]["test"] == 1
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"bare {constant} in summary.json")
+
+    stored = json.loads((tmp_path / "run" / "summary.json").read_text(), parse_constant=refuse)
+    assert stored["test_metrics"]["n"] == 1
+    assert stored["test_metrics"]["relative_resolution"] is None
+    assert stored["validation_metrics"]["relative_resolution"] is None
+    assert stored["test_metrics"]["relative_bias"] == pytest.approx(summary["test_metrics"]["relative_bias"])

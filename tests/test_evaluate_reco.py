@@ -18,16 +18,10 @@ import numpy as np
 import pytest
 
 from caloml.data.lcd import LCDReader
+from caloml.data.reconstruction_tasks import get_task, load_events, split_indices
 from caloml.errors import CalomlError, OutputExistsError
 from caloml.evaluate.__main__ import main
 from caloml.evaluate.reconstruction import JSON_KEYS, evaluate_reconstruction
-from caloml.evaluate.reconstruction_metrics import (
-    binned_accuracy,
-    binned_response,
-    energy_edges,
-    fit_resolution,
-    resolution_function,
-)
 from caloml.models.baselines import (
     BDTClassifier,
     LinearEnergyRegression,
@@ -35,8 +29,14 @@ from caloml.models.baselines import (
     load_baseline,
     regression_feature_names,
 )
+from caloml.observables.reconstruction_metrics import (
+    binned_accuracy,
+    binned_response,
+    energy_edges,
+    fit_resolution,
+    resolution_function,
+)
 from caloml.sim.run import SimulationRequest, simulate_file
-from caloml.tasks.triforce_data import get_task, load_events, split_indices
 
 N_TEST = 60
 N_TRAIN = 50

@@ -17,20 +17,20 @@ import pytest
 
 from caloml.data.lcd import LCDReader
 from caloml.data.lcd_features import expert_features
+from caloml.data.reconstruction import Source
+from caloml.data.reconstruction_tasks import get_task
 from caloml.data.resampling import resample_ecal, resample_events
 from caloml.errors import CalomlError
 from caloml.sim.run import SimulationRequest, simulate_file
 from caloml.tasks.baselines import load_split, resampled_features
 from caloml.tasks.triforce import (
     PRESETS,
-    Source,
     TriforceConfig,
     TriforceTask,
     locate_and_split,
     read_split,
     split_dataset,
 )
-from caloml.tasks.triforce_data import get_task
 from caloml.train import main as train_main
 from caloml.training.config import resolve_config
 

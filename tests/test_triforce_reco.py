@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from caloml.data.reconstruction_tasks import class_labels, get_task, load_events, prepare_events, split_indices
 from caloml.errors import CalomlError, OutputExistsError
 from caloml.models.baselines import (
     BDTClassifier,
@@ -23,7 +24,6 @@ from caloml.models.baselines import (
     regression_feature_names,
 )
 from caloml.sim.run import SimulationRequest, simulate_file
-from caloml.tasks.triforce_data import class_labels, get_task, load_events, prepare_events, split_indices
 
 COUNTS = {"electron": 200, "chpi": 240, "photon": 60, "pi0": 80}
 

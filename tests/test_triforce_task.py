@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 from caloml.data.lcd import LCDWriter
+from caloml.data.reconstruction_tasks import get_task
 from caloml.errors import CalomlError
+from caloml.evaluate.gan_train_test import train_classifier
+from caloml.export.triforce import export_trained
 from caloml.sim.run import SimulationRequest, simulate_file
 from caloml.tasks.triforce import (
     PRESETS,
@@ -26,9 +29,7 @@ from caloml.tasks.triforce import (
     read_split,
     source_events,
     split_dataset,
-    train_classifier,
 )
-from caloml.tasks.triforce_data import get_task
 from caloml.train import main as train_main
 from caloml.training.config import resolve_config
 
@@ -159,7 +160,8 @@ def test_quick_training_lowers_the_loss_resumes_and_exports(
     assert first.resumed_from_epoch == 0
     assert first.selected_epoch == 1
     # an interrupted run (one epoch of three done) resumes from its checkpoint
-    result = train(TASK, _config(sim_files, run_dir, epochs=3, global_batch_size=16, steps_per_epoch=5, export=True))
+    config = _config(sim_files, run_dir, epochs=3, global_batch_size=16, steps_per_epoch=5, export=True)
+    result = train(TASK, config, exporter=export_trained)  # the --export convention: the exporter is passed in
     assert result.resumed_from_epoch == 1
     losses = [row["loss"] for row in result.history]
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
@@ -292,7 +294,7 @@ def test_networks_and_baselines_share_the_split_rules(tmp_path: Path, make_lcd: 
 
 
 def test_default_data_size_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from caloml.tasks.reco_split import check_default_data_size
+    from caloml.data.reconstruction_split import check_default_data_size
 
     monkeypatch.chdir(tmp_path)
     flags = {"model.task": "e-vs-pi", "runtime.progress": False, "runtime.run_dir": str(tmp_path / "run")}
@@ -323,7 +325,7 @@ def test_resampling_refuses_a_cropped_ecal(tmp_path: Path, make_lcd: Callable[..
 
 
 def test_gan_classifier_ecal_sum_is_that_of_the_crop(tmp_path: Path, make_lcd: Callable[..., dict]) -> None:
-    from caloml.tasks.triforce import _ecal_only_inputs
+    from caloml.evaluate.gan_train_test import ecal_only_inputs as _ecal_only_inputs
 
     events = make_lcd(12, seed=7)
     events["ECAL"][:, 0, 0, :] += 1.0  # energy outside the 25 x 25 crop

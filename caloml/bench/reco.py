@@ -29,8 +29,19 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from caloml.bench.reported_figures import ReportedFigures
+from caloml.data.lcd_features import expert_features
+from caloml.geometry import CLIC_ECAL, CLIC_HCAL
+from caloml.models import triforce_nets
+from caloml.models.baselines import (
+    BDTClassifier,
+    LinearEnergyRegression,
+    XGBoostEnergyRegression,
+    regression_feature_names,
+)
+from caloml.models.triforce import INPUT_SHAPES
 
 __all__ = ["NETWORKS", "benchmark_reco", "time_median"]
 
@@ -56,8 +67,6 @@ def time_median(function: Callable[[], Any], repeats: int, warm_up: bool = True)
 
 def _random_inputs(batch: int, seed: int, keys: Sequence[str]) -> dict[str, np.ndarray]:
     """Random network inputs of the published shapes: sparse exponential cells (GeV), sums, angles."""
-    from caloml.models.triforce import INPUT_SHAPES
-
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for key in ("ECAL", "HCAL"):
@@ -72,10 +81,6 @@ def _random_inputs(batch: int, seed: int, keys: Sequence[str]) -> dict[str, np.n
 
 def _compiled(model: Any) -> Callable[[dict[str, Any]], Any]:
     """``model(x, training=False)`` as one ``tf.function`` over any batch size, returning (probabilities, energy)."""
-    import tensorflow as tf
-
-    from caloml.models.triforce import INPUT_SHAPES
-
     signature = {key: tf.TensorSpec((None, *INPUT_SHAPES[key]), tf.float32) for key in model.input_keys}
 
     def infer(inputs: dict[str, Any]) -> Any:
@@ -113,9 +118,6 @@ def _measure_batches(
 
 def _feature_batch(n: int, seed: int) -> dict[str, np.ndarray]:
     """Expert features (and a learnable label and energy) of ``n`` random full-window showers."""
-    from caloml.data.lcd_features import expert_features
-    from caloml.geometry import CLIC_ECAL, CLIC_HCAL
-
     rng = np.random.default_rng(seed)
     ecal = (rng.exponential(0.01, (n, *CLIC_ECAL.shape)) * (rng.random((n, *CLIC_ECAL.shape)) < 0.05)).astype(
         np.float32
@@ -156,10 +158,6 @@ def benchmark_reco(
     order with the median of ``repeats`` calls; see the module docstring for warm-up and skips. ``report(name,
     value)``, when given, is called for each figure as soon as it is measured.
     """
-    import tensorflow as tf
-
-    from caloml.models import triforce_nets
-
     unknown = sorted(set(networks) - set(NETWORKS))
     if unknown:
         raise ValueError(f"unknown networks {unknown}; choose from {list(NETWORKS)}")
@@ -178,15 +176,6 @@ def benchmark_reco(
         _measure_batches(figures, prefix, batches, make_call, repeats, max_call_seconds)
         del model, function
     if baselines:
-        from caloml.data.lcd_features import expert_features
-        from caloml.geometry import CLIC_ECAL, CLIC_HCAL
-        from caloml.models.baselines import (
-            BDTClassifier,
-            LinearEnergyRegression,
-            XGBoostEnergyRegression,
-            regression_feature_names,
-        )
-
         train = _feature_batch(baseline_train_events, seed)
         labels = train["class_label"]
         settings = [{"max_depth": 3, "learning_rate": 0.3}]

@@ -389,7 +389,7 @@ def evaluate_generated(
         out_dir: the report directory (``report.html``, ``metrics.json``, PNG plots); must not exist or be empty
             unless ``overwrite=True``.
         trainer: the GAN-train / GAN-test classifier's training function (default:
-            ``caloml.tasks.triforce.train_classifier``, looked up by
+            ``caloml.evaluate.gan_train_test.train_classifier``, looked up by
             :func:`caloml.evaluate.gan_train_test.find_trainer` in its ``TRAINER_MODULE``).
         **options: the fields of :class:`EvaluationOptions` (``seed``, ``repeats``, ``classifier``, ...).
 

@@ -8,50 +8,15 @@ notebook::
                                       "runs/eval-reco")
     metrics["comparison"]["rows"]
 
-Models and test events are described in :mod:`caloml.evaluate.reconstruction_inputs` (networks as ``.keras`` files
-or run directories, baselines as saved directories; test events from LCD HDF5 files, TFRecord directories or run
-directories' ``test_events.json``, whose HDF5 or TFRecord sources are read by event index); the metrics in
-:mod:`caloml.evaluate.reconstruction_metrics`. Every model predicts the same events, read once, chunk by chunk.
-A model whose run recorded its split (``test_events.json``) is never scored on events that run trained or
-validated on: the evaluation is refused instead
-(:func:`~caloml.evaluate.reconstruction_inputs.check_model_splits`).
-
-Classification (every classifier): ROC and AUC, accuracy overall and in bins of the true energy and of eta (the
-true ``eta`` when the files have it, else ``recoEta``). Class 1 (the pion) is the positive class; an event is
-called class 1 when its probability is >= 0.5.
-
-Regression (every energy regressor: the networks' energy output, the linear and XGBoost regressions), per
-particle type: relative bias and resolution of ``(true - predicted) / true`` in bins of the true energy (25 GeV
-from 10 to 510 GeV by default), the fit ``sigma / E = sqrt(a^2 / E + b^2 + (c / E)^2)`` and, when a linear
-regression is among the models, the ratio of its resolution to each model's per bin (``linear_over_model``: > 1
-means better than the linear regression; the paper claims about 2 at low and 3-4 at high energy). Charged-pion
-events whose raw sum ``50 (ECAL_E + HCAL_E)`` is below 30% of the true energy are left out of the regression
-metrics of every model (the paper's selection, appendix D; counted in ``regression_selection``).
-
-The report directory (built in a temporary directory and renamed into place; an existing non-empty one is refused
-unless ``overwrite``):
-
-=========================  ===================================================================================
-``metrics.json``           every metric (top-level keys :data:`JSON_KEYS`)
-``comparison.md``          the comparison table of every model, and every network against every baseline
-``arguments.json``         the resolved arguments and the seed
-``predictions.npz``        per test event: ``energy``, ``eta``, ``pdgID``, ``class_label``, ``file_index``,
-                           ``row`` and per model ``score/<name>`` (probability of class 1) and ``energy/<name>``
-``*.png``                  ``roc``, ``accuracy_vs_energy``, ``accuracy_vs_eta``, ``bias_vs_energy``,
-                           ``resolution_vs_energy``, ``resolution_ratio_to_linear`` (with a linear regression)
-=========================  ===================================================================================
-
-Top-level keys of ``metrics.json``: ``caloml_version``, ``created_utc``, ``command`` (``"reco"``), ``seed``,
-``options``, ``task`` (name, classes, particles), ``test`` (sources, events per class, eta key, rows read and
-dropped by the filters, ``resample``: the ECAL granularity evaluated and ``resample_from``: ``option``, ``runs``
-(what the ``--test`` runs' ``test_events.json`` record) or ``default``), ``models`` (name, path, kind, baseline,
-classifier, regressor, particles, recorded_resample), ``classification`` (per classifier: ``auc``, ``accuracy``,
-``accuracy_error``, ``n_events``, ``n_per_class``, ``roc`` (201 points), ``accuracy_vs_energy``,
-``accuracy_vs_eta``), ``regression`` (per regressor, per particle: ``n_events``, ``binned``
-(:func:`~caloml.evaluate.reconstruction_metrics.binned_response`), ``fit``, ``linear_over_model``),
-``regression_selection`` (per particle: events, events used, the cut, the table's low and high bins),
-``reference_resolution`` (the LCD ECAL curve), ``comparison`` (``rows``, ``versus``, ``bins``,
-``linear_reference``), ``plots``, ``timings_s``.
+Models: :mod:`caloml.evaluate.reconstruction_models`; test events: :mod:`caloml.evaluate.reconstruction_sources`
+and :mod:`caloml.evaluate.reconstruction_batches`; metrics: :mod:`caloml.observables.reconstruction_metrics`. Every
+model predicts the same events, read once, chunk by chunk; a model whose run recorded its split is never scored on
+events that run trained or validated on. Classification: ROC, AUC, accuracy in bins of energy and eta (class 1, the
+pion, is positive). Regression, per particle type: relative bias and resolution in bins of the true energy, the fit
+``sigma / E = sqrt(a^2 / E + b^2 + (c / E)^2)`` and the ratio to a linear regression; charged pions below the
+raw-sum cut (:data:`caloml.particles.CHPI_MIN_RAW_FRACTION`) are left out of the regression metrics. The report
+directory (``metrics.json`` with the top-level keys :data:`JSON_KEYS`, ``comparison.md``, ``arguments.json``,
+``predictions.npz``, plots) is built aside and renamed into place. See ``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
@@ -59,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -71,25 +35,23 @@ from typing import Any
 
 import numpy as np
 
+import caloml
 from caloml.cli_args import positive_float, positive_int
+from caloml.data.reconstruction_tasks import TASKS, ReconstructionTask, raw_energy_fraction, regression_subject
 from caloml.data.resampling import RESAMPLE_CHOICES, check_resample
 from caloml.errors import CalomlError
-from caloml.evaluate.reconstruction_inputs import (
-    CHPI_MIN_RAW_FRACTION,
-    PDG_PARTICLE,
-    ROW_KEY,
+from caloml.evaluate import reconstruction_plots as plots
+from caloml.evaluate.reconstruction_batches import ROW_KEY, iter_test_batches
+from caloml.evaluate.reconstruction_models import (
     ReconstructionModel,
     check_model_resample,
     check_model_splits,
-    infer_task,
-    iter_test_batches,
     load_models,
-    raw_energy_fraction,
-    regression_subject,
-    resolve_resample,
-    resolve_test_sources,
 )
-from caloml.evaluate.reconstruction_metrics import (
+from caloml.evaluate.reconstruction_sources import infer_task, resolve_resample, resolve_test_sources
+from caloml.evaluate.reconstruction_table import comparison_markdown, comparison_table
+from caloml.json_values import json_plain
+from caloml.observables.reconstruction_metrics import (
     LCD_ECAL_REFERENCE,
     binned_accuracy,
     binned_response,
@@ -97,9 +59,9 @@ from caloml.evaluate.reconstruction_metrics import (
     energy_edges,
     fit_resolution,
 )
-from caloml.json_values import json_plain
+from caloml.particles import CHPI_MIN_RAW_FRACTION, PDG_PARTICLE
+from caloml.quiet import import_tensorflow_quietly
 from caloml.report_directory import check_report_dir, install_report_dir
-from caloml.tasks.triforce_data import TASKS, ReconstructionTask
 
 __all__ = [
     "JSON_KEYS",
@@ -144,8 +106,8 @@ class ReconstructionOptions:
         resample: ``none``, ``atlas`` or ``cms``, the ECAL granularity of the test events
             (:func:`caloml.data.resampling.resample_events`); None: the one the ``--test`` runs' ``test_events.json``
             record (they must agree), ``none`` without runs. A value contradicting a test run's or a model run's
-            record is refused (:func:`caloml.evaluate.reconstruction_inputs.resolve_resample`,
-            :func:`~caloml.evaluate.reconstruction_inputs.check_model_resample`). Resolved before it is recorded.
+            record is refused (:func:`caloml.evaluate.reconstruction_sources.resolve_resample`,
+            :func:`~caloml.evaluate.reconstruction_models.check_model_resample`). Resolved before it is recorded.
         plots: draw the PNG figures (False: metrics only, faster).
         overwrite: replace an existing report directory.
         progress: print progress to stderr.
@@ -321,160 +283,8 @@ def _regression(
     return results, selection, linear
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def comparison_table(
-    models: Sequence[ReconstructionModel],
-    classification: dict[str, Any],
-    regression: dict[str, Any],
-    task: ReconstructionTask,
-    n_events: int,
-    linear: str | None,
-    selection: dict[str, Any],
-) -> dict[str, Any]:
-    """Rows (one per model) and pairs (every network against every baseline of the same kind of output).
-
-    Resolutions at low and high energy are those of the lowest and highest true-energy bins holding at least
-    ``min_bin_events`` events of the particle (``selection[particle]["low_bin"]``, ``["high_bin"]``: 10-35 and
-    485-510 GeV with the default bins and enough events; the same bins for every model). Pairs:
-    ``auc_difference`` (network - baseline) and ``accuracy_difference`` for two classifiers; per particle
-    ``resolution_ratio_low`` / ``_high`` (baseline / network, > 1: the network is better) for two regressors.
-    """
-    rows = []
-    for model in models:
-        row: dict[str, Any] = {
-            "model": model.name,
-            "kind": model.kind,
-            "baseline": model.baseline,
-            "n_test_events": n_events,
-            "auc": None,
-            "accuracy": None,
-        }
-        if model.name in classification:
-            row["auc"] = classification[model.name]["auc"]
-            row["accuracy"] = classification[model.name]["accuracy"]
-        for particle in task.particles:
-            low, high = selection[particle]["low_bin"], selection[particle]["high_bin"]
-            result = regression.get(model.name, {}).get(particle)
-            binned = result["binned"] if result else None
-            fit = result["fit"] if result else {}
-            ratio = result.get("linear_over_model") if result else None
-            row[particle] = {
-                "n_events": result["n_events"] if result else None,
-                "resolution_low": _first(binned, "resolution", low),
-                "resolution_high": _first(binned, "resolution", high),
-                "bias_low": _first(binned, "bias", low),
-                "bias_high": _first(binned, "bias", high),
-                "fit_a": fit.get("a"),
-                "fit_b": fit.get("b"),
-                "fit_c": fit.get("c"),
-                "fit_a_error": fit.get("a_error"),
-                "fit_b_error": fit.get("b_error"),
-                "fit_c_error": fit.get("c_error"),
-                "linear_over_model_low": None if ratio is None or model.name == linear else _item(ratio, low),
-                "linear_over_model_high": None if ratio is None or model.name == linear else _item(ratio, high),
-            }
-        rows.append(row)
-    versus = []
-    for network in (m for m in models if not m.baseline):
-        for baseline in (m for m in models if m.baseline):
-            pair: dict[str, Any] = {"model": network.name, "baseline": baseline.name, "baseline_kind": baseline.kind}
-            if network.classifier and baseline.classifier:
-                a, b = classification[network.name], classification[baseline.name]
-                pair["auc_difference"] = a["auc"] - b["auc"]
-                pair["accuracy_difference"] = a["accuracy"] - b["accuracy"]
-            if network.regressor and baseline.regressor:
-                for particle in task.particles:
-                    mine = regression.get(network.name, {}).get(particle)
-                    theirs = regression.get(baseline.name, {}).get(particle)
-                    if mine is None or theirs is None:
-                        continue
-                    ratio = np.asarray(theirs["binned"]["resolution"]) / np.asarray(mine["binned"]["resolution"])
-                    pair[particle] = {
-                        "resolution_ratio_low": _item(ratio, selection[particle]["low_bin"]),
-                        "resolution_ratio_high": _item(ratio, selection[particle]["high_bin"]),
-                    }
-            versus.append(pair)
-    bins = {p: {key: selection[p][key] for key in ("low_bin_gev", "high_bin_gev")} for p in task.particles}
-    return {"rows": rows, "versus": versus, "linear_reference": linear, "bins": bins}
-
-
-def _item(values: Any, index: int | None) -> float | None:
-    if index is None:
-        return None
-    value = float(np.asarray(values, dtype=np.float64)[index])
-    return value if math.isfinite(value) else None
-
-
-def _first(binned: dict[str, Any] | None, key: str, index: int | None) -> float | None:
-    return None if binned is None else _item(binned[key], index)
-
-
-def comparison_markdown(record: dict[str, Any]) -> str:
-    """The comparison table of ``metrics.json`` as Markdown."""
-    comparison = record["comparison"]
-    particles = record["task"]["particles"]
-
-    def span(bin_gev: list[float] | None) -> str:
-        return "none" if bin_gev is None else f"{bin_gev[0]:g}-{bin_gev[1]:g} GeV"
-
-    bins = "; ".join(
-        f"{p}: low {span(comparison['bins'][p]['low_bin_gev'])}, high {span(comparison['bins'][p]['high_bin_gev'])}"
-        for p in particles
-    )
-    linear = comparison["linear_reference"]
-    lines = [
-        f"# Reconstruction comparison, task {record['task']['name']}",
-        "",
-        f"{record['test']['n_events']} test events (per class {record['test']['n_per_class']}), the same for every "
-        f"model. Resolution = std of (true - predicted) / true in the lowest and highest true-energy bins with at "
-        f"least {record['options']['min_bin_events']} events ({bins}); fit sigma/E = sqrt(a^2/E + b^2 + (c/E)^2), "
-        f"E in GeV" + (f"; lin/model = resolution of {linear} over the model's." if linear else "."),
-        "",
-    ]
-    header = ["model", "kind", "AUC", "accuracy"]
-    for particle in particles:
-        header += [f"{particle} events", f"{particle} res. low", f"{particle} res. high", f"{particle} fit a, b, c"]
-        if comparison["linear_reference"]:
-            header += [f"{particle} lin/model low", f"{particle} lin/model high"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in comparison["rows"]:
-        cells = [row["model"], row["kind"] + (" (baseline)" if row["baseline"] else ""), _fmt(row["auc"])]
-        cells.append(_fmt(row["accuracy"]))
-        for particle in particles:
-            p = row[particle]
-            fit = "n/a" if p["fit_a"] is None else f"{p['fit_a']:.3g}, {p['fit_b']:.3g}, {p['fit_c']:.3g}"
-            cells += [_fmt(p["n_events"]), _fmt(p["resolution_low"]), _fmt(p["resolution_high"]), fit]
-            if comparison["linear_reference"]:
-                cells += [_fmt(p["linear_over_model_low"], 3), _fmt(p["linear_over_model_high"], 3)]
-        lines.append("| " + " | ".join(cells) + " |")
-    if comparison["versus"]:
-        lines += ["", "## Every network against every baseline", ""]
-        lines += ["| network | baseline | AUC difference | accuracy difference | baseline/network resolution |"]
-        lines += ["|---|---|---|---|---|"]
-        for pair in comparison["versus"]:
-            ratios = "; ".join(
-                f"{p}: low {_fmt(pair[p]['resolution_ratio_low'], 3)}, high {_fmt(pair[p]['resolution_ratio_high'], 3)}"
-                for p in particles
-                if p in pair
-            )
-            lines.append(
-                f"| {pair['model']} | {pair['baseline']} | {_fmt(pair.get('auc_difference'))} | "
-                f"{_fmt(pair.get('accuracy_difference'))} | {ratios or 'n/a'} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
 # -- the evaluation ---------------------------------------------------------------------------------------------------
 def _draw(folder: Path, record: dict[str, Any], curves: dict, models: Sequence[ReconstructionModel]) -> list[str]:
-    from caloml.evaluate import reconstruction_plots as plots
-
     baselines = {m.name for m in models if m.baseline}
     particles = record["task"]["particles"]
     names = []
@@ -539,7 +349,7 @@ def evaluate_reconstruction(
     check_model_resample(loaded, opts.resample)
     timings["load_models"] = time.perf_counter() - start
 
-    import keras
+    import keras  # lazy: python -m caloml.evaluate parses its arguments without TensorFlow
 
     keras.utils.set_random_seed(opts.seed)
     t0 = time.perf_counter()
@@ -567,8 +377,6 @@ def evaluate_reconstruction(
     regression, selection, linear = _regression(loaded, predictions, task, opts)
     comparison = comparison_table(loaded, classification, regression, task, int(labels.size), linear, selection)
     timings["metrics"] = time.perf_counter() - t0
-
-    import caloml
 
     arguments = {
         "test": [str(p) for p in test],
@@ -677,8 +485,6 @@ def add_reco_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
 def run_reco(args: argparse.Namespace) -> int:
     """Run the reconstruction evaluation and print the comparison table."""
-    from caloml.quiet import import_tensorflow_quietly
-
     import_tensorflow_quietly()  # TensorFlow's start-up log lines would bury the comparison table
     record = evaluate_reconstruction(
         args.test,

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from caloml.evaluate.reconstruction_metrics import LCD_ECAL_REFERENCE, resolution_function
+from caloml.observables.reconstruction_metrics import LCD_ECAL_REFERENCE, resolution_function
 
 __all__ = [
     "plot_accuracy",

@@ -1,5 +1,5 @@
 """Exporting a trained Triforce network as a TensorFlow SavedModel (``saved_models/triforce-<arch>-<task>/<version>/``;
-a network trained on a resampled ECAL (``data.resample`` ``atlas`` or ``cms``, seed 004 section 5.4) goes to
+a network trained on a resampled ECAL (``data.resample`` ``atlas`` or ``cms``) goes to
 ``saved_models/triforce-<arch>-<task>-<resample>/<version>/``, so that it never shares a name with the CLIC one).
 
 The SavedModel needs only TensorFlow (no caloml, no custom Keras classes): ``tf.saved_model.load(path)`` or TF
@@ -16,18 +16,27 @@ outputs
 Inputs of different batch sizes or non-finite values fail the call with ``InvalidArgumentError``. ``export.json``
 records the architecture, task, classes in label order (with their pdgID), ``resample`` (the ECAL granularity the
 network was trained on: its inputs must be resampled the same way), the model's configuration, the training seed and
-configuration, the signature and the caloml, TensorFlow and Keras versions.
+configuration, the signature and the caloml, TensorFlow and Keras versions. :func:`export_trained` is the
+``--export`` of ``python -m caloml.train triforce``. See ``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caloml.cli_args import positive_int
+from caloml.data.reconstruction_tasks import get_task
+from caloml.data.resampling import check_resample
 from caloml.errors import CalomlError
 from caloml.export.serving import export_archive, software_provenance
+from caloml.training.config import config_to_dict
+
+if TYPE_CHECKING:
+    import keras
+
+    from caloml.tasks.triforce.config import TriforceConfig
 
 __all__ = [
     "INPUTS",
@@ -35,6 +44,7 @@ __all__ = [
     "add_triforce_parser",
     "arch_name",
     "export_name",
+    "export_trained",
     "export_triforce",
     "run_triforce",
 ]
@@ -69,6 +79,7 @@ SIGNATURES: dict[str, dict[str, dict[str, str]]] = {
 
 def arch_name(model: Any) -> str:
     """``dnn``, ``cnn`` or ``googlenet`` for a Triforce network (CalomlError for anything else)."""
+    # lazy: the networks import Keras, and python -m caloml.export parses its arguments without TensorFlow
     from caloml.models.triforce_nets import TriforceCNN, TriforceDNN, TriforceGoogLeNet
 
     for name, cls in (("dnn", TriforceDNN), ("cnn", TriforceCNN), ("googlenet", TriforceGoogLeNet)):
@@ -101,10 +112,7 @@ def export_triforce(
     ``provenance["resample"]`` is a CalomlError. Returns the version directory. See the module docstring for the
     signature.
     """
-    import tensorflow as tf
-
-    from caloml.data.resampling import check_resample
-    from caloml.tasks.triforce_data import get_task
+    import tensorflow as tf  # lazy: python -m caloml.export parses its arguments without TensorFlow
 
     reconstruction = get_task(task)
     recorded = (provenance or {}).get("resample")
@@ -161,6 +169,19 @@ def export_triforce(
     }
     model_dir = Path(saved_models_dir) / export_name(arch, reconstruction.name, resample)
     return export_archive(model, model_dir, version, {"reconstruct": reconstruct}, info)  # also serving_default
+
+
+def export_trained(model: keras.Model, config: TriforceConfig, run_dir: Path) -> Path:
+    """Export the Triforce network selected by a training run (``--export``) to ``saved_models/``; returns the
+    version directory. ``config`` is the run's resolved configuration: its task and ECAL granularity name the
+    export, and the run directory, seed and whole configuration go into ``export.json``."""
+    provenance = {
+        "source": str(run_dir),
+        "seed": config.runtime.seed,
+        "resample": config.data.resample,
+        "training_config": config_to_dict(config),
+    }
+    return Path(export_triforce(model, config.model.task, provenance=provenance))
 
 
 # -- command line -------------------------------------------------------------------------------------------------

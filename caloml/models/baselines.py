@@ -1,5 +1,6 @@
-"""The Triforce baselines (seed 004 appendices C and D, models.md section 2): linear and XGBoost energy regression
-and a BDT classifier on the expert features.
+"""The Triforce baselines: linear and XGBoost energy regression and a BDT classifier on the expert features, after
+"Calorimetry with deep learning: particle simulation and reconstruction for collider physics", Belayneh et al.,
+arXiv:1912.06794 (appendices C and D). See ``docs/reconstruction.md``.
 
 * :class:`LinearEnergyRegression` - ``E = a * ECAL_E + b * HCAL_E + c`` by least squares (GeV).
 * :class:`XGBoostEnergyRegression` - XGBoost regressor of the primary energy (GeV), max depth 3, learning rate 0.3,
@@ -26,17 +27,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xgboost
 
-from caloml.atomic_files import atomic_write_text
+from caloml.atomic_files import atomic_write_json, atomic_write_with
 from caloml.data.lcd_features import EXPERT_FEATURE_KEYS
+from caloml.data.reconstruction_tasks import raw_energy_fraction
 from caloml.errors import CalomlError, OutputExistsError
-from caloml.units import LCD_STORED_PER_GEV
+from caloml.json_values import json_plain
+from caloml.particles import CHPI_MIN_RAW_FRACTION
 
 __all__ = [
     "BDT_GRID",
@@ -113,17 +116,14 @@ def feature_matrix(batch: Mapping[str, Any], names: Sequence[str]) -> np.ndarray
     return matrix
 
 
-def raw_energy_mask(batch: Mapping[str, Any], min_fraction: float = 0.3) -> np.ndarray:
-    """Events whose raw sum reaches ``min_fraction`` of the true energy (appendix D, charged pions: 30%).
+def raw_energy_mask(batch: Mapping[str, Any], min_fraction: float = CHPI_MIN_RAW_FRACTION) -> np.ndarray:
+    """Events whose raw sum reaches ``min_fraction`` of the true energy (the paper's charged-pion selection, 30%).
 
-    The raw sum is ``(ECAL_E + HCAL_E) * 50``, the files' stored units, in which an electron's sum is about its
-    energy in GeV (sampling fraction 0.02). Returns a boolean (N,) mask.
+    The raw sum is :func:`caloml.data.reconstruction_tasks.raw_energy_fraction`'s, ``(ECAL_E + HCAL_E) * 50``, the
+    files' stored units, in which an electron's sum is about its energy in GeV (sampling fraction 0.02). Returns a
+    boolean (N,) mask.
     """
-    for key in ("ECAL_E", "HCAL_E", "energy"):
-        if key not in batch:
-            raise CalomlError(f"the raw-energy cut needs key '{key}', which the data lacks")
-    raw = (np.asarray(batch["ECAL_E"], np.float64) + np.asarray(batch["HCAL_E"], np.float64)) * LCD_STORED_PER_GEV
-    return np.asarray(raw >= min_fraction * np.asarray(batch["energy"], np.float64))
+    return np.asarray(raw_energy_fraction(batch) >= min_fraction)
 
 
 def _check_rows(x: np.ndarray, y: np.ndarray, what: str) -> None:
@@ -174,7 +174,7 @@ class LinearEnergyRegression:
             raise CalomlError("the linear regression is not fitted yet")
         path = Path(directory)
         _prepare_directory(path, overwrite)
-        atomic_write_text(path / "baseline.json", json.dumps(self.to_dict(), indent=2))
+        atomic_write_json(path / "baseline.json", json_plain(self.to_dict()))
         return path
 
 
@@ -203,20 +203,22 @@ class _XGBoostBaseline:
             "model_file": "model.json",
         }
 
+    def _save_json(self, target: Path) -> None:
+        """Write the XGBoost model to ``target`` in XGBoost's JSON format (chosen by a ``.json`` file name)."""
+        named = target.with_name(target.name + ".json")
+        try:
+            self.model.save_model(str(named))
+            os.replace(named, target)
+        finally:
+            named.unlink(missing_ok=True)
+
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write ``directory/model.json`` (XGBoost JSON) and ``directory/baseline.json``; returns the directory."""
         self._require_fitted()
         path = Path(directory)
         _prepare_directory(path, overwrite)
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=".model.", suffix=".json")
-        os.close(fd)
-        try:
-            self.model.save_model(tmp)
-            os.replace(tmp, path / "model.json")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        atomic_write_text(path / "baseline.json", json.dumps(self.to_dict(), indent=2))
+        atomic_write_with(path / "model.json", self._save_json)
+        atomic_write_json(path / "baseline.json", json_plain(self.to_dict()))
         return path
 
 
@@ -252,8 +254,6 @@ class XGBoostEnergyRegression(_XGBoostBaseline):
 
     def fit(self, train: Mapping[str, Any], validation: Mapping[str, Any]) -> XGBoostEnergyRegression:
         """Fit on ``train`` (features and ``energy``, GeV), early-stopping on ``validation``."""
-        import xgboost
-
         x_train, y_train = feature_matrix(train, self.feature_names), feature_matrix(train, ("energy",))[:, 0]
         x_val, y_val = feature_matrix(validation, self.feature_names), feature_matrix(validation, ("energy",))[:, 0]
         _check_rows(x_train, y_train, "training split")
@@ -285,7 +285,7 @@ class XGBoostEnergyRegression(_XGBoostBaseline):
 class BDTClassifier(_XGBoostBaseline):
     """Classification BDT on the expert features (appendix C), tuned on a validation split.
 
-    ``labels`` are class indices 0 .. n_classes - 1 (see :mod:`caloml.tasks.triforce_data` for the mapping from
+    ``labels`` are class indices 0 .. n_classes - 1 (see :mod:`caloml.data.reconstruction_tasks` for the mapping from
     ``pdgID``). :meth:`fit` tries each point of ``grid`` (``max_depth``, ``learning_rate`` and optionally
     ``n_estimators``, else ``max_rounds``) with early stopping on the validation split and keeps the one of lowest
     validation log-loss; the chosen point is in ``settings`` and every point tried in ``settings["search"]``.
@@ -313,8 +313,6 @@ class BDTClassifier(_XGBoostBaseline):
         self, train: Mapping[str, Any], train_labels: Any, validation: Mapping[str, Any], validation_labels: Any
     ) -> BDTClassifier:
         """Fit and tune; ``*_labels`` (N,) ints."""
-        import xgboost
-
         x_train, x_val = feature_matrix(train, self.feature_names), feature_matrix(validation, self.feature_names)
         y_train, y_val = np.asarray(train_labels).reshape(-1), np.asarray(validation_labels).reshape(-1)
         _check_rows(x_train, y_train, "training split")
@@ -366,8 +364,6 @@ def load_baseline(directory: str | os.PathLike) -> LinearEnergyRegression | XGBo
         return LinearEnergyRegression(record["coefficients"])
     if kind not in (XGBoostEnergyRegression.kind, BDTClassifier.kind):
         raise CalomlError(f"{path}: unknown baseline kind {kind!r}")
-    import xgboost
-
     baseline: XGBoostEnergyRegression | BDTClassifier
     if kind == XGBoostEnergyRegression.kind:
         baseline = XGBoostEnergyRegression(record["feature_names"], record["seed"])

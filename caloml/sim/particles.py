@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: PDG identifiers stored in the LCD files' ``pdgID``.
-PDG_ID = {"electron": 11, "photon": 22, "pi0": 111, "chpi": 211}
-PARTICLES = tuple(PDG_ID)
+from caloml.particles import PARTICLES as PARTICLES  # the particle codes' home; re-exported for the simulator
+from caloml.particles import PDG_ID as PDG_ID
+
 PI0_MASS_GEV = 0.134977
 #: Mean photon conversion depth, 9/7 X0.
 PHOTON_CONVERSION_X0 = 9.0 / 7.0

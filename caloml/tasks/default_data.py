@@ -2,7 +2,8 @@
 
 A cache directory is reused when its ``metadata.json`` records the same simulation request (geometry, particle,
 sizes, ranges, seed); a directory of the same name with another request is refused rather than replaced. The
-intermediate HDF5 file lives in a temporary directory and is removed after the conversion.
+intermediate HDF5 file lives in a temporary directory and is removed after the conversion. See
+``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from caloml.data.tfrecord import convert_to_tfrecords, read_metadata
 from caloml.errors import CalomlError, OutputExistsError
 from caloml.sim.run import SimulationRequest, default_workers, simulate_file
 
@@ -37,8 +39,6 @@ def cached_simulation(
     ``create=False`` (a non-chief multi-worker task) raises instead of simulating, so that only one process
     writes the cache.
     """
-    from caloml.data.tfrecord import convert_to_tfrecords, read_metadata
-
     request = request.resolve()
     config = json.loads(json.dumps(request.to_config()))
     out = root / cache_name(request, role)

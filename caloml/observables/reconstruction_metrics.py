@@ -1,28 +1,21 @@
-"""Metrics of the reconstruction evaluation (seed 004 section 5, models.md section 2): NumPy and SciPy only.
+"""Metrics of the reconstruction models, shared by their training tasks and their evaluation (NumPy, SciPy, sklearn).
 
-* :func:`classification_metrics` - ROC curve, AUC and accuracy of a two-class classifier (class 1 is "positive":
-  the pion of either task).
-* :func:`binned_accuracy` - accuracy and its binomial error in bins of a variable (true energy, eta).
-* :func:`binned_response` - relative bias and resolution of the energy regression in bins of the true energy.
-  The relative error of an event is ``(true - predicted) / true``; per bin, the **bias** is its mean and the
-  **resolution** its standard deviation (``ddof=1``; the paper's definition, so that the numbers compare with it),
-  with the statistical errors ``std / sqrt(n)`` and ``std / sqrt(2 (n - 1))``. A robust width, half the distance
-  between the 16th and 84th percentiles, is stored beside it (``resolution_iqr68``): it is less sensitive to a
-  few badly reconstructed events and equals the standard deviation for a Gaussian.
-* :func:`fit_resolution` - the calorimeter resolution function
-  ``sigma / E = sqrt(a^2 / E + b^2 + (c / E)^2)`` (E in GeV; stochastic ``a``, constant ``b``, noise ``c``, all
-  constrained >= 0) fitted to the binned resolutions at the mean true energy of each bin, weighted by their
-  errors (``scipy.optimize.curve_fit``, absolute errors), with the parameters' standard errors and the chi^2.
-* :data:`LCD_ECAL_REFERENCE` - the LCD ECAL design curve (a = 0.156, b = 0.01, c = 0) drawn on the plots.
+ROC and AUC of a classifier, accuracy in bins, relative energy bias and resolution in bins of the true energy, and the
+fit of the calorimeter resolution function ``sigma / E = sqrt(a^2 / E + b^2 + (c / E)^2)`` (E in GeV), as in
+"Calorimetry with deep learning: particle simulation and reconstruction for collider physics", Belayneh et al.,
+arXiv:1912.06794. Definitions and units: ``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit
+from sklearn.metrics import roc_auc_score, roc_curve
 
 __all__ = [
     "LCD_ECAL_REFERENCE",
@@ -31,10 +24,13 @@ __all__ = [
     "classification_metrics",
     "energy_edges",
     "fit_resolution",
+    "probability_metrics",
+    "regression_edges",
+    "regression_metrics",
     "resolution_function",
 ]
 
-#: The LCD ECAL reference resolution (models.md section 2): a (GeV^0.5), b, c (GeV).
+#: The LCD ECAL design resolution: a (GeV^0.5), b, c (GeV).
 LCD_ECAL_REFERENCE: dict[str, float] = {"a": 0.156, "b": 0.01, "c": 0.0}
 #: Points of the stored ROC curve (true-positive rate at these false-positive rates).
 ROC_POINTS = 201
@@ -57,7 +53,6 @@ def classification_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, 
     ``roc`` (``fpr`` and ``tpr`` interpolated at :data:`ROC_POINTS` false-positive rates) and the full curve
     under ``roc_full`` (``fpr``, ``tpr``; for the plot, not meant for the JSON).
     """
-    from sklearn.metrics import roc_auc_score, roc_curve
 
     labels = np.asarray(labels).reshape(-1)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -166,10 +161,6 @@ def fit_resolution(
     ``compatible_with_zero`` (the parameters below their error or at the bound), ``chi2``, ``ndof``,
     ``n_points``; otherwise ``reason``.
     """
-    import warnings
-
-    from scipy.optimize import OptimizeWarning, curve_fit
-
     e = np.asarray(energy_gev, dtype=np.float64).reshape(-1)
     r = np.asarray(resolution, dtype=np.float64).reshape(-1)
     s = np.asarray(resolution_error, dtype=np.float64).reshape(-1)
@@ -218,3 +209,70 @@ def fit_resolution(
         compatible_with_zero=compatible_with_zero,
     )
     return result
+
+
+#: Width of the true-energy bins of :func:`regression_metrics` (GeV).
+ENERGY_BIN_GEV = 25.0
+
+
+def probability_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[str, Any]:
+    """AUC of P(class 1), accuracy of the most probable class and events per class.
+
+    ``labels`` (N,) class indices, ``probability`` (N, n_classes) class probabilities.
+    """
+    return {
+        "auc": float(roc_auc_score(labels, probability[:, 1])),
+        "accuracy": float(np.mean(probability.argmax(axis=1) == labels)),
+        "events_per_class": [int(np.sum(labels == c)) for c in range(probability.shape[1])],
+    }
+
+
+def regression_edges(true_gev: np.ndarray, bin_gev: float = ENERGY_BIN_GEV) -> np.ndarray:
+    """Bins of the true energy (GeV): :func:`energy_edges` ``bin_gev`` wide from 10 to 510 GeV, extended by whole
+    bins below and above to hold every event of ``true_gev``."""
+    low, high = 10.0, 510.0
+    if true_gev.size:
+        if float(true_gev.min()) < low:
+            low -= bin_gev * math.ceil((low - float(true_gev.min())) / bin_gev)
+        if float(true_gev.max()) > high:
+            high += bin_gev * math.ceil((float(true_gev.max()) - high) / bin_gev)
+    return energy_edges(bin_gev, low, high)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def regression_metrics(
+    true_gev: np.ndarray, predicted_gev: np.ndarray, bin_gev: float = ENERGY_BIN_GEV
+) -> dict[str, Any]:
+    """Relative bias and resolution of ``(E_true - E_pred) / E_true``, overall and in ``bin_gev`` bins of E_true.
+
+    The definitions of :func:`binned_response`: the bias is the mean, the resolution the standard deviation
+    (``ddof=1``); the bins are :func:`regression_edges`. ``bins`` lists the non-empty bins (``energy_gev`` [low,
+    high), ``n``, ``bias``, ``resolution``, their errors and the robust ``resolution_iqr68``). Every value that is
+    undefined (no event, or a single one for a width) is None, never NaN: the result is JSON-ready.
+    """
+    true_gev = np.asarray(true_gev, dtype=np.float64).reshape(-1)
+    predicted_gev = np.asarray(predicted_gev, dtype=np.float64).reshape(-1)
+    relative = (true_gev - predicted_gev) / true_gev
+    binned = binned_response(true_gev, predicted_gev, regression_edges(true_gev, bin_gev))
+    edges = binned["edges"]
+    bins = [
+        {
+            "energy_gev": [float(edges[b]), float(edges[b + 1])],
+            "n": int(binned["counts"][b]),
+            **{
+                key: _finite_or_none(binned[key][b]) for key in ("bias", "bias_error", "resolution", "resolution_error")
+            },
+            "resolution_iqr68": _finite_or_none(binned["resolution_iqr68"][b]),
+        }
+        for b in range(len(edges) - 1)
+        if binned["counts"][b] > 0
+    ]
+    return {
+        "relative_bias": _finite_or_none(float(relative.mean())) if relative.size else None,
+        "relative_resolution": _finite_or_none(float(relative.std(ddof=1))) if relative.size > 1 else None,
+        "n": int(relative.size),
+        "bins": bins,
+    }

@@ -1,25 +1,12 @@
-"""Data of the Triforce reconstruction tasks (seed 004 section 5, data-formats.md section 1): filters and labels.
+"""The reconstruction tasks' classes, labels and event selections (filters and the charged-pion raw-sum cut).
 
-Two classification tasks, each with its explicit class mapping (``abs(pdgID)`` -> class index):
-
-=================  ==================  ===============================================================
-task               classes             filter
-=================  ==================  ===============================================================
-``e-vs-pi``        11 -> 0, 211 -> 1   charged pions only: HCAL / ECAL < 0.1 (:class:`MaxHcalEcalRatio`)
-``gamma-vs-pi0``   22 -> 0, 111 -> 1   opening angle < 0.01 rad (:class:`MaxOpeningAngle`; photons,
-                                       with opening angle -1, pass)
-=================  ==================  ===============================================================
-
-A pdgID outside the task, or a class absent from the data, raises :class:`~caloml.errors.CalomlError`: a wrong
-label mapping is never made silently.
-
-:func:`filter_mask` is the one filter rule (the networks' and the baselines' split, :mod:`caloml.tasks.reco_split`,
-and :func:`prepare_events` apply it). :func:`prepare_events` turns a batch of LCD events (GeV, as
-:class:`caloml.data.lcd.LCDReader` yields) into the networks' inputs: task filters, ``class_label``, ECAL
-centre crop to 25 x 25 x 25 (:class:`CenterCrop`; cropped files pass unchanged). ``ECAL_E`` and ``HCAL_E`` keep
-their meaning in caloml, the sums of the files' windows (computed from the cells when a file lacks them, before the
-crop); the original code fed the sum of the cropped ECAL instead, which holds the same energy up to the tails
-outside the crop.
+Two classification tasks, each with its explicit class mapping (``abs(pdgID)`` -> class index): ``e-vs-pi``
+(11 -> 0, 211 -> 1; charged pions must have HCAL / ECAL < 0.1) and ``gamma-vs-pi0`` (22 -> 0, 111 -> 1; neutral
+pions must have an opening angle < 0.01 rad), as in "Calorimetry with deep learning: particle simulation and
+reconstruction for collider physics", Belayneh et al., arXiv:1912.06794. A pdgID outside the task, or a class absent
+from the data, is a one-line CalomlError. :func:`filter_mask` is the one filter rule of the networks, the baselines
+and the evaluation; :func:`regression_subject` the one selection of the energy regressions. See
+``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
@@ -33,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from caloml.data.lcd import LCDReader
 from caloml.data.transforms import CenterCrop, EventFilter, MaxHcalEcalRatio, MaxOpeningAngle
 from caloml.errors import CalomlError, DataError
+from caloml.particles import CHPI_MIN_RAW_FRACTION, CHPI_PDG, PDG_ID, RAW_SUM_PER_GEV
 
 __all__ = [
     "REQUIRED_KEYS",
@@ -45,6 +34,8 @@ __all__ = [
     "get_task",
     "load_events",
     "prepare_events",
+    "raw_energy_fraction",
+    "regression_subject",
     "split_indices",
 ]
 
@@ -75,9 +66,13 @@ class ReconstructionTask:
         return {pdg: index for index, pdg in enumerate(self.classes)}
 
 
+def _task(name: str, particles: tuple[str, str], filters: Mapping[int, tuple[EventFilter, ...]]) -> ReconstructionTask:
+    return ReconstructionTask(name, tuple(PDG_ID[p] for p in particles), particles, filters)
+
+
 TASKS: dict[str, ReconstructionTask] = {
-    "e-vs-pi": ReconstructionTask("e-vs-pi", (11, 211), ("electron", "chpi"), {211: (MaxHcalEcalRatio(0.1),)}),
-    "gamma-vs-pi0": ReconstructionTask("gamma-vs-pi0", (22, 111), ("photon", "pi0"), {111: (MaxOpeningAngle(0.01),)}),
+    "e-vs-pi": _task("e-vs-pi", ("electron", "chpi"), {PDG_ID["chpi"]: (MaxHcalEcalRatio(0.1),)}),
+    "gamma-vs-pi0": _task("gamma-vs-pi0", ("photon", "pi0"), {PDG_ID["pi0"]: (MaxOpeningAngle(0.01),)}),
 }
 
 
@@ -173,8 +168,6 @@ def load_events(
     paths: Sequence[str | os.PathLike], task: ReconstructionTask, *, max_events_per_file: int | None = None
 ) -> dict[str, np.ndarray]:
     """Read LCD files into memory and :func:`prepare_events` them together (small data sets, tests, baselines)."""
-    from caloml.data.lcd import LCDReader
-
     if not paths:
         raise CalomlError(f"task {task.name}: no input files")
     parts = []
@@ -195,10 +188,33 @@ def load_events(
 def split_indices(n_events: int, fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0) -> list[np.ndarray]:
     """Seeded random disjoint index sets (train, validation, test...) of the given fractions of ``n_events``.
 
-    The runs' split rule (every fraction > 0) is :func:`caloml.tasks.reco_split.check_split_fractions`.
+    The runs' split rule (every fraction > 0) is
+    :func:`caloml.data.reconstruction_split.check_split_fractions`.
     """
     if any(f < 0 for f in fractions) or sum(fractions) > 1.0 + 1e-9:
         raise CalomlError(f"split fractions must be non-negative and sum to at most 1, got {list(fractions)}")
     order = np.random.default_rng(seed).permutation(n_events)
     bounds = np.round(np.cumsum([0.0, *fractions]) * n_events).astype(int)
     return [np.sort(order[start:stop]) for start, stop in itertools.pairwise(bounds)]
+
+
+def raw_energy_fraction(events: Mapping[str, Any]) -> np.ndarray:
+    """``RAW_SUM_PER_GEV (ECAL_E + HCAL_E) / energy`` (N,) float64: the raw sum over the true energy (sums in GeV).
+
+    A missing key is a one-line CalomlError.
+    """
+    for key in ("ECAL_E", "HCAL_E", "energy"):
+        if key not in events:
+            raise CalomlError(f"the raw-energy cut needs key '{key}', which the data lacks")
+    raw = RAW_SUM_PER_GEV * (np.asarray(events["ECAL_E"], np.float64) + np.asarray(events["HCAL_E"], np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(raw / np.asarray(events["energy"], np.float64), dtype=np.float64).reshape(-1)
+
+
+def regression_subject(pdg: np.ndarray, raw_fraction: np.ndarray, particle_pdg: int) -> np.ndarray:
+    """Which events (N,) bool a regression of ``particle_pdg`` is fitted and scored on: its particle type and, for
+    charged pions, a raw sum of at least :data:`~caloml.particles.CHPI_MIN_RAW_FRACTION` of the true energy."""
+    mask = np.abs(np.asarray(pdg)).reshape(-1) == particle_pdg
+    if particle_pdg == CHPI_PDG:
+        mask &= np.asarray(raw_fraction) >= CHPI_MIN_RAW_FRACTION
+    return np.asarray(mask, dtype=bool)

@@ -1,58 +1,34 @@
-"""The data split of the Triforce reconstruction runs, shared by the networks and the baselines (seed 004 section 5).
+"""The data split of the reconstruction runs, shared by the Triforce networks and the baselines.
 
 The networks (:mod:`caloml.tasks.triforce`) and the baselines (:mod:`caloml.tasks.baselines`) are compared on the
-same test events; this module is the one place that decides them, so that the guarantee cannot drift:
-
-* :func:`default_data_request` - the simulation request of the default data of one particle type (the simulator's
-  ``lcd-rec`` layout, ``events_per_particle x simulation_factor[particle]`` showers, seed ``100 simulation_seed +
-  k`` for the particle's position ``k`` in its task), and :func:`check_default_data_size`, which refuses a default
-  data set above ``data.max_simulated_showers`` (:data:`MAX_SIMULATED_SHOWERS`).
-* :func:`check_split_fractions` - the one rule for ``data.split_fractions``: three fractions, each > 0, summing to
-  at most 1.
-* :func:`split_source` - source ``k`` of ``N`` events: ``split_indices(N, fractions, seed=1000 seed + k)`` gives the
-  training, validation and test events, then the task filters (:func:`caloml.tasks.triforce_data.filter_mask`)
-  and any further cut drop events from every split.
-* :func:`source_entry` and :func:`split_record` - ``RUN/test_events.json`` (format ``caloml-triforce-split``
-  version 1, read by :mod:`caloml.evaluate.reconstruction_inputs` and :func:`caloml.tasks.triforce.read_split`)::
-
-    {"format": "caloml-triforce-split", "version": 1, "task": "gamma-vs-pi0",
-     "particle": "chpi",                   # the baselines' regressions only
-     "classes": [{"label": 0, "pdgID": 22, "particle": "photon"}, {"label": 1, "pdgID": 111, "particle": "pi0"}],
-     "split": {"fractions": [0.6, 0.2, 0.2], "seed": 1, "rule": "...", "cuts": ["..."]},
-     "index": "...",                       # what an event index is
-     "resample": "none" | "atlas" | "cms", # the ECAL granularity the run trained on
-     "sources": [{"path": "/abs/path", "format": "hdf5" | "tfrecords", "n_events": N,
-                  "particle": "photon" | null, "label": 0 | null,  # when the kept events are all of one class
-                  "test_indices": [sorted event indices in the test split that pass the cuts],
-                  "n_test": len(test_indices)}, ...]}
-
-  The **event index** of a source is the row of an HDF5 file, or the record number of a TFRecord directory read
-  shard after shard in the order of its ``metadata.json``. ``particle`` and ``label`` describe the events a run
-  kept (after the cuts), for the networks and the baselines alike.
+same test events; this module is the one place that decides them: the data section both share
+(:class:`ReconstructionData`), the default data request of one particle type (:func:`default_data_request`) and its
+size bound (:func:`check_default_data_size`), the fraction rule (:func:`check_split_fractions`), the split of one
+source (:func:`split_source`: ``split_indices(N, fractions, seed=1000 seed + k)`` for source ``k``, then the task
+filters and any further cut) and the split record it gives (:func:`make_split_record`, written as
+``RUN/test_events.json`` by :mod:`caloml.data.split_record`). See ``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
+from caloml.data.reconstruction_tasks import TASKS, ReconstructionTask, class_labels, filter_mask, split_indices
+from caloml.data.split_record import INDEX_RULE, SPLIT_FILE, SPLIT_FORMAT, SplitRecord, SplitSource
 from caloml.errors import CalomlError
-from caloml.sim.particles import PDG_ID
-from caloml.tasks.triforce_data import TASKS, ReconstructionTask, class_labels, filter_mask, split_indices
-
-if TYPE_CHECKING:
-    from caloml.sim.run import SimulationRequest
+from caloml.particles import PDG_ID
+from caloml.sim.run import SimulationRequest
 
 __all__ = [
-    "INDEX_RULE",
     "MAX_SIMULATED_SHOWERS",
     "SPLITS",
     "SPLIT_FILE",
-    "SPLIT_FORMAT",
     "DefaultDataSettings",
+    "ReconstructionData",
     "SourceSplit",
     "check_default_data_size",
     "check_split_fractions",
@@ -60,22 +36,14 @@ __all__ = [
     "default_showers",
     "describe_filters",
     "filter_counts_line",
+    "make_split_record",
     "single_class",
     "source_entry",
-    "split_record",
     "split_source",
     "task_of_particle",
 ]
 
-#: The test split of a run, in the run directory.
-SPLIT_FILE = "test_events.json"
-SPLIT_FORMAT = "caloml-triforce-split"
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-#: What an event index is (recorded in ``test_events.json``).
-INDEX_RULE = (
-    "event position in its source: the row of an HDF5 file; for a TFRecord directory, the record number"
-    " reading its shards in the order of metadata.json"
-)
 #: Default bound on the showers the default data may simulate per run (all particles together): the simulator makes
 #: about 300 showers per second per core and an lcd-rec shower holds about 0.3 MB of cells before compression, so
 #: 2,000,000 showers cost about 1.9 core-hours and up to 600 GB of cells.
@@ -91,6 +59,37 @@ class DefaultDataSettings(Protocol):
     energy_range_gev: tuple[float, float]
     simulation_seed: int
     max_simulated_showers: int
+
+
+@dataclass
+class ReconstructionData:
+    """Data section of the reconstruction runs (the networks' and the baselines'): the same settings give the same
+    default data and the same test events.
+
+    Attributes:
+        files: LCD HDF5 files or TFRecord directories; empty: simulate (once, cached) the default data.
+        events_per_particle: showers per particle type of the default data (before the split and the filters).
+        simulation_factor: per particle type, a factor on ``events_per_particle`` for the default data (charged
+            pions 20: few of the simulator's pass the HCAL/ECAL < 0.1 filter, 0.4-0.75%).
+        energy_range_gev: primary energies of the default data, GeV.
+        simulation_seed: seed of the default data (particle ``k`` of its task uses ``100 s + k``).
+        split_fractions: training, validation and test fractions of every source (before the filters), each > 0.
+        split_seed: seed of the split (source ``k`` uses ``1000 split_seed + k``), independent of ``runtime.seed``.
+        max_simulated_showers: the most showers the default data may simulate in all (a larger request is refused
+            with a one-line error, :func:`check_default_data_size`).
+        resample: ``none`` (CLIC granularity), ``atlas`` or ``cms``: the ECAL granularity the run trains on
+            (:mod:`caloml.data.resampling`).
+    """
+
+    files: list[str] = field(default_factory=list)
+    events_per_particle: int = 5000
+    simulation_factor: dict[str, float] = field(default_factory=lambda: {"chpi": 20.0})
+    energy_range_gev: tuple[float, float] = (10.0, 510.0)
+    simulation_seed: int = 1
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_seed: int = 1
+    max_simulated_showers: int = MAX_SIMULATED_SHOWERS
+    resample: str = "none"
 
 
 def task_of_particle(particle: str) -> ReconstructionTask:
@@ -112,8 +111,6 @@ def default_data_request(particle: str, data: DefaultDataSettings) -> Simulation
     ``lcd-rec`` layout, :func:`default_showers` showers, primary energies ``data.energy_range_gev`` (GeV), seed
     ``100 data.simulation_seed + k`` with ``k`` the particle's position in its task (electron, chpi; photon, pi0).
     """
-    from caloml.sim.run import SimulationRequest
-
     k = task_of_particle(particle).particles.index(particle)
     low, high = data.energy_range_gev
     return SimulationRequest(
@@ -232,17 +229,10 @@ def single_class(codes: np.ndarray, task: ReconstructionTask) -> dict[str, Any]:
     return {"particle": task.particles[label], "label": label}
 
 
-def source_entry(path: str, source_format: str, split: SourceSplit, task: ReconstructionTask) -> dict[str, Any]:
-    """The ``sources`` entry of ``test_events.json`` of one source (module docstring)."""
-    test = split.indices["test"]
-    return {
-        "path": path,
-        "format": source_format,
-        "n_events": split.n_events,
-        **single_class(split.codes[split.keep], task),
-        "test_indices": test.tolist(),
-        "n_test": int(test.size),
-    }
+def source_entry(path: str, source_format: str, split: SourceSplit, task: ReconstructionTask) -> SplitSource:
+    """The split record's entry of one source: its test events after the cuts, and its class when single."""
+    kept = single_class(split.codes[split.keep], task)
+    return SplitSource(path, split.indices["test"], source_format, split.n_events, kept["particle"], kept["label"])
 
 
 def describe_filters(task: ReconstructionTask) -> str:
@@ -251,37 +241,36 @@ def describe_filters(task: ReconstructionTask) -> str:
     return ", ".join(described) or "none"
 
 
-def split_record(
+def make_split_record(
     task: ReconstructionTask,
     *,
     fractions: Sequence[float],
     seed: int,
     cuts: Sequence[str],
-    sources: Sequence[Mapping[str, Any]],
+    sources: Sequence[SplitSource],
     resample: str,
     particle: str | None = None,
-) -> dict[str, Any]:
-    """The content of ``RUN/test_events.json`` (module docstring); ``cuts``: what dropped events, in words."""
-    return {
-        "format": SPLIT_FORMAT,
-        "version": 1,
-        "task": task.name,
-        **({"particle": particle} if particle else {}),
-        "classes": [
+) -> SplitRecord:
+    """The split record of a run (``RUN/test_events.json``); ``cuts``: what dropped events, in words."""
+    return SplitRecord(
+        [*sources],
+        task=task.name,
+        particle=particle,
+        classes=[
             {"label": i, "pdgID": pdg, "particle": name}
             for i, (pdg, name) in enumerate(zip(task.classes, task.particles, strict=True))
         ],
-        "split": {
+        split={
             "fractions": [float(f) for f in fractions],
             "seed": seed,
-            "rule": "source k of N events: caloml.tasks.triforce_data.split_indices(N, fractions, seed=seed*1000+k)"
-            " gives train, validation, test; then " + "; ".join(cuts),
+            "rule": "source k of N events: caloml.data.reconstruction_tasks.split_indices(N, fractions,"
+            " seed=seed*1000+k) gives train, validation, test; then " + "; ".join(cuts),
             "cuts": list(cuts),
         },
-        "index": INDEX_RULE,
-        "resample": resample,
-        "sources": [dict(source) for source in sources],
-    }
+        resample=resample,
+        index=INDEX_RULE,
+        format=SPLIT_FORMAT,
+    )
 
 
 def filter_counts_line(task: ReconstructionTask, splits: Sequence[SourceSplit]) -> str:
