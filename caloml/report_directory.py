@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from caloml.atomic_files import atomic_directory, install_directory
+from caloml.atomic_files import atomic_directory
 from caloml.errors import CalomlError, OutputExistsError
 
 
@@ -18,12 +18,6 @@ def check_report_dir(out: Path, overwrite: bool, what: str = "report") -> None:
         raise CalomlError(f"{out} exists and is not a directory; the {what} is a directory")
     if not overwrite and out.is_dir() and any(out.iterdir()):
         raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite (overwrite=True) to replace it")
-
-
-def install_report_dir(tmp: Path, out: Path, overwrite: bool, what: str = "report") -> None:
-    """Move the finished directory ``tmp`` to ``out``, replacing an empty (or, with ``overwrite``, any) ``out``."""
-    check_report_dir(out, overwrite, what)
-    install_directory(tmp, out)
 
 
 @contextlib.contextmanager

@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -61,7 +59,7 @@ from caloml.observables.reconstruction_metrics import (
 )
 from caloml.particles import CHPI_MIN_RAW_FRACTION, PDG_PARTICLE
 from caloml.quiet import import_tensorflow_quietly
-from caloml.report_directory import check_report_dir, install_report_dir
+from caloml.report_directory import check_report_dir, report_dir
 
 __all__ = [
     "JSON_KEYS",
@@ -411,10 +409,7 @@ def evaluate_reconstruction(
     }
     record = json_plain(record)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        tmp.chmod(0o755)
+    with report_dir(out, opts.overwrite, "reconstruction report") as tmp:
         t0 = time.perf_counter()
         record["plots"] = _draw(tmp, record, curves, loaded) if opts.plots else []
         timings["plots"] = time.perf_counter() - t0
@@ -425,10 +420,6 @@ def evaluate_reconstruction(
         (tmp / "arguments.json").write_text(json.dumps(json_plain(arguments), indent=1) + "\n", encoding="utf-8")
         (tmp / "comparison.md").write_text(comparison_markdown(record), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(record, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-        install_report_dir(tmp, out, opts.overwrite, "reconstruction report")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if opts.progress:
         print(f"reconstruction evaluation written to {out} ({timings['total']:.0f} s)", file=sys.stderr)
     return record
