@@ -8,6 +8,7 @@ replaced (:class:`~caloml.errors.OutputExistsError`): a new model gets a new ver
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import caloml
 from caloml.errors import CalomlError, OutputExistsError
 
 __all__ = [
@@ -89,12 +91,10 @@ def software_provenance(model: Any, provenance: Mapping[str, Any] | None = None)
     ``provenance`` (the training run's configuration, seed and source, when the trainer exports) overrides the
     defaults (``source`` None, ``seed`` the model's own).
     """
-    import datetime
-
+    # TensorFlow is imported here, not at module level: ``python -m caloml.export`` imports this module to build its
+    # parser, and a wrong path must fail before TensorFlow loads
     import keras
     import tensorflow as tf
-
-    import caloml
 
     return {
         "caloml_version": caloml.__version__,
@@ -119,7 +119,7 @@ def export_archive(
     The first endpoint is also ``serving_default``. ``info`` (plus the version number) goes to ``export.json``.
     The version is staged and renamed when complete (:func:`staged_version`); returns its directory.
     """
-    import keras
+    import keras  # lazy, see software_provenance
 
     with staged_version(model_dir, version) as (tmp, number):
         archive = keras.export.ExportArchive()

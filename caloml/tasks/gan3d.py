@@ -30,9 +30,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from caloml.data.pipeline import make_dataset
+from caloml.data.tfrecord import read_metadata
+from caloml.data.transforms import MinTotalDeposit, ScalarInRange
 from caloml.errors import CalomlError, DataError
+from caloml.models.gan3d import GAN3D
 from caloml.sim.layouts import DEGREE
 from caloml.sim.particles import PARTICLES
+from caloml.sim.run import SimulationRequest
+from caloml.tasks.default_data import cached_simulation
 from caloml.training.config import RuntimeConfig
 from caloml.training.task import SelectionMetric, TrainerSection
 
@@ -186,8 +192,6 @@ class GAN3DTask:
 
     # -- data
     def prepare_data(self, config: GanConfig, *, chief: bool) -> GanInputs:
-        from caloml.data.tfrecord import read_metadata
-
         self._check(config)
         data = config.data
         if data.records:
@@ -195,8 +199,6 @@ class GAN3DTask:
                 raise CalomlError("--data needs --validation-data too: model selection uses a validation split")
             train, validation = Path(data.records), Path(data.validation_records)
         else:
-            from caloml.sim.run import SimulationRequest
-            from caloml.tasks.default_data import cached_simulation
 
             def request(n: int, seed: int) -> SimulationRequest:
                 return SimulationRequest("lcd-gen", data.particle, n, seed, data.energy_range_gev, data.theta_range_rad)
@@ -225,8 +227,6 @@ class GAN3DTask:
         must fill ``data.energy_range_gev`` (up to the statistical gap at each end): the model records that range as
         the one it was trained on, and generation refuses energies outside it.
         """
-        from caloml.data.pipeline import make_dataset
-
         key = config.model.condition_angle
         dataset = make_dataset(
             records,
@@ -272,8 +272,6 @@ class GAN3DTask:
             raise CalomlError(f"model.condition_angle must be 'mtheta' or 'theta', got {config.model.condition_angle}")
 
     def _validation_arrays(self, config: GanConfig, records: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from caloml.data.pipeline import make_dataset
-
         keys = ["energy", config.model.condition_angle, f"{CELL_KEY}/sum"]
         dataset = make_dataset(
             records,
@@ -302,8 +300,6 @@ class GAN3DTask:
     def make_dataset(
         self, config: GanConfig, data: GanInputs, input_context: tf.distribute.InputContext
     ) -> tf.data.Dataset:
-        from caloml.data.pipeline import make_dataset
-
         return make_dataset(
             data.train_records,
             global_batch_size=config.trainer.global_batch_size,
@@ -322,8 +318,6 @@ class GAN3DTask:
 
     # -- model
     def build_model(self, config: GanConfig, data: GanInputs) -> keras.Model:
-        from caloml.models.gan3d import GAN3D
-
         m = config.model
         gan = GAN3D(
             particle=config.data.particle,
@@ -353,8 +347,6 @@ class GAN3DTask:
         }
 
     def check_init_source(self, config: GanConfig, source: keras.Model) -> None:
-        from caloml.models.gan3d import GAN3D
-
         if not isinstance(source, GAN3D):
             raise CalomlError(f"--init-from: a {type(source).__name__}, not a 3DGAN")
         if source.latent_size != config.model.latent_size:
@@ -369,7 +361,7 @@ class GAN3DTask:
         if source.particle != config.data.particle:
             print(f"transfer: {source.particle} weights initialize the {config.data.particle} model")
 
-    # -- selection and export
+    # -- selection
     def selection_metric(self, config: GanConfig, data: GanInputs) -> SelectionMetric:
         edges = _energy_bins(data.validation_energy_gev, config.trainer.selection_energy_bins)
         seed = config.runtime.seed
@@ -386,17 +378,10 @@ class GAN3DTask:
             "mean over primary-energy bins of |<SF>gen - <SF>val| / <SF>val on the validation conditions",
         )
 
-    def export(self, model: keras.Model, config: GanConfig, run_dir: Path) -> Path | None:
-        from caloml.export import export_gan
-
-        return Path(export_gan(model, provenance={"source": str(run_dir), "seed": config.runtime.seed}))
-
 
 def event_filters(config: GanConfig) -> list[Any]:
     """The per-event cuts of training, selection and range measurement: the ECAL deposit above
     ``data.min_deposit_gev`` and a valid angle condition (the measured angle of an unmeasurable shower is 100)."""
-    from caloml.data.transforms import MinTotalDeposit, ScalarInRange
-
     return [
         MinTotalDeposit(config.data.min_deposit_gev, CELL_KEY),
         ScalarInRange(config.model.condition_angle, 0.0, math.pi),

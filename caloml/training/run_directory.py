@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from caloml.errors import CalomlError, OutputExistsError
+from caloml.training.config import read_config_dict
 
 #: Configuration keys a resumed run may change: how long it trains and where and how it executes.
 RESUMABLE_CHANGES = (
@@ -93,8 +94,6 @@ class RunDirectory:
         OutputExistsError, or with ``overwrite`` the old directory is renamed to ``RUN.replaced-N`` and a new run
         starts.
         """
-        from caloml.training.config import read_config_dict
-
         if not self.path.exists():
             return False
         if not self.path.is_dir():

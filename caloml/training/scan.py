@@ -47,6 +47,7 @@ import yaml
 
 from caloml.atomic_files import atomic_write_json, atomic_write_text
 from caloml.errors import CalomlError
+from caloml.training.config import config_to_dict, read_config_dict
 from caloml.training.run_directory import RunDirectory, config_differences
 
 __all__ = [
@@ -237,8 +238,6 @@ def finished_value(run_dir: Path, config: Mapping[str, Any]) -> tuple[float, int
     run = RunDirectory(run_dir)
     if not (run.model.is_file() and run.selection.is_file() and run.config.is_file()):
         return None
-    from caloml.training.config import read_config_dict
-
     try:
         old = read_config_dict(run.config)
         record = json.loads(run.selection.read_text())
@@ -259,8 +258,6 @@ def baseline_finished(run_dir: Path, config: Mapping[str, Any]) -> bool:
     run = RunDirectory(run_dir)
     if not ((run_dir / "summary.json").is_file() and run.config.is_file()):
         return False
-    from caloml.training.config import read_config_dict
-
     try:
         old = read_config_dict(run.config)
     except CalomlError:
@@ -405,8 +402,6 @@ def run_scan(
     ``self_fitting``: the runs are baselines fitted by ``task.fit`` (finished runs and values read from their
     ``summary.json``: :func:`baseline_finished`, :func:`baseline_selection`), not the Keras trainer's.
     """
-    from caloml.training.config import config_to_dict
-
     if repeats < 1:
         raise CalomlError(f"--repeats must be at least 1, got {repeats}")
     names = [p.name for p in points]

@@ -89,6 +89,3 @@ class TrainingTask(Protocol):
 
     def check_init_source(self, config: Any, source: keras.Model) -> None:
         """Raise CalomlError when ``source`` cannot initialize this task's model (another architecture...)."""
-
-    def export(self, model: keras.Model, config: Any, run_dir: Path) -> Path | None:
-        """Export the selected model for serving; returns the export directory."""

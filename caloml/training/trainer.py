@@ -27,6 +27,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -68,19 +69,48 @@ class TrainingResult:
     model: keras.Model | None = field(default=None, repr=False)
 
 
+#: What exports a trained model after training: ``export_trained(model, config, run_dir)`` returns the export
+#: directory (each exporter module ``caloml.export.<model>`` provides one; the command line resolves it by name).
+Exporter = Callable[[keras.Model, Any, Path], Path]
+
+
 def train(
-    task: TrainingTask, config: Any, *, overwrite: bool = False, strategy: tf.distribute.Strategy | None = None
+    task: TrainingTask,
+    config: Any,
+    *,
+    overwrite: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
+    exporter: Exporter | None = None,
 ) -> TrainingResult:
     """Train ``task`` with the resolved ``config`` (see the module docstring); returns the result.
 
     ``strategy``: one already made from ``config.runtime`` (a command line makes it before TensorFlow's runtime
     starts, which ``multi_worker`` and ``cpu_replicas`` need); by default it is made here.
+    ``exporter``: called on the selected model when ``trainer.export`` is set (required then).
+    Keras' process-wide dtype policy (``runtime.mixed_precision``) is restored when training ends, also on error.
     """
-    start = time.perf_counter()
-    if strategy is None:
+    if config.trainer.export and exporter is None:
+        raise CalomlError(f"trainer.export is set but no exporter is given for {task.name}")
+    if strategy is None:  # first: it must see TensorFlow's devices before anything else does
         strategy = make_strategy(config.runtime.strategy, cpu_replicas=config.runtime.cpu_replicas)
-    if config.runtime.mixed_precision:
-        keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
+    policy = keras.mixed_precision.global_policy()
+    try:
+        if config.runtime.mixed_precision:
+            keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
+        return _train(task, config, overwrite=overwrite, strategy=strategy, exporter=exporter)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(
+    task: TrainingTask,
+    config: Any,
+    *,
+    overwrite: bool,
+    strategy: tf.distribute.Strategy,
+    exporter: Exporter | None,
+) -> TrainingResult:
+    start = time.perf_counter()
     chief = is_chief(strategy)
     run_path = Path(config.runtime.run_dir) if config.runtime.run_dir else task.default_run_dir(config)
     config = replace(config, runtime=replace(config.runtime, run_dir=str(run_path)))
@@ -152,8 +182,8 @@ def train(
     if chief:
         _save_model_atomically(model, run.model)
         result.model_path = run.model
-        if trainer.export:
-            result.export_dir = task.export(model, config, run.path)
+        if trainer.export and exporter is not None:
+            result.export_dir = Path(exporter(model, config, run.path))
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.perf_counter() - start
