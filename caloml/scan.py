@@ -20,6 +20,8 @@ each run is ``task.fit(config)``, as ``python -m caloml.train`` does, and its va
 refused for them, as by ``caloml.train``. Example::
 
     python -m caloml.scan xgb --particle photon --grid model.max_depth=2,3,4 --repeats 2 --run-root runs/scan-xgb
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations

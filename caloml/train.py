@@ -17,6 +17,8 @@ fit themselves: their task has a ``fit(config, overwrite=...)`` method returning
 the Keras trainer, with the same configuration, seed, run-directory and summary conventions. The trainer's
 ``--strategy``, ``--cpu-replicas``, ``--epochs``, ``--batch-size``, ``--steps-per-epoch``, ``--init-from`` and
 ``--export`` do not apply to them and are refused with a one-line error.
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from caloml.errors import CalomlError
-from caloml.training.config import RuntimeConfig, resolve_config
-from caloml.training.task import SelectionMetric, TrainerSection
+from caloml.training.config import RuntimeConfig, TrainerSection, resolve_config
+from caloml.training.task import SelectionMetric
 from caloml.training.trainer import train
 
 

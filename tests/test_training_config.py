@@ -10,10 +10,10 @@ import tensorflow as tf
 import yaml
 
 from caloml.errors import CalomlError, OutputExistsError
-from caloml.training.config import RuntimeConfig, config_to_dict, resolve_config, write_config
+from caloml.train import main as train_main
+from caloml.training.config import RuntimeConfig, TrainerSection, config_to_dict, resolve_config, write_config
 from caloml.training.run_directory import RunDirectory
 from caloml.training.strategy import make_strategy, read_tf_config
-from caloml.training.task import TrainerSection
 
 
 @dataclass
@@ -166,3 +166,10 @@ def test_a_chief_only_tf_config_is_a_valid_one_machine_cluster(monkeypatch):
         monkeypatch.setenv("TF_CONFIG", json.dumps(bad))
         with pytest.raises(CalomlError, match="TF_CONFIG is not valid"):
             read_tf_config()
+
+
+def test_the_command_line_sets_and_clears_keys_of_a_dict_valued_field(capsys):
+    assert train_main(["triforce", "--set", "data.simulation_factor.pi0=2", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["simulation_factor"] == {"chpi": 20.0, "pi0": 2.0}
+    assert train_main(["triforce", "--set", "data.simulation_factor={}", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["simulation_factor"] == {}

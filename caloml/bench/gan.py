@@ -19,6 +19,8 @@ and the achieved FLOP rate per CPU-second is compared with that of a large ``tf.
 (float32 for the float32 modes, bfloat16 for the bfloat16 ones). The bfloat16 modes are first checked against
 float32 (mean relative change of the total shower energy); a change beyond bfloat16 rounding is reported as wrong
 results.
+
+See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ MODES = ("graph", "xla", "bf16", "bf16_xla")
 BF16_TOLERANCE = 0.05
 #: Calls predicted to take longer than this (seconds) are timed without a warm-up call in the graph modes.
 SKIP_WARM_UP_SECONDS = 30.0
-#: Milliseconds per shower of the paper (seed 002) on a 2-socket Xeon 8180 and on a GTX 1080.
+#: Milliseconds per shower of the 3DGAN paper (arXiv:2109.07388) on a 2-socket Xeon 8180 and on a GTX 1080.
 PAPER_MS_PER_SHOWER = {"xeon_8180_2_sockets": 16.0, "gtx_1080": 4.0}
 
 

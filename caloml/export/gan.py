@@ -22,6 +22,8 @@ of different batch sizes make the call fail with
 was never trained to produce. ``export.json`` in the version directory records the model's configuration,
 particle, trained ranges, signatures, out-of-range policy, training seed, source path and the caloml,
 TensorFlow and Keras versions.
+
+See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ TF Serving watches ``BASE/<model-name>/`` and serves the highest integer version
 the hidden temporary directories below) are ignored. A version is written into a temporary directory beside its
 final place and renamed when complete, so that a server never sees half a model, and an existing version is never
 replaced (:class:`~caloml.errors.OutputExistsError`): a new model gets a new version.
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations

@@ -30,6 +30,8 @@ Random draws: energies uniform in the requested range (a fixed energy when both 
 the requested range, noise standard normal; each from its own stream spawned from the seed and drawn in event
 order, so a file depends on the seed and the request, not on the batch size. Showers are generated and written
 one batch at a time: memory holds one batch, never the whole file.
+
+See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations

@@ -1,27 +1,28 @@
-"""The conditional 3DGAN (seed 002, models.md section 1): generator, discriminator and Algorithm 1 in one Keras model.
+"""The conditional 3DGAN: generator, discriminator and the paper's training algorithm in one Keras model.
 
 :class:`GAN3D` holds a :class:`~caloml.models.gan3d_generator.Generator3D` and a
 :class:`~caloml.models.gan3d_discriminator.Discriminator3D` and trains them with ``fit`` through a custom
-``train_step`` (Algorithm 1 of the paper). Its ``call`` generates showers in GeV, so the model can be saved
-(``.keras``), reloaded and exported as one object.
+``train_step`` (Algorithm 1 of "Fast simulation of a high granularity calorimeter by generative adversarial
+networks", Khattak, Vallecorsa, Carminati, Khan, Eur. Phys. J. C 82 (2022) 386, arXiv:2109.07388). Its ``call``
+generates showers in GeV, so the model can be saved (``.keras``), reloaded and exported as one object.
 
 Units: showers (B, 51, 51, 25) in GeV, primary energies in GeV, angles in radians. Inside the networks the images
 are in power space (cells ** 0.85) and the energy condition is Ep / 100 (``energy_scale_gev``).
 
-The loss of every discriminator output (models.md section 1), per example::
+The loss of every discriminator output, per example::
 
     L = WG * BCE(real) + WP * MAPE(energy vs Ep / 100) + WA * MAE(angle vs input angle) + WE * MAPE(sum vs real sum)
 
-with MAPE in percent (Keras' definition) and the default weights WG = 3, WP = 0.1, WA = 25, WE = 0.1. The
-per-example losses are summed and divided by the *global* batch size (:func:`tf.nn.compute_average_loss`),
-because under ``tf.distribute`` the optimizers sum the gradients of the replicas.
+with MAPE in percent and the default weights WG = 3, WP = 0.1, WA = 25, WE = 0.1, summed and divided by the
+global batch size (:func:`tf.nn.compute_average_loss`). See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import keras
@@ -332,35 +333,38 @@ class GAN3D(CalomlModel, keras.Model):
         fake_labels = tf.where(flip_fake, ones, 0.0)
 
         fake_images = tf.stop_gradient(self.generator([energy_scaled, angle, noise_d], training=True))
-        d_real = self._discriminator_update(real_images, real_labels, targets)
-        d_fake = self._discriminator_update(fake_images, fake_labels, targets)
+        d_real = self._update(self.discriminator, lambda: real_images, real_labels, targets)
+        d_fake = self._update(self.discriminator, lambda: fake_images, fake_labels, targets)
         for name, parts in (("d_loss_real", d_real), ("d_loss_fake", d_fake)):
             self.update_metrics({name: parts["loss"]})
             self.update_metrics(parts, prefix="d_")
 
         for key in ("noise_g1", "noise_g2"):
-            noise = self._noise(batch, key, batch_size)
-            with tf.GradientTape() as tape:
-                images = self.generator([energy_scaled, angle, noise], training=True)
-                outputs = self.discriminator(images, training=True)
-                parts = self._loss_terms(outputs, ones, targets)
-                loss = tf.nn.compute_average_loss(parts["loss"])
-            variables = self.generator.trainable_variables
-            gradients = tape.gradient(loss, variables)
-            self.generator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
-            self.update_metrics(parts, prefix="g_")
+            inputs = [energy_scaled, angle, self._noise(batch, key, batch_size)]
+            generated = partial(self.generator.__call__, inputs, training=True)
+            self.update_metrics(self._update(self.generator, generated, ones, targets), prefix="g_")
         return self.metric_results()
 
-    def _discriminator_update(
-        self, images: tf.Tensor, labels: tf.Tensor, targets: tuple[tf.Tensor, tf.Tensor, tf.Tensor]
+    def _update(
+        self,
+        network: keras.Model,
+        images: Callable[[], tf.Tensor],
+        labels: tf.Tensor,
+        targets: tuple[tf.Tensor, tf.Tensor, tf.Tensor],
     ) -> dict[str, tf.Tensor]:
+        """One optimizer step of ``network`` (the discriminator or the generator) on the discriminator's loss.
+
+        ``images()`` makes the images shown to the discriminator (called under the gradient tape, so that the
+        generator's step differentiates through it); returns the per-example loss terms (B,).
+        """
+        optimizer = self.generator_optimizer if network is self.generator else self.discriminator_optimizer
         with tf.GradientTape() as tape:
-            outputs = self.discriminator(images, training=True)
+            outputs = self.discriminator(images(), training=True)
             parts = self._loss_terms(outputs, labels, targets)
             loss = tf.nn.compute_average_loss(parts["loss"])
-        variables = self.discriminator.trainable_variables
+        variables = network.trainable_variables
         gradients = tape.gradient(loss, variables)
-        self.discriminator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return parts
 
     def _loss_terms(

@@ -1,21 +1,13 @@
 """The 3DGAN training task: LCD generation-set data, the GAN3D model, and the paper's model-selection rule.
 
-``python -m caloml.train gan`` binds :class:`caloml.models.gan3d.GAN3D` to the shared trainer. Without
-``--data`` it simulates (once, cached under ``tf_records/``) the LCD generation set for the configured particle
-and energy range, plus an independent validation set. The pipeline drops events with an ECAL deposit below
-``data.min_deposit_gev`` (0.2 GeV, the paper's cut) and hands the model cells in GeV: the model applies the power
-0.85 and the energy scaling itself, so the real total deposit (a discriminator target) is exact.
-
-Model selection (seed 002 section 4.4): after every epoch, showers are generated for the validation events'
-energies and angles with a fixed noise seed; the selection metric is the mean over energy bins of
-``|<SF>_generated - <SF>_validation| / <SF>_validation`` where SF = ECAL deposit / primary energy; the best of
-the last ``trainer.selection_window`` epochs is kept. The angle condition (``model.condition_angle``, the measured
-angle ``mtheta`` by default as in the original training, or the true ``theta``) is the same in training,
-selection and generation; the original mixed them up.
-
-Two-step transfer training: ``--preset paper-stage1`` (electrons, 100-200 GeV), then ``--preset paper
---init-from RUN`` (2-500 GeV); photons and neutral pions start from the electron weights with ``--particle`` and
-``--init-from``; charged pions train from scratch (``--preset paper-chpi``).
+``python -m caloml.train gan`` binds :class:`caloml.models.gan3d.GAN3D` to the shared trainer. Without ``--data``
+it simulates (once, cached under ``tf_records/``) the LCD generation set for the configured particle and energy
+range, plus a validation set; events with an ECAL deposit below ``data.min_deposit_gev`` are dropped. The best of
+the last ``trainer.selection_window`` epochs is selected by the sampling-fraction error on the validation
+conditions (:func:`sampling_fraction_error`), as in "Fast simulation of a high granularity calorimeter by
+generative adversarial networks" (Khattak, Vallecorsa, Carminati, Khan, Eur. Phys. J. C 82 (2022) 386,
+arXiv:2109.07388), section 4.4. Presets: ``quick``, ``paper-stage1``, ``paper`` (with ``--init-from``) and
+``paper-chpi``. See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations
@@ -39,8 +31,8 @@ from caloml.sim.layouts import DEGREE
 from caloml.sim.particles import PARTICLES
 from caloml.sim.run import SimulationRequest
 from caloml.tasks.default_data import cached_simulation
-from caloml.training.config import RuntimeConfig
-from caloml.training.task import SelectionMetric, TrainerSection
+from caloml.training.config import RuntimeConfig, TrainerSection
+from caloml.training.task import SelectionMetric
 
 #: LCD generation-set incidence angles (radians).
 THETA_RANGE_RAD = (60.0 * DEGREE, 120.0 * DEGREE)
@@ -123,7 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"energy_range_gev": [100.0, 200.0], "train_events": 256, "validation_events": 64},
         "trainer": {"epochs": 2, "global_batch_size": 8, "steps_per_epoch": 6, "selection_window": 2},
     },
-    # seed 002 section 4.4, step 1: electrons 100-200 GeV, 137,342 events, 130 epochs, batch 64
+    # the paper's section 4.4, step 1: electrons 100-200 GeV, 137,342 events, 130 epochs, batch 64
     "paper-stage1": {
         "data": {"energy_range_gev": [100.0, 200.0], "train_events": 137342, "validation_events": 20000},
         "trainer": {"epochs": 130, "global_batch_size": 64},
@@ -159,7 +151,7 @@ class GanInputs:
 
 
 class GAN3DTask:
-    """Conditional 3DGAN (seed 002): one generator per particle type, conditioned on energy and angle."""
+    """Conditional 3DGAN (arXiv:2109.07388): one generator per particle type, conditioned on energy and angle."""
 
     name = "gan"
     config_class = GanConfig

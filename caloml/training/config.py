@@ -5,6 +5,8 @@ Every layer is checked against the dataclass: an unknown key or a value of the w
 :class:`~caloml.errors.CalomlError` naming the key and where it came from. Strings from the command line are parsed
 as YAML scalars, so ``--set trainer.resume=false`` is the boolean ``False`` (the original 3DGAN code parsed
 ``"False"`` as true).
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,31 @@ class RuntimeConfig:
     seed: int = 1
     progress: bool = True
     mixed_precision: str = ""
+
+
+@dataclasses.dataclass
+class TrainerSection:
+    """Trainer settings every Keras task shares (a task's ``trainer`` section extends this dataclass).
+
+    Attributes:
+        epochs: total number of epochs (a resumed run continues up to it).
+        global_batch_size: events per step over all replicas (each replica gets an equal share).
+        steps_per_epoch: steps per epoch (0: one pass over the training data).
+        keep_checkpoints: epoch checkpoints kept (at least ``selection_window``, so that any selectable epoch can
+            be restored).
+        selection_window: the model is selected among the last this-many epochs by the task's metric.
+        init_from: start from the weights of a run directory, ``.keras`` file or checkpoint (transfer training);
+            the optimizer state and the epoch counter start fresh.
+        export: after training, export the selected model to ``saved_models/`` (TF Serving layout).
+    """
+
+    epochs: int = 1
+    global_batch_size: int = 64
+    steps_per_epoch: int = 0
+    keep_checkpoints: int = 10
+    selection_window: int = 10
+    init_from: str = ""
+    export: bool = False
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -12,6 +12,8 @@ Layout::
 Starting a run in a directory that holds one: the same configuration (up to the keys in
 :data:`RESUMABLE_CHANGES`, e.g. more epochs) resumes from the last checkpoint; a different one is refused unless
 ``overwrite`` is given, in which case the old directory is moved aside to ``RUN.replaced-N`` (nothing is deleted).
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 CPU; ``mirrored`` replicates over all local GPUs (the CPU when there is none; ``cpu_replicas`` splits it into
 logical devices so that the multi-replica path runs on a laptop); ``multi_worker`` is
 ``MultiWorkerMirroredStrategy`` over the cluster described by the ``TF_CONFIG`` environment variable.
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations

@@ -12,12 +12,14 @@
 5. ``fit`` runs with a checkpoint after every epoch, the selection metric per epoch, TensorBoard logs and a
    progress bar;
 6. the epoch with the best selection metric among the last ``selection_window`` is restored and saved as
-   ``model.keras``.
+   ``model.keras``; with ``trainer.export`` the exporter handed over by the command line exports it.
 
 Resuming restores the weights, the optimizer state and the epoch counter; the data order of the remaining epochs
 is seeded by ``seed + first epoch``, so a resumed run is reproducible but not bit-identical to an uninterrupted
 one. Under ``multi_worker`` only the chief writes the run directory; the other workers checkpoint into a
 scratch directory that is removed at the end.
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -157,7 +159,7 @@ def _train(
         seeded = replace(config, runtime=replace(config.runtime, seed=config.runtime.seed + initial_epoch))
         dataset = strategy.distribute_datasets_from_function(lambda context: task.make_dataset(seeded, data, context))
         steps = trainer.steps_per_epoch or task.steps_per_epoch(config, data)
-        _skip_symbolic_build_if_built(model, strategy)
+        _vector_step_outputs_for(model, strategy)
         model.fit(
             dataset,
             epochs=trainer.epochs,
@@ -190,20 +192,16 @@ def _train(
     return result
 
 
-def _skip_symbolic_build_if_built(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+def _vector_step_outputs_for(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
     """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy`` (nothing changes under other strategies).
 
-    Before training, ``fit`` reduces the first distributed batch (``strategy.reduce("MEAN", batch)``) to build the
-    model symbolically, even when the model is already built; the multi-worker strategy cannot reduce a dict of
-    per-replica tensors and fails. The tasks build their models completely (every layer and optimizer), so for
-    them that build is a no-op and is skipped.
+    Keras 3.15 reduces every output of a step with ``strategy.reduce("MEAN", value, axis=0)`` under that strategy
+    (``fit`` ignores ``distribute_reduction_method``), which fails on scalar losses: the step's outputs become
+    vectors of one value (the epoch logs come from the metrics' results, scalars). Keras' other multi-worker
+    failure, the symbolic build, is skipped by caloml's models themselves (:class:`caloml.models.base.CalomlModel`).
     """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    if all(layer.built for layer in model._flatten_layers()):
-        model._maybe_symbolic_build = lambda *args, **kwargs: None
-    # Keras 3.15 also reduces every output of the step with strategy.reduce("MEAN", value, axis=0), which fails on
-    # the scalar losses: give it vectors of one value (the epoch logs come from the metrics' results, scalars).
     step = model.train_step
 
     def train_step_with_vector_outputs(data: Any) -> dict[str, tf.Tensor]:
