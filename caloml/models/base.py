@@ -60,7 +60,7 @@ class CalomlModel(_KerasModel):
 
     def compiled_optimizers(self) -> dict[str, Any]:
         """The optimizers set by ``compile``, by ``compile`` keyword (None before ``compile``)."""
-        return {"optimizer": self.optimizer}
+        return {"optimizer": getattr(self, "optimizer", None)}  # Keras sets the attribute in compile
 
     def get_compile_config(self) -> dict[str, Any]:
         """Keras' compile config without the loss arguments, with the optimizers of :meth:`compiled_optimizers`."""
