@@ -20,6 +20,8 @@ each run is ``task.fit(config)``, as ``python -m caloml.train`` does, and its va
 refused for them, as by ``caloml.train``. Example::
 
     python -m caloml.scan xgb --particle photon --grid model.max_depth=2,3,4 --repeats 2 --run-root runs/scan-xgb
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+import caloml.train as train_cli
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError, run_cli
-from caloml.training.scan import GRID_PRESETS, ScanPoint, grid_points, parse_grid_axis, preset_points, sample_points
+from caloml.quiet import import_tensorflow_quietly
+from caloml.training.config import resolve_config
+from caloml.training.scan import (
+    GRID_PRESETS,
+    ScanPoint,
+    grid_points,
+    parse_grid_axis,
+    preset_points,
+    run_scan,
+    sample_points,
+)
 
 __all__ = ["build_scan_parser", "cli", "main"]
 
@@ -58,8 +73,6 @@ def build_scan_parser(model: str) -> argparse.ArgumentParser:
 
 
 def _explicit_values(flags: Mapping[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
-    import yaml
-
     explicit = {k: v for k, v in flags.items() if v is not None}
     for assignment in assignments:
         key, _, text = assignment.partition("=")
@@ -78,9 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(__doc__)
             return 0
         raise CalomlError("name the model to scan first: python -m caloml.scan MODEL --grid ... --run-root DIR")
-    import caloml.train as train_cli
-    from caloml.quiet import import_tensorflow_quietly
-
     model = argv[0]
     args, rest = build_scan_parser(model).parse_known_args(argv[1:])
     import_tensorflow_quietly(start_runtime=False)
@@ -95,8 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise CalomlError("give either --grid axes or --grid-preset, not both")
     if not args.grid and not args.grid_preset:
         raise CalomlError("nothing to scan: give --grid SECTION.KEY=V1,V2,... or --grid-preset NAME")
-
-    from caloml.training.config import resolve_config
 
     flags = train_cli.shared_flags(train_args)
     if self_fitting:  # as python -m caloml.train does for these models
@@ -150,8 +158,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(points)} points x {args.repeats} repeats = {len(points) * args.repeats} runs")
         return 0
 
-    from caloml.training.scan import run_scan
-
     provenance = {
         "grid_preset": args.grid_preset,
         "points_requested": args.points,
@@ -171,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     strategies: list[Any] = []
 
     def create_strategy() -> None:
+        # TensorFlow: imported lazily, this module parses its arguments without it
         from caloml.training.strategy import make_strategy
 
         runtime = base_config.runtime
@@ -179,12 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_tensorflow_quietly(configure=create_strategy)
     if not strategies:  # TensorFlow was started before (a notebook, the tests): one strategy for every run
         create_strategy()
-    import keras
+    import keras  # lazy, as make_strategy above
 
     from caloml.training.trainer import train
 
     def train_run(config: Any) -> None:
-        train(task, config, overwrite=train_args.overwrite, strategy=strategies[0])
+        exporter = train_cli.exporter_for(task, config)
+        train(task, config, overwrite=train_args.overwrite, strategy=strategies[0], exporter=exporter)
         keras.backend.clear_session()
 
     run_scan(

@@ -17,6 +17,8 @@ fit themselves: their task has a ``fit(config, overwrite=...)`` method returning
 the Keras trainer, with the same configuration, seed, run-directory and summary conventions. The trainer's
 ``--strategy``, ``--cpu-replicas``, ``--epochs``, ``--batch-size``, ``--steps-per-epoch``, ``--init-from`` and
 ``--export`` do not apply to them and are refused with a one-line error.
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import yaml
 
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError, run_cli
+from caloml.quiet import import_tensorflow_quietly
 from caloml.training.config import config_to_dict, resolve_config
 
 #: Task name -> "module:attribute" of a TrainingTask instance (imported only when chosen).
@@ -45,13 +48,35 @@ TASKS: dict[str, str] = {
     "pointflow": "caloml.tasks.pointflow.task:TASK",
 }
 
+#: Task name -> "module:function" of its ``export_trained(model, config, run_dir) -> Path`` (``--export``); the
+#: exporters sit above the tasks, so the command line hands the function to the trainer.
+EXPORTERS: dict[str, str] = {
+    "gan": "caloml.export.gan:export_trained",
+    "triforce": "caloml.export.triforce:export_trained",
+    "pointflow": "caloml.export.pointflow:export_trained",
+}
+
+
+def _resolve(registry: dict[str, str], name: str, what: str) -> Any:
+    if name not in registry:
+        raise CalomlError(f"unknown {what} {name!r}; choose one of {', '.join(registry)}")
+    module, attribute = registry[name].split(":")
+    return getattr(importlib.import_module(module), attribute)
+
 
 def load_task(name: str) -> Any:
     """The task registered as ``name`` (CalomlError for an unknown one)."""
-    if name not in TASKS:
-        raise CalomlError(f"unknown model {name!r}; choose one of {', '.join(TASKS)}")
-    module, attribute = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), attribute)
+    return _resolve(TASKS, name, "model")
+
+
+def load_exporter(name: str) -> Any:
+    """The ``export_trained`` function registered for the task ``name`` (CalomlError when it has none)."""
+    return _resolve(EXPORTERS, name, "model to export (--export)")
+
+
+def exporter_for(task: Any, config: Any) -> Any:
+    """The exporter to hand to the trainer: the task's when ``trainer.export`` is set, else None."""
+    return load_exporter(task.name) if config.trainer.export else None
 
 
 def build_parser(task: Any) -> argparse.ArgumentParser:
@@ -119,8 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"usage: python -m caloml.train MODEL [options]   (MODEL: {names}; MODEL --help for options)")
             return 0
         raise CalomlError(f"name the model to train first: python -m caloml.train MODEL ... (MODEL: {names})")
-    from caloml.quiet import import_tensorflow_quietly
-
     import_tensorflow_quietly(start_runtime=False)  # the tasks import TensorFlow; its runtime starts below
     task = load_task(argv[0])
     args = build_parser(task).parse_args(argv[1:])
@@ -150,14 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def create_strategy() -> None:
         # before TensorFlow's runtime starts: the CPU split and the multi-worker collectives must be set up first
+        # (and imported lazily: this module parses its arguments without TensorFlow)
         from caloml.training.strategy import make_strategy
 
         strategies.append(make_strategy(config.runtime.strategy, cpu_replicas=config.runtime.cpu_replicas))
 
     import_tensorflow_quietly(configure=create_strategy)
-    from caloml.training.trainer import describe, train
+    from caloml.training.trainer import describe, train  # TensorFlow: lazy, this module parses without it
 
-    result = train(task, config, overwrite=args.overwrite, strategy=strategies[0] if strategies else None)
+    exporter = exporter_for(task, config)
+    result = train(
+        task, config, overwrite=args.overwrite, strategy=strategies[0] if strategies else None, exporter=exporter
+    )
     print(describe(result))
     return 0
 

@@ -19,6 +19,10 @@ import keras
 import pytest
 import yaml
 
+import caloml.train as train_cli
+from caloml.errors import CalomlError
+from caloml.export.gan import export_trained
+
 #: Sizes that keep one run to a few CPU-seconds per step.
 TINY = [
     "--events",
@@ -211,3 +215,27 @@ def test_two_local_workers_complete_a_multi_worker_run(tmp_path):
     assert Path(chief["model"]).exists()
     assert _summary(outputs[1][0])["model"] is None  # only the chief writes the run directory
     assert [h["epoch"] for h in json.loads((tmp_path / "run" / "history.json").read_text())] == [1, 2]
+
+
+def test_every_exporter_is_registered_beside_its_task():
+    assert set(train_cli.EXPORTERS) <= set(train_cli.TASKS)
+    assert train_cli.load_exporter("gan") is export_trained
+    with pytest.raises(CalomlError, match="unknown model to export"):
+        train_cli.load_exporter("bdt")
+
+
+def test_export_after_training_writes_a_serving_model_with_the_run_as_source(trained_run):
+    cwd, first = trained_run
+    args = [*TINY, "--epochs", "2", "--strategy", "mirrored", "--cpu-replicas", "2", "--run-dir", "run", "--export"]
+    result = _train(cwd, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = _summary(result.stdout)
+    assert summary["resumed_from_epoch"] == 2  # trainer.export may change on a finished run: no retraining
+    assert summary["selected_epoch"] == first["selected_epoch"]
+    export = cwd / summary["export"]
+    assert export.relative_to(cwd).parts == ("saved_models", "gan3d-electron", "1")
+    info = json.loads((export / "export.json").read_text())
+    assert info["source"] == "run"
+    assert info["seed"] == 1  # runtime.seed of the run
+    assert info["particle"] == "electron"
+    assert (export / "saved_model.pb").exists()

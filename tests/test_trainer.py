@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from caloml.errors import CalomlError
-from caloml.training.config import RuntimeConfig, resolve_config
-from caloml.training.task import SelectionMetric, TrainerSection
+from caloml.training.config import RuntimeConfig, TrainerSection, resolve_config
+from caloml.training.task import SelectionMetric
 from caloml.training.trainer import train
 
 
@@ -151,3 +151,44 @@ def test_init_from_copies_weights_but_not_the_optimizer(tmp_path):
 def test_keep_checkpoints_must_cover_the_selection_window(tmp_path):
     with pytest.raises(CalomlError, match="keep_checkpoints"):
         train(LineTask(), _config(tmp_path / "run", "trainer.keep_checkpoints=2", "trainer.selection_window=5"))
+
+
+def test_the_dtype_policy_of_a_run_is_restored_afterwards_also_on_error(tmp_path):
+    before = keras.mixed_precision.global_policy().name
+    train(LineTask(), _config(tmp_path / "run", "runtime.mixed_precision=mixed_bfloat16"))
+    assert keras.mixed_precision.global_policy().name == before
+
+    class FailingTask(LineTask):
+        def build_model(self, config: LineConfig, data: Any) -> keras.Model:
+            assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+            raise CalomlError("no model today")
+
+    with pytest.raises(CalomlError, match="no model today"):
+        train(FailingTask(), _config(tmp_path / "failed", "runtime.mixed_precision=mixed_bfloat16"))
+    assert keras.mixed_precision.global_policy().name == before
+    # a later run in the same process trains in float32 again
+    later = train(LineTask(), _config(tmp_path / "later"))
+    assert later.model.layers[0].kernel.dtype == "float32"
+    assert later.model.layers[0].compute_dtype == "float32"
+
+
+def test_export_calls_the_given_exporter_on_the_selected_model(tmp_path):
+    calls: list[tuple[keras.Model, Any, Path]] = []
+
+    def export_trained(model: keras.Model, config: Any, run_dir: Path) -> Path:
+        calls.append((model, config, run_dir))
+        return run_dir / "exported"
+
+    run = tmp_path / "run"
+    result = train(LineTask(), _config(run, "trainer.epochs=1", "trainer.export=true"), exporter=export_trained)
+    assert result.export_dir == run / "exported"
+    assert len(calls) == 1
+    assert calls[0][0] is result.model
+    assert calls[0][2] == run
+    assert calls[0][1].trainer.export is True
+    # --export without an exporter fails before anything is written
+    with pytest.raises(CalomlError, match="no exporter"):
+        train(LineTask(), _config(tmp_path / "other", "trainer.export=true"))
+    assert not (tmp_path / "other").exists()
+    train(LineTask(), _config(tmp_path / "quiet", "trainer.epochs=1"), exporter=export_trained)
+    assert len(calls) == 1  # not called without trainer.export

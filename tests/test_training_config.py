@@ -10,10 +10,10 @@ import tensorflow as tf
 import yaml
 
 from caloml.errors import CalomlError, OutputExistsError
-from caloml.training.config import RuntimeConfig, config_to_dict, resolve_config, write_config
+from caloml.train import main as train_main
+from caloml.training.config import RuntimeConfig, TrainerSection, config_to_dict, resolve_config, write_config
 from caloml.training.run_directory import RunDirectory
 from caloml.training.strategy import make_strategy, read_tf_config
-from caloml.training.task import TrainerSection
 
 
 @dataclass
@@ -130,3 +130,46 @@ def test_strategies_map_from_flags(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker"}}))
     with pytest.raises(CalomlError, match="TF_CONFIG is not valid"):
         read_tf_config()
+
+
+def test_dict_valued_fields_take_new_keys_and_are_cleared_by_an_empty_mapping(tmp_path):
+    config = resolve_config(Config, assignments=["model.weights.angle=25", "model.weights.real=4"])
+    assert config.model.weights == {"real": 4.0, "angle": 25.0}  # a new key merges beside the default one
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"weights": {"energy": 0.1}}}))
+    assert resolve_config(Config, yaml_path=path).model.weights == {"real": 3.0, "energy": 0.1}
+    cleared = resolve_config(Config, yaml_path=path, assignments=["model.weights={}"])
+    assert cleared.model.weights == {}
+    assert resolve_config(Config, assignments=["model.weights={}", "model.weights.sum=2"]).model.weights == {"sum": 2.0}
+    with pytest.raises(CalomlError, match=r"'model\.weights\.angle': expected a number"):
+        resolve_config(Config, assignments=["model.weights.angle=steep"])
+    with pytest.raises(CalomlError, match=r"'model\.weights' is a mapping"):
+        resolve_config(Config, assignments=["model.weights=3"])
+    # sections keep their fixed keys, and an empty mapping does not clear a section
+    with pytest.raises(CalomlError, match=r"unknown configuration key 'model\.weight'"):
+        resolve_config(Config, assignments=["model.weight.angle=25"])
+    assert resolve_config(Config, assignments=["model={}"]) == resolve_config(Config)
+
+
+def test_a_chief_only_tf_config_is_a_valid_one_machine_cluster(monkeypatch):
+    chief = {"cluster": {"chief": ["localhost:2222"]}, "task": {"type": "chief", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(chief))
+    assert read_tf_config() == chief
+    both = {"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 1}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(both))
+    assert read_tf_config() == both
+    for bad in (
+        {"cluster": {}, "task": {"type": "chief", "index": 0}},  # no machine at all
+        {"cluster": {"chief": ["a:1"]}, "task": {"type": "worker", "index": 0}},  # a role the cluster lacks
+        {"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}},  # an index past the list
+    ):
+        monkeypatch.setenv("TF_CONFIG", json.dumps(bad))
+        with pytest.raises(CalomlError, match="TF_CONFIG is not valid"):
+            read_tf_config()
+
+
+def test_the_command_line_sets_and_clears_keys_of_a_dict_valued_field(capsys):
+    assert train_main(["triforce", "--set", "data.simulation_factor.pi0=2", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["simulation_factor"] == {"chpi": 20.0, "pi0": 2.0}
+    assert train_main(["triforce", "--set", "data.simulation_factor={}", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["simulation_factor"] == {}

@@ -19,6 +19,8 @@ and the achieved FLOP rate per CPU-second is compared with that of a large ``tf.
 (float32 for the float32 modes, bfloat16 for the bfloat16 ones). The bfloat16 modes are first checked against
 float32 (mean relative change of the total shower energy); a change beyond bfloat16 rounding is reported as wrong
 results.
+
+See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from caloml.bench.reported_figures import ReportedFigures
+from caloml.generate.trained_model import load_trained_model
+from caloml.models.gan3d import GAN3D
 
 __all__ = [
     "BF16_CPU_FLAGS",
@@ -54,7 +60,7 @@ MODES = ("graph", "xla", "bf16", "bf16_xla")
 BF16_TOLERANCE = 0.05
 #: Calls predicted to take longer than this (seconds) are timed without a warm-up call in the graph modes.
 SKIP_WARM_UP_SECONDS = 30.0
-#: Milliseconds per shower of the paper (seed 002) on a 2-socket Xeon 8180 and on a GTX 1080.
+#: Milliseconds per shower of the 3DGAN paper (arXiv:2109.07388) on a 2-socket Xeon 8180 and on a GTX 1080.
 PAPER_MS_PER_SHOWER = {"xeon_8180_2_sockets": 16.0, "gtx_1080": 4.0}
 
 
@@ -86,8 +92,6 @@ def generator_flops_per_shower(generator: Any) -> float:
 
     Conv3D: 2 x kernel volume x input channels x filters x output voxels; Dense: 2 x inputs x units.
     """
-    import keras
-
     flops = 0.0
     for layer in generator.layers:
         if isinstance(layer, keras.layers.Conv3D):
@@ -117,8 +121,6 @@ def _time_calls(function: Callable[[], Any], timed_calls: int, warm_up: bool = T
 def matmul_gflop_per_s(dtype: str = "float32", size: int = 4096, repeats: int = 3) -> tuple[float, float]:
     """FLOP rate of a ``size`` x ``size`` ``tf.matmul`` in ``dtype`` on this machine (best of ``repeats``):
     (GFLOP per wall-clock second, GFLOP per second of process CPU time)."""
-    import tensorflow as tf
-
     rng = np.random.default_rng(0)
     a = tf.cast(tf.constant(rng.standard_normal((size, size), dtype=np.float32)), dtype)
     b = tf.cast(tf.constant(rng.standard_normal((size, size), dtype=np.float32)), dtype)
@@ -129,8 +131,6 @@ def matmul_gflop_per_s(dtype: str = "float32", size: int = 4096, repeats: int = 
 
 def _bf16_copy(model: Any) -> Any:
     """The same GAN rebuilt under the ``mixed_bfloat16`` policy, with the same (float32) weights."""
-    import keras
-
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
@@ -143,7 +143,6 @@ def _bf16_copy(model: Any) -> Any:
 
 def _compiled(net: Any, signature: dict[str, Any], jit_compile: bool) -> Callable[[dict[str, Any]], Any]:
     """``net``'s showers in float32 as one ``tf.function`` (XLA-compiled when ``jit_compile``)."""
-    import tensorflow as tf
 
     def showers(inputs: dict[str, Any]) -> Any:
         return tf.cast(net(inputs, training=False), tf.float32)
@@ -152,8 +151,6 @@ def _compiled(net: Any, signature: dict[str, Any], jit_compile: bool) -> Callabl
 
 
 def _inputs(model: Any, batch: int, seed: int) -> dict[str, Any]:
-    import tensorflow as tf
-
     rng = np.random.default_rng(seed)
     (energy_low, energy_high), (theta_low, theta_high) = model.energy_range_gev, model.theta_range_rad
     return {
@@ -185,18 +182,12 @@ def benchmark_gan(
     shape). Wall-clock and process CPU time are both reported: on a loaded machine the CPU time per shower is the
     steadier figure. ``report(name, value)``, when given, is called for each figure as soon as it is measured.
     """
-    import tensorflow as tf
-
-    from caloml.models.gan3d import GAN3D
-
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         raise ValueError(f"unknown modes {unknown}; choose from {list(MODES)}")
     if model_path is None:
         model = GAN3D(seed=seed)
     else:
-        from caloml.generate.trained_model import load_trained_model
-
         model = load_trained_model(model_path, GAN3D).model
     flops = generator_flops_per_shower(model.generator)
     figures = ReportedFigures(report)

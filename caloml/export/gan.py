@@ -22,20 +22,35 @@ of different batch sizes make the call fail with
 was never trained to produce. ``export.json`` in the version directory records the model's configuration,
 particle, trained ranges, signatures, out-of-range policy, training seed, source path and the caloml,
 TensorFlow and Keras versions.
+
+See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from caloml.cli_args import positive_int
 from caloml.export.serving import export_archive, software_provenance
+from caloml.generate.trained_model import load_trained_model, resolve_model_file
+from caloml.quiet import import_tensorflow_quietly
 
-__all__ = ["RANGE_TOLERANCE", "SIGNATURES", "accepted_range", "add_gan_parser", "export_gan", "run_gan"]
+if TYPE_CHECKING:
+    import keras
+
+__all__ = [
+    "RANGE_TOLERANCE",
+    "SIGNATURES",
+    "accepted_range",
+    "add_gan_parser",
+    "export_gan",
+    "export_trained",
+    "run_gan",
+]
 
 #: The exported signatures: name -> (inputs, outputs) as "name: shape dtype, unit" descriptions.
 SIGNATURES: dict[str, dict[str, dict[str, str]]] = {
@@ -96,7 +111,7 @@ def export_gan(
     complete. ``provenance`` (for example the source path and training seed) goes into ``export.json``.
     Returns the version directory. See the module docstring for the signatures.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: python -m caloml.export imports this module to parse its arguments
 
     noise_size = int(model.latent_size) - 2
     energy_low, energy_high = accepted_range(model.energy_range_gev)
@@ -175,6 +190,14 @@ def export_gan(
     return export_archive(model, model_dir, version, endpoints, info)
 
 
+def export_trained(model: keras.Model, config: Any, run_dir: Path) -> Path:
+    """Export the 3DGAN selected by a training run (``--export``) to ``saved_models/``; returns the version directory.
+
+    ``config`` is the run's resolved configuration; its seed and the run directory go into ``export.json``.
+    """
+    return export_gan(model, provenance={"source": str(run_dir), "seed": config.runtime.seed})
+
+
 # -- command line -------------------------------------------------------------------------------------------------
 def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """``gan``: a trained 3DGAN as a TF Serving SavedModel."""
@@ -197,12 +220,10 @@ def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
 
 def run_gan(args: argparse.Namespace) -> int:
     """Load the model, export it and print the version directory."""
-    from caloml.generate.trained_model import load_trained_model, resolve_model_file
-    from caloml.quiet import import_tensorflow_quietly
 
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
-    from caloml.models.gan3d import GAN3D
+    from caloml.models.gan3d import GAN3D  # imports TensorFlow: only after the argument checks above
 
     trained = load_trained_model(args.model, GAN3D, particle=args.particle)
     provenance: dict[str, Any] = {"source": str(trained.path), "model_file": str(trained.model_file)}

@@ -4,10 +4,13 @@ TF Serving watches ``BASE/<model-name>/`` and serves the highest integer version
 the hidden temporary directories below) are ignored. A version is written into a temporary directory beside its
 final place and renamed when complete, so that a server never sees half a model, and an existing version is never
 replaced (:class:`~caloml.errors.OutputExistsError`): a new model gets a new version.
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -17,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import caloml
 from caloml.errors import CalomlError, OutputExistsError
 
 __all__ = [
@@ -89,12 +93,10 @@ def software_provenance(model: Any, provenance: Mapping[str, Any] | None = None)
     ``provenance`` (the training run's configuration, seed and source, when the trainer exports) overrides the
     defaults (``source`` None, ``seed`` the model's own).
     """
-    import datetime
-
+    # TensorFlow is imported here, not at module level: ``python -m caloml.export`` imports this module to build its
+    # parser, and a wrong path must fail before TensorFlow loads
     import keras
     import tensorflow as tf
-
-    import caloml
 
     return {
         "caloml_version": caloml.__version__,
@@ -119,7 +121,7 @@ def export_archive(
     The first endpoint is also ``serving_default``. ``info`` (plus the version number) goes to ``export.json``.
     The version is staged and renamed when complete (:func:`staged_version`); returns its directory.
     """
-    import keras
+    import keras  # lazy, see software_provenance
 
     with staged_version(model_dir, version) as (tmp, number):
         archive = keras.export.ExportArchive()

@@ -30,6 +30,8 @@ Random draws: energies uniform in the requested range (a fixed energy when both 
 the requested range, noise standard normal; each from its own stream spawned from the seed and drawn in event
 order, so a file depends on the seed and the request, not on the batch size. Showers are generated and written
 one batch at a time: memory holds one batch, never the whole file.
+
+See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations
@@ -43,10 +45,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 import caloml
-from caloml.cli_args import positive_int
+from caloml.cli_args import parse_angle, positive_int
+from caloml.data.hdf5 import provenance_attrs
+from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
+from caloml.generate.trained_model import load_trained_model, resolve_model_file
+from caloml.observables.angle import measured_angle
+from caloml.quiet import import_tensorflow_quietly
 from caloml.sim.particles import PDG_ID as _PDG_IDS  # PDG codes of caloml's particles
 
 __all__ = [
@@ -130,7 +138,7 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> n
 
 def _compiled_generate(model: Any) -> Any:
     """``model.generate(energy, theta, noise=noise)`` as one ``tf.function`` (traced once for every batch size)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: python -m caloml.generate imports this module to parse its arguments
 
     noise_size = int(model.latent_size) - 2
 
@@ -150,8 +158,6 @@ def iter_generated_batches(model: Any, request: GenerationRequest) -> Iterator[d
 
     ``model`` is a :class:`caloml.models.gan3d.GAN3D`; ``request`` is resolved against it here.
     """
-    from caloml.observables.angle import measured_angle
-
     request = request.resolve(model)
     generate = _compiled_generate(model)
     assert request.energy_range_gev is not None
@@ -220,11 +226,6 @@ def generate_file(
     path) is stored as the JSON root attribute ``caloml_config``. An existing ``out`` raises
     :class:`~caloml.errors.OutputExistsError` unless ``overwrite``. Returns the configuration with the output path.
     """
-    from tqdm.auto import tqdm
-
-    from caloml.data.hdf5 import provenance_attrs
-    from caloml.data.lcd import LCDWriter
-
     out = Path(out)
     request = request.resolve(model)
     config = {**request.to_config(model), **(provenance or {})}
@@ -241,8 +242,6 @@ def generate_file(
 # -- command line -------------------------------------------------------------------------------------------------
 def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """``gan``: showers of a trained 3DGAN into an LCD file."""
-    from caloml.cli_args import parse_angle
-
     parser = subparsers.add_parser(
         "gan",
         help="generate showers with a trained 3DGAN into an LCD-layout HDF5 file",
@@ -287,12 +286,10 @@ def run_gan(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
-    from caloml.generate.trained_model import load_trained_model, resolve_model_file
-    from caloml.quiet import import_tensorflow_quietly
 
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
-    from caloml.models.gan3d import GAN3D
+    from caloml.models.gan3d import GAN3D  # imports TensorFlow: only after the argument checks above
 
     trained = load_trained_model(args.model, GAN3D, particle=args.particle)
     request = GenerationRequest(

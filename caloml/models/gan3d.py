@@ -1,27 +1,28 @@
-"""The conditional 3DGAN (seed 002, models.md section 1): generator, discriminator and Algorithm 1 in one Keras model.
+"""The conditional 3DGAN: generator, discriminator and the paper's training algorithm in one Keras model.
 
 :class:`GAN3D` holds a :class:`~caloml.models.gan3d_generator.Generator3D` and a
 :class:`~caloml.models.gan3d_discriminator.Discriminator3D` and trains them with ``fit`` through a custom
-``train_step`` (Algorithm 1 of the paper). Its ``call`` generates showers in GeV, so the model can be saved
-(``.keras``), reloaded and exported as one object.
+``train_step`` (Algorithm 1 of "Fast simulation of a high granularity calorimeter by generative adversarial
+networks", Khattak, Vallecorsa, Carminati, Khan, Eur. Phys. J. C 82 (2022) 386, arXiv:2109.07388). Its ``call``
+generates showers in GeV, so the model can be saved (``.keras``), reloaded and exported as one object.
 
 Units: showers (B, 51, 51, 25) in GeV, primary energies in GeV, angles in radians. Inside the networks the images
 are in power space (cells ** 0.85) and the energy condition is Ep / 100 (``energy_scale_gev``).
 
-The loss of every discriminator output (models.md section 1), per example::
+The loss of every discriminator output, per example::
 
     L = WG * BCE(real) + WP * MAPE(energy vs Ep / 100) + WA * MAE(angle vs input angle) + WE * MAPE(sum vs real sum)
 
-with MAPE in percent (Keras' definition) and the default weights WG = 3, WP = 0.1, WA = 25, WE = 0.1. The
-per-example losses are summed and divided by the *global* batch size (:func:`tf.nn.compute_average_loss`),
-because under ``tf.distribute`` the optimizers sum the gradients of the replicas.
+with MAPE in percent and the default weights WG = 3, WP = 0.1, WA = 25, WE = 0.1, summed and divided by the
+global batch size (:func:`tf.nn.compute_average_loss`). See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import keras
@@ -29,12 +30,14 @@ import numpy as np
 import tensorflow as tf
 
 from caloml.errors import CalomlError
+from caloml.models.base import CalomlModel
 from caloml.models.gan3d_discriminator import Discriminator3D, InversePower, MeasuredAngle, TotalEnergy
 from caloml.models.gan3d_generator import IMAGE_SHAPE, Generator3D
 
 __all__ = [
     "DEFAULT_LOSS_WEIGHTS",
     "GAN3D",
+    "METRIC_NAMES",
     "OVERRIDE_KEYS",
     "Discriminator3D",
     "Generator3D",
@@ -52,6 +55,11 @@ DEFAULT_LOSS_WEIGHTS: dict[str, float] = {"real": 3.0, "energy": 0.1, "angle": 2
 #: 0/1, whether the discriminator's label of each real / fake example is flipped.
 OVERRIDE_KEYS = ("noise_d", "noise_g1", "noise_g2", "flip_real", "flip_fake")
 
+#: The running means of training (see :meth:`GAN3D.train_step`).
+METRIC_NAMES = (
+    *("d_loss", "d_loss_real", "d_loss_fake", "d_bce", "d_energy_mape", "d_angle_mae", "d_sum_mape"),
+    *("g_loss", "g_bce", "g_energy_mape", "g_angle_mae", "g_sum_mape"),
+)
 _CONDITION_ANGLES = ("mtheta", "theta")
 _OUTPUTS = ("real", "energy", "angle", "sum")
 #: Relative tolerance (fraction of the range width) of :meth:`GAN3D.check_conditions`.
@@ -83,7 +91,7 @@ def _column(values: Any) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="caloml")
-class GAN3D(keras.Model):
+class GAN3D(CalomlModel, keras.Model):
     """The conditional 3DGAN: generation in GeV through ``call``/``generate``, training through ``fit``.
 
     Parameters
@@ -175,21 +183,9 @@ class GAN3D(keras.Model):
         self.discriminator = discriminator
         self.inverse_power = InversePower(power, name="inverse_power")
         self.inverse_power.build((None, *IMAGE_SHAPE))
-        # Random draws (noise, label flips) are stateless, seeded by (seed, draw number): the counter is a weight, so
-        # that it is saved with the model and a resumed training draws new numbers.
-        self.random_draws = self.add_weight(
-            shape=(),
-            dtype="int64",
-            initializer="zeros",
-            trainable=False,
-            aggregation="only_first_replica",
-            name="random_draws",
-        )
-
-        # === Metrics ===
-        names = ["d_loss", "d_loss_real", "d_loss_fake", "d_bce", "d_energy_mape", "d_angle_mae", "d_sum_mape"]
-        names += ["g_loss", "g_bce", "g_energy_mape", "g_angle_mae", "g_sum_mape"]
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        # Random draws (noise, label flips) are stateless, seeded by (seed, draw number), see CalomlModel.
+        self.add_draw_counter(seed + 2000)
+        self.track_metrics(METRIC_NAMES)
 
         # === Config ===
         self.particle = str(particle)
@@ -246,7 +242,7 @@ class GAN3D(keras.Model):
         theta = tf.reshape(tf.cast(theta_rad, tf.float32), (-1,))
         if noise is None:
             shape = tf.stack([tf.shape(energy)[0], self.noise_size])
-            draw_seed = tf.constant([int(seed), 0], tf.int64) if seed is not None else self._next_seed()
+            draw_seed = tf.constant([int(seed), 0], tf.int64) if seed is not None else self.next_seed()
             noise = tf.random.stateless_normal(shape, seed=draw_seed)
         return self({"energy_gev": energy, "theta_rad": theta, "noise": noise}, training=training)
 
@@ -277,7 +273,7 @@ class GAN3D(keras.Model):
 
     # ------------------------------------------------------------------ training
 
-    def compile(
+    def compile(  # type: ignore[override]  # two optimizers instead of one
         self,
         discriminator_optimizer: keras.optimizers.Optimizer | None = None,
         generator_optimizer: keras.optimizers.Optimizer | None = None,
@@ -288,34 +284,18 @@ class GAN3D(keras.Model):
         Call it inside the ``strategy.scope()`` the model was created in. Other keyword arguments
         (``run_eagerly``, ``jit_compile``, ``steps_per_execution``) go to :meth:`keras.Model.compile`.
         """
-        for key in ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics"):
-            if key in kwargs:
-                raise TypeError(f"GAN3D.compile() takes no {key!r}: the GAN has its own optimizers and losses")
-        super().compile(optimizer=None, **kwargs)
+        self.refuse_compile_losses(kwargs, also=("optimizer",))
+        keras.Model.compile(self, optimizer=None, **kwargs)  # not CalomlModel's: two optimizers, set here
         self.discriminator_optimizer = keras.optimizers.get(discriminator_optimizer or keras.optimizers.RMSprop(1e-3))
         self.generator_optimizer = keras.optimizers.get(generator_optimizer or keras.optimizers.RMSprop(1e-3))
         self.discriminator_optimizer.build(self.discriminator.trainable_variables)
         self.generator_optimizer.build(self.generator.trainable_variables)
 
-    def get_compile_config(self) -> dict[str, Any]:
-        if not self.compiled or self.discriminator_optimizer is None or self.generator_optimizer is None:
-            return {}
-        config = dict(super().get_compile_config())
-        for key in ("optimizer", "loss", "loss_weights", "metrics", "weighted_metrics"):
-            config.pop(key, None)
-        config["discriminator_optimizer"] = keras.saving.serialize_keras_object(self.discriminator_optimizer)
-        config["generator_optimizer"] = keras.saving.serialize_keras_object(self.generator_optimizer)
-        return config
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        config = dict(config)
-        discriminator_optimizer = keras.saving.deserialize_keras_object(config.pop("discriminator_optimizer"))
-        generator_optimizer = keras.saving.deserialize_keras_object(config.pop("generator_optimizer"))
-        self.compile(discriminator_optimizer, generator_optimizer, **config)
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return list(self._trackers.values())
+    def compiled_optimizers(self) -> dict[str, Any]:
+        return {
+            "discriminator_optimizer": self.discriminator_optimizer,
+            "generator_optimizer": self.generator_optimizer,
+        }
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """One step of Algorithm 1 on a batch dict; returns the running means of the losses.
@@ -353,35 +333,38 @@ class GAN3D(keras.Model):
         fake_labels = tf.where(flip_fake, ones, 0.0)
 
         fake_images = tf.stop_gradient(self.generator([energy_scaled, angle, noise_d], training=True))
-        d_real = self._discriminator_update(real_images, real_labels, targets)
-        d_fake = self._discriminator_update(fake_images, fake_labels, targets)
-        for prefix, parts in (("d_loss_real", d_real), ("d_loss_fake", d_fake)):
-            self._trackers[prefix].update_state(parts["loss"])
-            self._update_components("d", parts)
+        d_real = self._update(self.discriminator, lambda: real_images, real_labels, targets)
+        d_fake = self._update(self.discriminator, lambda: fake_images, fake_labels, targets)
+        for name, parts in (("d_loss_real", d_real), ("d_loss_fake", d_fake)):
+            self.update_metrics({name: parts["loss"]})
+            self.update_metrics(parts, prefix="d_")
 
         for key in ("noise_g1", "noise_g2"):
-            noise = self._noise(batch, key, batch_size)
-            with tf.GradientTape() as tape:
-                images = self.generator([energy_scaled, angle, noise], training=True)
-                outputs = self.discriminator(images, training=True)
-                parts = self._loss_terms(outputs, ones, targets)
-                loss = tf.nn.compute_average_loss(parts["loss"])
-            variables = self.generator.trainable_variables
-            gradients = tape.gradient(loss, variables)
-            self.generator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
-            self._update_components("g", parts)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+            inputs = [energy_scaled, angle, self._noise(batch, key, batch_size)]
+            generated = partial(self.generator.__call__, inputs, training=True)
+            self.update_metrics(self._update(self.generator, generated, ones, targets), prefix="g_")
+        return self.metric_results()
 
-    def _discriminator_update(
-        self, images: tf.Tensor, labels: tf.Tensor, targets: tuple[tf.Tensor, tf.Tensor, tf.Tensor]
+    def _update(
+        self,
+        network: keras.Model,
+        images: Callable[[], tf.Tensor],
+        labels: tf.Tensor,
+        targets: tuple[tf.Tensor, tf.Tensor, tf.Tensor],
     ) -> dict[str, tf.Tensor]:
+        """One optimizer step of ``network`` (the discriminator or the generator) on the discriminator's loss.
+
+        ``images()`` makes the images shown to the discriminator (called under the gradient tape, so that the
+        generator's step differentiates through it); returns the per-example loss terms (B,).
+        """
+        optimizer = self.generator_optimizer if network is self.generator else self.discriminator_optimizer
         with tf.GradientTape() as tape:
-            outputs = self.discriminator(images, training=True)
+            outputs = self.discriminator(images(), training=True)
             parts = self._loss_terms(outputs, labels, targets)
             loss = tf.nn.compute_average_loss(parts["loss"])
-        variables = self.discriminator.trainable_variables
+        variables = network.trainable_variables
         gradients = tape.gradient(loss, variables)
-        self.discriminator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return parts
 
     def _loss_terms(
@@ -404,34 +387,18 @@ class GAN3D(keras.Model):
         )
         return parts
 
-    def _update_components(self, prefix: str, parts: Mapping[str, tf.Tensor]) -> None:
-        # Per-example values: the Mean trackers sum values and counts over the replicas, a global-batch mean.
-        self._trackers[f"{prefix}_loss"].update_state(parts["loss"])
-        for name in ("bce", "energy_mape", "angle_mae", "sum_mape"):
-            self._trackers[f"{prefix}_{name}"].update_state(parts[name])
-
     def _noise(self, batch: Mapping[str, Any], key: str, batch_size: tf.Tensor) -> tf.Tensor:
         if key in batch:
             return tf.reshape(tf.cast(batch[key], tf.float32), (-1, self.noise_size))
-        return tf.random.stateless_normal(tf.stack([batch_size, self.noise_size]), seed=self._replica_seed())
+        return tf.random.stateless_normal(
+            tf.stack([batch_size, self.noise_size]), seed=self.next_seed(per_replica=True)
+        )
 
     def _flips(self, batch: Mapping[str, Any], key: str, batch_size: tf.Tensor) -> tf.Tensor:
         if key in batch:
             return tf.reshape(tf.cast(batch[key], tf.bool), (-1, 1))
-        uniform = tf.random.stateless_uniform(tf.stack([batch_size, 1]), seed=self._replica_seed())
+        uniform = tf.random.stateless_uniform(tf.stack([batch_size, 1]), seed=self.next_seed(per_replica=True))
         return uniform < self.label_flip_probability
-
-    def _next_seed(self) -> tf.Tensor:
-        """Seed (2,) of the next random draw: (model seed, draw number), advancing the draw counter."""
-        draw = self.random_draws.value
-        self.random_draws.assign_add(tf.ones_like(draw))
-        return tf.stack([tf.constant(self.seed + 2000, tf.int64), tf.cast(draw, tf.int64)])
-
-    def _replica_seed(self) -> tf.Tensor:
-        """The next seed folded with the replica id (under tf.distribute each replica draws different numbers)."""
-        context = tf.distribute.get_replica_context()
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        return tf.random.experimental.stateless_fold_in(self._next_seed(), tf.cast(replica, tf.int32))
 
     # ------------------------------------------------------------------ config
 

@@ -1,4 +1,4 @@
-"""The 3DGAN discriminator (seed 002, models.md section 1): a power-space ECAL image -> four outputs.
+"""The 3DGAN discriminator (arXiv:2109.07388): a power-space ECAL image -> four outputs.
 
 Layer by layer as published (channels last, LeakyReLU slope 0.3, BatchNorm epsilon 1e-6):
 
@@ -18,6 +18,8 @@ Outputs (a dict, each (B, 1)):
 * ``"sum"`` - the total deposit (GeV) of the inverse-power image (O_sum, not trainable).
 
 87,402 parameters (the paper quotes about 87 k).
+
+See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations
@@ -65,26 +67,27 @@ class InversePower(keras.layers.Layer):
         return {**super().get_config(), "power": self.power}
 
 
+class _ShowerObservable(keras.layers.Layer):
+    """A per-shower observable of GeV images (B, nx, ny, nz[, 1]) -> (B, 1) (no weights)."""
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (input_shape[0], 1)
+
+
 @keras.saving.register_keras_serializable(package="caloml")
-class MeasuredAngle(keras.layers.Layer):
+class MeasuredAngle(_ShowerObservable):
     """Measured incidence angle of GeV images (B, nx, ny, nz[, 1]) -> (B, 1) radians (no weights)."""
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return measured_angle_tf(inputs)[:, None]
 
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], 1)
-
 
 @keras.saving.register_keras_serializable(package="caloml")
-class TotalEnergy(keras.layers.Layer):
+class TotalEnergy(_ShowerObservable):
     """Total deposit of GeV images (B, nx, ny, nz[, 1]) -> (B, 1) GeV (no weights)."""
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return total_energy_tf(inputs)[:, None]
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], 1)
 
 
 @keras.saving.register_keras_serializable(package="caloml")

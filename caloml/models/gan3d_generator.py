@@ -1,4 +1,4 @@
-"""The 3DGAN generator (seed 002, models.md section 1): (Ep/100, angle, noise) -> a 51 x 51 x 25 ECAL image.
+"""The 3DGAN generator (arXiv:2109.07388): (Ep/100, angle, noise) -> a 51 x 51 x 25 ECAL image.
 
 Layer by layer as published, in the channels-last layout of caloml's arrays (x, y, z = depth, channel):
 
@@ -12,6 +12,8 @@ Layer by layer as published, in the channels-last layout of caloml's arrays (x, 
 
 BatchNorm epsilon 1e-6. The image is in "power space": cell energies in GeV raised to the power 0.85; the final
 ReLU gives exact zeros (sparse images). 1,365,047 parameters (the paper quotes about 1.37 M).
+
+See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations

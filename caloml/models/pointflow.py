@@ -72,6 +72,7 @@ import numpy as np
 import tensorflow as tf
 
 from caloml.errors import CalomlError
+from caloml.models.base import CalomlModel
 from caloml.models.flows import FLOW_KINDS, ConditionalFlow
 
 __all__ = [
@@ -371,7 +372,7 @@ def check_incident_energy_range(
 
 
 @keras.saving.register_keras_serializable(package="caloml")
-class PointFlowVAE(keras.Model):
+class PointFlowVAE(CalomlModel, keras.Model):
     """CaloPointFlow: encoder, latent flow and point flow in one Keras model, trained with ``fit``.
 
     Parameters
@@ -463,18 +464,9 @@ class PointFlowVAE(keras.Model):
             POINT_DIM, self.z_dim, n_layers=self.n_point_layers, seed=seed + 20_000, name="point_flow", **flow_options
         )
         self.encoder.build(None)
-        # Training draws are stateless, seeded by (seed, draw number); the counter is saved with the model.
-        self.random_draws = self.add_weight(
-            shape=(),
-            dtype="int64",
-            initializer="zeros",
-            trainable=False,
-            aggregation="only_first_replica",
-            name="random_draws",
-        )
-        self._trackers = {
-            name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "prior", "entropy")
-        }
+        # Training draws are stateless, seeded by (seed, draw number), see CalomlModel.
+        self.add_draw_counter(seed + 30_000)
+        self.track_metrics(METRIC_NAMES)
         norm = normalization
         self._point_mean = tf.constant(norm.point_mean, tf.float32)
         self._point_std = tf.constant(norm.point_std, tf.float32)
@@ -646,72 +638,24 @@ class PointFlowVAE(keras.Model):
 
     # ------------------------------------------------------------------ training
 
-    def compile(self, optimizer: Any = None, **kwargs: Any) -> None:
-        """Adam(1e-3) by default, built here; other keywords (``run_eagerly``, ``jit_compile``...) go to Keras.
-
-        Under ``tf.distribute`` call it inside the ``strategy.scope()`` the model was created in.
-        """
-        for key in ("loss", "loss_weights", "metrics", "weighted_metrics"):
-            if key in kwargs:
-                raise TypeError(f"PointFlowVAE.compile() takes no {key!r}: the model has its own loss")
-        super().compile(optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(1e-3), **kwargs)
-        self.optimizer.build(self.trainable_variables)
-
-    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
-        """Skip Keras' symbolic build: the networks are built in ``__init__`` and the optimizer in ``compile``.
-
-        (Keras 3 first averages a batch over the replicas for that build, which fails under ``MirroredStrategy`` on
-        the bool ``mask``.)
-        """
-        if self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def get_compile_config(self) -> dict[str, Any]:
-        config = dict(super().get_compile_config() or {})
-        for key in ("loss", "loss_weights", "metrics", "weighted_metrics"):
-            config.pop(key, None)
-        return config
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Recompile a loaded model (its optimizer state is then restored from the saved weights)."""
-        config = keras.saving.deserialize_keras_object(dict(config))
-        self.compile(**config)
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return list(self._trackers.values())
-
-    def _next_seed(self) -> tf.Tensor:
-        """Seed (2,) of the next draw, (model seed, draw number) folded with the replica id; advances the counter."""
-        draw = self.random_draws.value
-        self.random_draws.assign_add(tf.ones_like(draw))
-        seed = tf.stack([tf.constant(self.seed + 30_000, tf.int64), tf.cast(draw, tf.int64)])
-        context = tf.distribute.get_replica_context()
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int32))
-
-    def _update_trackers(self, terms: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        for name, tracker in self._trackers.items():
-            tracker.update_state(terms[name])
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
-
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """One gradient step on a batch dict (see :meth:`elbo_terms`); returns the running means of the metrics."""
         batch = data[0] if isinstance(data, (tuple, list)) else data
-        seed = self._next_seed()
+        seed = self.next_seed(per_replica=True)
         with tf.GradientTape() as tape:
             terms = self.elbo_terms(batch, seed)
             loss = tf.nn.compute_average_loss(terms["loss"])
         variables = self.trainable_variables
         gradients = tape.gradient(loss, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return self._update_trackers(terms)
+        self.update_metrics(terms)
+        return self.metric_results()
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         """The metrics of a batch (a one-sample estimate of the negative ELBO), without a gradient step."""
         batch = data[0] if isinstance(data, (tuple, list)) else data
-        return self._update_trackers(self.elbo_terms(batch, self._next_seed()))
+        self.update_metrics(self.elbo_terms(batch, self.next_seed(per_replica=True)))
+        return self.metric_results()
 
     # ------------------------------------------------------------------ config
 

@@ -65,6 +65,8 @@ from typing import Any, ClassVar
 import keras
 import tensorflow as tf
 
+from caloml.models.base import CalomlModel
+
 __all__ = [
     "ENERGY_KEY",
     "INPUT_KEYS",
@@ -91,7 +93,6 @@ INPUT_KEYS: tuple[str, ...] = tuple(INPUT_SHAPES)
 LABEL_KEY = "class_label"
 ENERGY_KEY = "energy"
 _SCALAR_KEYS = ("ECAL_E", "HCAL_E", "recoEta", "recoPhi")
-_COMPILE_UNSUPPORTED = ("loss", "loss_weights", "metrics", "weighted_metrics")
 
 
 def seed_for(seed: int | None, offset: int) -> int | None:
@@ -226,7 +227,7 @@ def make_inputs(keys: Sequence[str]) -> dict[str, keras.KerasTensor]:
     return {key: keras.Input(shape=INPUT_SHAPES[key], name=key) for key in keys}
 
 
-class TriforceModel(keras.Model):
+class TriforceModel(CalomlModel, keras.Model):
     """Base of the three Triforce networks: inputs, losses, metrics, ``train_step`` with gradient accumulation.
 
     A subclass builds its functional graph with :func:`make_inputs`, :func:`scalar_inputs` and :func:`build_heads`,
@@ -259,9 +260,7 @@ class TriforceModel(keras.Model):
         self.initial_energy_coefficients = tuple(float(v) for v in initial_energy_coefficients)
         self.micro_batch_size = None if micro_batch_size is None else int(micro_batch_size)
         self.seed = None if seed is None else int(seed)
-        self._trackers = {
-            name: keras.metrics.Mean(name=name) for name in ("loss", "cross_entropy", "energy_mse", "accuracy")
-        }
+        self.track_metrics(("loss", "cross_entropy", "energy_mse", "accuracy"))
 
     @staticmethod
     def _check_common(
@@ -350,43 +349,17 @@ class TriforceModel(keras.Model):
             "accuracy": correct,
         }
 
-    def _update_trackers(self, parts: Mapping[str, tf.Tensor]) -> None:
-        for name, tracker in self._trackers.items():
-            tracker.update_state(parts[name])
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return list(self._trackers.values())
-
     # ------------------------------------------------------------------ training
 
+    def default_optimizer(self) -> keras.optimizers.Optimizer:
+        """Adam at :attr:`default_learning_rate`."""
+        return keras.optimizers.Adam(self.default_learning_rate)
+
     def compile(self, optimizer: Any = None, **kwargs: Any) -> None:
-        """Set the optimizer (default: Adam at :attr:`default_learning_rate`) and build its variables.
-
-        The losses are the model's own (see the module docstring): ``loss``, ``metrics`` and the like are refused.
-        ``jit_compile`` defaults to False (the micro-batch loop has dynamic shapes). Other keyword arguments go to
-        :meth:`keras.Model.compile`.
-        """
-        for key in _COMPILE_UNSUPPORTED:
-            if kwargs.pop(key, None) is not None:
-                raise TypeError(f"{type(self).__name__}.compile() takes no {key!r}: the model has its own losses")
+        """As :meth:`CalomlModel.compile`, with ``jit_compile`` False by default (the micro-batch loop has dynamic
+        shapes)."""
         kwargs.setdefault("jit_compile", False)
-        optimizer = keras.optimizers.get(optimizer or keras.optimizers.Adam(self.default_learning_rate))
-        super().compile(optimizer=optimizer, **kwargs)
-        optimizer.build(self.trainable_variables)
-
-    def get_compile_config(self) -> dict[str, Any]:
-        if not self.compiled or self.optimizer is None:
-            return {}
-        config = dict(super().get_compile_config())
-        for key in _COMPILE_UNSUPPORTED:
-            config.pop(key, None)
-        return config
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        config = dict(config)
-        optimizer = keras.saving.deserialize_keras_object(config.pop("optimizer"))
-        self.compile(optimizer, **config)
+        super().compile(optimizer, **kwargs)
 
     def compute_gradients(self, data: Any, micro_batch_size: int | None = None) -> list[tf.Tensor]:
         """Gradients of the mean loss of the global batch w.r.t. ``trainable_variables`` (updates the metrics).
@@ -406,7 +379,7 @@ class TriforceModel(keras.Model):
                 parts = self.per_event_losses(outputs, y, e)
                 loss = tf.reduce_sum(parts["loss"]) / global_size
                 scaled = self.optimizer.scale_loss(loss) if self.optimizer is not None else loss
-            self._update_trackers(parts)
+            self.update_metrics(parts)
             return list(tape.gradient(scaled, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO))
 
         if micro_batch_size is None:
@@ -435,13 +408,13 @@ class TriforceModel(keras.Model):
             raise RuntimeError(f"{type(self).__name__}.compile() must be called before training")
         gradients = self.compute_gradients(data, self.micro_batch_size)
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables, strict=True))
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        return self.metric_results()
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         """The metrics of a batch in inference mode."""
         inputs, labels, energy = self._unpack(data)
-        self._update_trackers(self.per_event_losses(self(inputs, training=False), labels, energy))
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        self.update_metrics(self.per_event_losses(self(inputs, training=False), labels, energy))
+        return self.metric_results()
 
     def predict_step(self, data: Any) -> dict[str, tf.Tensor]:
         """The outputs of a batch dict (extra keys such as the labels are ignored)."""

@@ -1,21 +1,13 @@
 """The 3DGAN training task: LCD generation-set data, the GAN3D model, and the paper's model-selection rule.
 
-``python -m caloml.train gan`` binds :class:`caloml.models.gan3d.GAN3D` to the shared trainer. Without
-``--data`` it simulates (once, cached under ``tf_records/``) the LCD generation set for the configured particle
-and energy range, plus an independent validation set. The pipeline drops events with an ECAL deposit below
-``data.min_deposit_gev`` (0.2 GeV, the paper's cut) and hands the model cells in GeV: the model applies the power
-0.85 and the energy scaling itself, so the real total deposit (a discriminator target) is exact.
-
-Model selection (seed 002 section 4.4): after every epoch, showers are generated for the validation events'
-energies and angles with a fixed noise seed; the selection metric is the mean over energy bins of
-``|<SF>_generated - <SF>_validation| / <SF>_validation`` where SF = ECAL deposit / primary energy; the best of
-the last ``trainer.selection_window`` epochs is kept. The angle condition (``model.condition_angle``, the measured
-angle ``mtheta`` by default as in the original training, or the true ``theta``) is the same in training,
-selection and generation; the original mixed them up.
-
-Two-step transfer training: ``--preset paper-stage1`` (electrons, 100-200 GeV), then ``--preset paper
---init-from RUN`` (2-500 GeV); photons and neutral pions start from the electron weights with ``--particle`` and
-``--init-from``; charged pions train from scratch (``--preset paper-chpi``).
+``python -m caloml.train gan`` binds :class:`caloml.models.gan3d.GAN3D` to the shared trainer. Without ``--data``
+it simulates (once, cached under ``tf_records/``) the LCD generation set for the configured particle and energy
+range, plus a validation set; events with an ECAL deposit below ``data.min_deposit_gev`` are dropped. The best of
+the last ``trainer.selection_window`` epochs is selected by the sampling-fraction error on the validation
+conditions (:func:`sampling_fraction_error`), as in "Fast simulation of a high granularity calorimeter by
+generative adversarial networks" (Khattak, Vallecorsa, Carminati, Khan, Eur. Phys. J. C 82 (2022) 386,
+arXiv:2109.07388), section 4.4. Presets: ``quick``, ``paper-stage1``, ``paper`` (with ``--init-from``) and
+``paper-chpi``. See ``docs/3dgan.md``.
 """
 
 from __future__ import annotations
@@ -30,11 +22,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from caloml.data.pipeline import make_dataset
+from caloml.data.tfrecord import read_metadata
+from caloml.data.transforms import MinTotalDeposit, ScalarInRange
 from caloml.errors import CalomlError, DataError
+from caloml.models.gan3d import GAN3D
 from caloml.sim.layouts import DEGREE
 from caloml.sim.particles import PARTICLES
-from caloml.training.config import RuntimeConfig
-from caloml.training.task import SelectionMetric, TrainerSection
+from caloml.sim.run import SimulationRequest
+from caloml.tasks.default_data import cached_simulation
+from caloml.training.config import RuntimeConfig, TrainerSection
+from caloml.training.task import SelectionMetric
 
 #: LCD generation-set incidence angles (radians).
 THETA_RANGE_RAD = (60.0 * DEGREE, 120.0 * DEGREE)
@@ -117,7 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"energy_range_gev": [100.0, 200.0], "train_events": 256, "validation_events": 64},
         "trainer": {"epochs": 2, "global_batch_size": 8, "steps_per_epoch": 6, "selection_window": 2},
     },
-    # seed 002 section 4.4, step 1: electrons 100-200 GeV, 137,342 events, 130 epochs, batch 64
+    # the paper's section 4.4, step 1: electrons 100-200 GeV, 137,342 events, 130 epochs, batch 64
     "paper-stage1": {
         "data": {"energy_range_gev": [100.0, 200.0], "train_events": 137342, "validation_events": 20000},
         "trainer": {"epochs": 130, "global_batch_size": 64},
@@ -153,7 +151,7 @@ class GanInputs:
 
 
 class GAN3DTask:
-    """Conditional 3DGAN (seed 002): one generator per particle type, conditioned on energy and angle."""
+    """Conditional 3DGAN (arXiv:2109.07388): one generator per particle type, conditioned on energy and angle."""
 
     name = "gan"
     config_class = GanConfig
@@ -186,8 +184,6 @@ class GAN3DTask:
 
     # -- data
     def prepare_data(self, config: GanConfig, *, chief: bool) -> GanInputs:
-        from caloml.data.tfrecord import read_metadata
-
         self._check(config)
         data = config.data
         if data.records:
@@ -195,8 +191,6 @@ class GAN3DTask:
                 raise CalomlError("--data needs --validation-data too: model selection uses a validation split")
             train, validation = Path(data.records), Path(data.validation_records)
         else:
-            from caloml.sim.run import SimulationRequest
-            from caloml.tasks.default_data import cached_simulation
 
             def request(n: int, seed: int) -> SimulationRequest:
                 return SimulationRequest("lcd-gen", data.particle, n, seed, data.energy_range_gev, data.theta_range_rad)
@@ -225,8 +219,6 @@ class GAN3DTask:
         must fill ``data.energy_range_gev`` (up to the statistical gap at each end): the model records that range as
         the one it was trained on, and generation refuses energies outside it.
         """
-        from caloml.data.pipeline import make_dataset
-
         key = config.model.condition_angle
         dataset = make_dataset(
             records,
@@ -272,8 +264,6 @@ class GAN3DTask:
             raise CalomlError(f"model.condition_angle must be 'mtheta' or 'theta', got {config.model.condition_angle}")
 
     def _validation_arrays(self, config: GanConfig, records: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from caloml.data.pipeline import make_dataset
-
         keys = ["energy", config.model.condition_angle, f"{CELL_KEY}/sum"]
         dataset = make_dataset(
             records,
@@ -302,8 +292,6 @@ class GAN3DTask:
     def make_dataset(
         self, config: GanConfig, data: GanInputs, input_context: tf.distribute.InputContext
     ) -> tf.data.Dataset:
-        from caloml.data.pipeline import make_dataset
-
         return make_dataset(
             data.train_records,
             global_batch_size=config.trainer.global_batch_size,
@@ -322,8 +310,6 @@ class GAN3DTask:
 
     # -- model
     def build_model(self, config: GanConfig, data: GanInputs) -> keras.Model:
-        from caloml.models.gan3d import GAN3D
-
         m = config.model
         gan = GAN3D(
             particle=config.data.particle,
@@ -353,8 +339,6 @@ class GAN3DTask:
         }
 
     def check_init_source(self, config: GanConfig, source: keras.Model) -> None:
-        from caloml.models.gan3d import GAN3D
-
         if not isinstance(source, GAN3D):
             raise CalomlError(f"--init-from: a {type(source).__name__}, not a 3DGAN")
         if source.latent_size != config.model.latent_size:
@@ -369,7 +353,7 @@ class GAN3DTask:
         if source.particle != config.data.particle:
             print(f"transfer: {source.particle} weights initialize the {config.data.particle} model")
 
-    # -- selection and export
+    # -- selection
     def selection_metric(self, config: GanConfig, data: GanInputs) -> SelectionMetric:
         edges = _energy_bins(data.validation_energy_gev, config.trainer.selection_energy_bins)
         seed = config.runtime.seed
@@ -386,17 +370,10 @@ class GAN3DTask:
             "mean over primary-energy bins of |<SF>gen - <SF>val| / <SF>val on the validation conditions",
         )
 
-    def export(self, model: keras.Model, config: GanConfig, run_dir: Path) -> Path | None:
-        from caloml.export import export_gan
-
-        return Path(export_gan(model, provenance={"source": str(run_dir), "seed": config.runtime.seed}))
-
 
 def event_filters(config: GanConfig) -> list[Any]:
     """The per-event cuts of training, selection and range measurement: the ECAL deposit above
     ``data.min_deposit_gev`` and a valid angle condition (the measured angle of an unmeasurable shower is 100)."""
-    from caloml.data.transforms import MinTotalDeposit, ScalarInRange
-
     return [
         MinTotalDeposit(config.data.min_deposit_gev, CELL_KEY),
         ScalarInRange(config.model.condition_angle, 0.0, math.pi),

@@ -1,1 +1,4 @@
-"""The shared training machinery: configuration, strategies, run directories, the trainer."""
+"""The shared training machinery: configuration, strategies, run directories, the trainer.
+
+See ``docs/training.md``.
+"""

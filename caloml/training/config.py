@@ -5,6 +5,8 @@ Every layer is checked against the dataclass: an unknown key or a value of the w
 :class:`~caloml.errors.CalomlError` naming the key and where it came from. Strings from the command line are parsed
 as YAML scalars, so ``--set trainer.resume=false`` is the boolean ``False`` (the original 3DGAN code parsed
 ``"False"`` as true).
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from caloml.atomic_files import atomic_write_text
 from caloml.errors import CalomlError
 
 Config = TypeVar("Config")
@@ -49,6 +52,31 @@ class RuntimeConfig:
     mixed_precision: str = ""
 
 
+@dataclasses.dataclass
+class TrainerSection:
+    """Trainer settings every Keras task shares (a task's ``trainer`` section extends this dataclass).
+
+    Attributes:
+        epochs: total number of epochs (a resumed run continues up to it).
+        global_batch_size: events per step over all replicas (each replica gets an equal share).
+        steps_per_epoch: steps per epoch (0: one pass over the training data).
+        keep_checkpoints: epoch checkpoints kept (at least ``selection_window``, so that any selectable epoch can
+            be restored).
+        selection_window: the model is selected among the last this-many epochs by the task's metric.
+        init_from: start from the weights of a run directory, ``.keras`` file or checkpoint (transfer training);
+            the optimizer state and the epoch counter start fresh.
+        export: after training, export the selected model to ``saved_models/`` (TF Serving layout).
+    """
+
+    epochs: int = 1
+    global_batch_size: int = 64
+    steps_per_epoch: int = 0
+    keep_checkpoints: int = 10
+    selection_window: int = 10
+    init_from: str = ""
+    export: bool = False
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """The configuration as plain YAML-ready data (tuples become lists)."""
     return _plain(dataclasses.asdict(config))
@@ -77,13 +105,14 @@ def resolve_config(
     strings with YAML values.
     """
     merged: dict[str, Any] = config_to_dict(cls())
+    sections = _section_paths(cls)
     if preset:
-        _merge(merged, preset, "preset")
+        _merge(merged, preset, "preset", sections)
     if yaml_path is not None:
-        _merge(merged, _read_yaml(Path(yaml_path)), str(yaml_path))
+        _merge(merged, _read_yaml(Path(yaml_path)), str(yaml_path), sections)
     for dotted, value in (flags or {}).items():
         if value is not None:
-            _merge(merged, _nest(dotted, value), "command line")
+            _merge(merged, _nest(dotted, value), "command line", sections)
     for assignment in assignments or []:
         if "=" not in assignment:
             raise CalomlError(f"--set {assignment!r}: expected section.key=value")
@@ -92,8 +121,23 @@ def resolve_config(
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise CalomlError(f"--set {assignment!r}: the value is not valid YAML ({exc.__class__.__name__})") from None
-        _merge(merged, _nest(dotted.strip(), value), "--set")
+        _merge(merged, _nest(dotted.strip(), value), "--set", sections)
     return _build(cls, merged, "")
+
+
+def _section_paths(cls: type, prefix: str = "") -> set[str]:
+    """Dotted paths of the dataclass-valued fields of ``cls`` (its sections), e.g. ``{"data", "model"}``.
+
+    Their keys are fixed by the dataclass; the keys of a dict-valued field (``dict[str, float]``) are free.
+    """
+    hints = typing.get_type_hints(cls)
+    paths: set[str] = set()
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            path = f"{prefix}{field.name}"
+            paths |= {path} | _section_paths(hint, f"{path}.")  # type: ignore[arg-type]
+    return paths
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -118,16 +162,28 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     return nested
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any], source: str, prefix: str = "") -> None:
+def _merge(base: dict[str, Any], update: Mapping[str, Any], source: str, sections: set[str], prefix: str = "") -> None:
+    """Merge ``update`` into ``base`` in place.
+
+    Inside a section (a dataclass) every key must exist. A dict-valued field takes new keys, merges a mapping key by
+    key and is cleared by an empty mapping (``--set data.simulation_factor={}``).
+    """
+    section = prefix.rstrip(".")
     for key, value in update.items():
         name = f"{prefix}{key}"
         if key not in base:
-            known = ", ".join(sorted(base))
-            raise CalomlError(f"{source}: unknown configuration key '{name}' (known here: {known})")
-        if isinstance(base[key], dict):
+            if section in sections or not prefix:
+                known = ", ".join(sorted(base))
+                raise CalomlError(f"{source}: unknown configuration key '{name}' (known here: {known})")
+            base[key] = value
+        elif isinstance(base[key], dict):
             if not isinstance(value, Mapping):
-                raise CalomlError(f"{source}: '{name}' is a section; expected a mapping, got {value!r}")
-            _merge(base[key], value, source, f"{name}.")
+                kind = "a section" if name in sections else "a mapping"
+                raise CalomlError(f"{source}: '{name}' is {kind}; expected a mapping, got {value!r}")
+            if name not in sections and not value:
+                base[key] = {}
+            else:
+                _merge(base[key], value, source, sections, f"{name}.")
         else:
             base[key] = value
 
@@ -196,8 +252,6 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
 
 def write_config(config: Any, path: str | Path) -> Path:
     """Write the resolved configuration as YAML, atomically; returns the path."""
-    from caloml.atomic_files import atomic_write_text
-
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     return atomic_write_text(Path(path), text)
 

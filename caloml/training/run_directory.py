@@ -12,6 +12,8 @@ Layout::
 Starting a run in a directory that holds one: the same configuration (up to the keys in
 :data:`RESUMABLE_CHANGES`, e.g. more epochs) resumes from the last checkpoint; a different one is refused unless
 ``overwrite`` is given, in which case the old directory is moved aside to ``RUN.replaced-N`` (nothing is deleted).
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from caloml.errors import CalomlError, OutputExistsError
+from caloml.training.config import read_config_dict
 
 #: Configuration keys a resumed run may change: how long it trains and where and how it executes.
 RESUMABLE_CHANGES = (
@@ -93,8 +96,6 @@ class RunDirectory:
         OutputExistsError, or with ``overwrite`` the old directory is renamed to ``RUN.replaced-N`` and a new run
         starts.
         """
-        from caloml.training.config import read_config_dict
-
         if not self.path.exists():
             return False
         if not self.path.is_dir():

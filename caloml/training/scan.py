@@ -1,34 +1,14 @@
-"""Hyperparameter scans with repeated seeds over the shared trainer (models.md section 2, "Hyperparameter scans").
+"""Hyperparameter scans with repeated seeds over the shared trainer (``python -m caloml.scan``).
 
-A scan is a list of grid points (each an assignment of configuration keys, e.g. ``model.hidden_units = 512``) and a
-number of repeats; every (point, repeat) pair is one ordinary training run of the shared trainer
-(:func:`caloml.training.trainer.train`) with ``runtime.seed = base seed + repeat`` in
-``RUN_ROOT/<point name>/seed-<seed>``. Each run's model-selection value (``selection.json``: the task's
-:class:`~caloml.training.task.SelectionMetric` at the selected epoch) is collected, and per point the mean, the
-standard deviation over the repeats (``ddof = 1``, the sample standard deviation; null for a single repeat), the
-standard error of the mean and every repeat's value are written to ``RUN_ROOT/scan.json`` and ``RUN_ROOT/scan.md``,
-sorted best first (the selection metrics are lower-is-better, as ``selection.json`` records).
-
-Why our own loop and not a tuner library (keras-tuner and the like): every run must keep the trainer's conventions
-(run directory with the resolved configuration and seed, checkpoints, resume, refusal to replace a different run,
-the selection rule), which a tuner's own trial bookkeeping would replace. Because each run is a normal run
-directory, an interrupted scan resumes: a finished run (``model.keras`` and a selected epoch, the same
-configuration, at least as many epochs) is read, not retrained; an interrupted one is resumed by the trainer from
-its last checkpoint; a run directory holding a different configuration is refused, as by ``caloml.train``.
-
-Models that fit themselves (the baselines ``bdt``, ``linreg``, ``xgb`` of :mod:`caloml.tasks.baselines`, fitted
-by ``task.fit``, see :func:`caloml.train.fits_itself`) write no ``selection.json``; their run's value is read from
-its ``summary.json`` (:func:`baseline_selection`): the BDT's validation log-loss at the point its own search chose,
-a regression's relative RMS error on the validation split, ``sqrt(mean(((E_true - E_pred) / E_true)^2))`` (its
-relative bias and resolution combined; lower is better). A run is finished when its ``summary.json`` is there and
-its configuration is the same (:func:`baseline_finished`).
-
-Grids: ``--grid KEY=V1,V2,...`` axes (Cartesian product), or a named preset of the paper's grid
-(:data:`GRID_PRESETS`). The paper's full grids (DNN: 1-5 layers x 128-2048 units x learning rates 1e-4 - 7e-4 x
-dropouts 0.02 - 0.14, 1,225 points; the CNN adds 1-6 filters x kernels 2-6, 36,750 points) are far too large to
-train exhaustively, so a preset is a **random subset** of its product: the paper's best point, then
-``points - 1`` others drawn without replacement with a seeded generator (``sample_seed``), in grid order. Any grid
-can be subsampled the same way with ``points``.
+A scan is a list of grid points (assignments of configuration keys) times a number of repeats; every (point,
+repeat) pair is one ordinary training run of :func:`caloml.training.trainer.train` with ``runtime.seed = base
+seed + repeat`` in ``RUN_ROOT/<point name>/seed-<seed>``. Each run's selection value is collected, and per point
+the mean, the sample standard deviation, the standard error and every repeat's value go to ``RUN_ROOT/scan.json``
+and ``RUN_ROOT/scan.md``, best first. Finished runs are read, not retrained, so an interrupted scan resumes.
+Models that fit themselves (the baselines) are read from their ``summary.json`` (:func:`baseline_selection`).
+Grid presets (:data:`GRID_PRESETS`) are seeded random subsets of the grids of "Calorimetry with deep learning:
+particle simulation and reconstruction for collider physics" (Belayneh et al., Eur. Phys. J. C 80 (2020) 688,
+arXiv:1912.06794). See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -47,6 +27,7 @@ import yaml
 
 from caloml.atomic_files import atomic_write_json, atomic_write_text
 from caloml.errors import CalomlError
+from caloml.training.config import config_to_dict, read_config_dict
 from caloml.training.run_directory import RunDirectory, config_differences
 
 __all__ = [
@@ -84,7 +65,7 @@ _UNITS = (128, 256, 512, 1024, 2048)
 _LEARNING_RATES = (1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4, 7e-4)
 _DROPOUTS = (0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14)
 
-#: The paper's scan grids (seed 004 section 5.2, models.md section 2), for the ``triforce`` task's keys.
+#: The Triforce paper's scan grids (arXiv:1912.06794, section 5.2), for the ``triforce`` task's keys.
 GRID_PRESETS: dict[str, GridPreset] = {
     "paper-dnn": GridPreset(
         axes={
@@ -237,8 +218,6 @@ def finished_value(run_dir: Path, config: Mapping[str, Any]) -> tuple[float, int
     run = RunDirectory(run_dir)
     if not (run.model.is_file() and run.selection.is_file() and run.config.is_file()):
         return None
-    from caloml.training.config import read_config_dict
-
     try:
         old = read_config_dict(run.config)
         record = json.loads(run.selection.read_text())
@@ -259,8 +238,6 @@ def baseline_finished(run_dir: Path, config: Mapping[str, Any]) -> bool:
     run = RunDirectory(run_dir)
     if not ((run_dir / "summary.json").is_file() and run.config.is_file()):
         return False
-    from caloml.training.config import read_config_dict
-
     try:
         old = read_config_dict(run.config)
     except CalomlError:
@@ -405,8 +382,6 @@ def run_scan(
     ``self_fitting``: the runs are baselines fitted by ``task.fit`` (finished runs and values read from their
     ``summary.json``: :func:`baseline_finished`, :func:`baseline_selection`), not the Keras trainer's.
     """
-    from caloml.training.config import config_to_dict
-
     if repeats < 1:
         raise CalomlError(f"--repeats must be at least 1, got {repeats}")
     names = [p.name for p in points]

@@ -4,6 +4,8 @@
 CPU; ``mirrored`` replicates over all local GPUs (the CPU when there is none; ``cpu_replicas`` splits it into
 logical devices so that the multi-replica path runs on a laptop); ``multi_worker`` is
 ``MultiWorkerMirroredStrategy`` over the cluster described by the ``TF_CONFIG`` environment variable.
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -64,10 +66,21 @@ def read_tf_config() -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(text)
-        value["cluster"]["worker"]
-        value["task"]["type"], value["task"]["index"]
+        cluster, task = value["cluster"], value["task"]
+        task_type, task_index = task["type"], task["index"]
+        valid = (
+            isinstance(cluster, dict)
+            and any(cluster.get(role) for role in ("chief", "worker"))
+            and isinstance(task_index, int)
+            and task_index < len(cluster.get(task_type) or [])
+        )
     except (ValueError, KeyError, TypeError):
-        raise CalomlError("TF_CONFIG is not valid: expected JSON with cluster.worker and task.type/index") from None
+        valid = False
+    if not valid:
+        raise CalomlError(
+            "TF_CONFIG is not valid: expected JSON with cluster.chief and/or cluster.worker and a task.type/index "
+            "naming one of them"
+        )
     return dict(value)
 
 

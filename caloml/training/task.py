@@ -2,6 +2,8 @@
 
 A model module knows its architecture and its training step; a task binds it to data and to the trainer, and
 ``python -m caloml.train NAME`` only looks the task up by name (see :mod:`caloml.train`).
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -15,30 +17,9 @@ from typing import Any, Protocol
 import keras
 import tensorflow as tf
 
+from caloml.training.config import TrainerSection
 
-@dataclass
-class TrainerSection:
-    """Trainer settings every task shares (a task's ``trainer`` section extends this dataclass).
-
-    Attributes:
-        epochs: total number of epochs (a resumed run continues up to it).
-        global_batch_size: events per step over all replicas (each replica gets an equal share).
-        steps_per_epoch: steps per epoch (0: one pass over the training data).
-        keep_checkpoints: epoch checkpoints kept (at least ``selection_window``, so that any selectable epoch can
-            be restored).
-        selection_window: the model is selected among the last this-many epochs by the task's metric.
-        init_from: start from the weights of a run directory, ``.keras`` file or checkpoint (transfer training);
-            the optimizer state and the epoch counter start fresh.
-        export: after training, export the selected model to ``saved_models/`` (TF Serving layout).
-    """
-
-    epochs: int = 1
-    global_batch_size: int = 64
-    steps_per_epoch: int = 0
-    keep_checkpoints: int = 10
-    selection_window: int = 10
-    init_from: str = ""
-    export: bool = False
+__all__ = ["SelectionMetric", "TrainerSection", "TrainingTask"]  # TrainerSection: its home is training.config
 
 
 @dataclass
@@ -89,6 +70,3 @@ class TrainingTask(Protocol):
 
     def check_init_source(self, config: Any, source: keras.Model) -> None:
         """Raise CalomlError when ``source`` cannot initialize this task's model (another architecture...)."""
-
-    def export(self, model: keras.Model, config: Any, run_dir: Path) -> Path | None:
-        """Export the selected model for serving; returns the export directory."""

@@ -12,12 +12,14 @@
 5. ``fit`` runs with a checkpoint after every epoch, the selection metric per epoch, TensorBoard logs and a
    progress bar;
 6. the epoch with the best selection metric among the last ``selection_window`` is restored and saved as
-   ``model.keras``.
+   ``model.keras``; with ``trainer.export`` the exporter handed over by the command line exports it.
 
 Resuming restores the weights, the optimizer state and the epoch counter; the data order of the remaining epochs
 is seeded by ``seed + first epoch``, so a resumed run is reproducible but not bit-identical to an uninterrupted
 one. Under ``multi_worker`` only the chief writes the run directory; the other workers checkpoint into a
 scratch directory that is removed at the end.
+
+See ``docs/training.md``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -68,19 +71,48 @@ class TrainingResult:
     model: keras.Model | None = field(default=None, repr=False)
 
 
+#: What exports a trained model after training: ``export_trained(model, config, run_dir)`` returns the export
+#: directory (each exporter module ``caloml.export.<model>`` provides one; the command line resolves it by name).
+Exporter = Callable[[keras.Model, Any, Path], Path]
+
+
 def train(
-    task: TrainingTask, config: Any, *, overwrite: bool = False, strategy: tf.distribute.Strategy | None = None
+    task: TrainingTask,
+    config: Any,
+    *,
+    overwrite: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
+    exporter: Exporter | None = None,
 ) -> TrainingResult:
     """Train ``task`` with the resolved ``config`` (see the module docstring); returns the result.
 
     ``strategy``: one already made from ``config.runtime`` (a command line makes it before TensorFlow's runtime
     starts, which ``multi_worker`` and ``cpu_replicas`` need); by default it is made here.
+    ``exporter``: called on the selected model when ``trainer.export`` is set (required then).
+    Keras' process-wide dtype policy (``runtime.mixed_precision``) is restored when training ends, also on error.
     """
-    start = time.perf_counter()
-    if strategy is None:
+    if config.trainer.export and exporter is None:
+        raise CalomlError(f"trainer.export is set but no exporter is given for {task.name}")
+    if strategy is None:  # first: it must see TensorFlow's devices before anything else does
         strategy = make_strategy(config.runtime.strategy, cpu_replicas=config.runtime.cpu_replicas)
-    if config.runtime.mixed_precision:
-        keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
+    policy = keras.mixed_precision.global_policy()
+    try:
+        if config.runtime.mixed_precision:
+            keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
+        return _train(task, config, overwrite=overwrite, strategy=strategy, exporter=exporter)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(
+    task: TrainingTask,
+    config: Any,
+    *,
+    overwrite: bool,
+    strategy: tf.distribute.Strategy,
+    exporter: Exporter | None,
+) -> TrainingResult:
+    start = time.perf_counter()
     chief = is_chief(strategy)
     run_path = Path(config.runtime.run_dir) if config.runtime.run_dir else task.default_run_dir(config)
     config = replace(config, runtime=replace(config.runtime, run_dir=str(run_path)))
@@ -127,7 +159,7 @@ def train(
         seeded = replace(config, runtime=replace(config.runtime, seed=config.runtime.seed + initial_epoch))
         dataset = strategy.distribute_datasets_from_function(lambda context: task.make_dataset(seeded, data, context))
         steps = trainer.steps_per_epoch or task.steps_per_epoch(config, data)
-        _skip_symbolic_build_if_built(model, strategy)
+        _vector_step_outputs_for(model, strategy)
         model.fit(
             dataset,
             epochs=trainer.epochs,
@@ -152,28 +184,24 @@ def train(
     if chief:
         _save_model_atomically(model, run.model)
         result.model_path = run.model
-        if trainer.export:
-            result.export_dir = task.export(model, config, run.path)
+        if trainer.export and exporter is not None:
+            result.export_dir = Path(exporter(model, config, run.path))
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _skip_symbolic_build_if_built(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+def _vector_step_outputs_for(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
     """Work around Keras 3.15 under ``MultiWorkerMirroredStrategy`` (nothing changes under other strategies).
 
-    Before training, ``fit`` reduces the first distributed batch (``strategy.reduce("MEAN", batch)``) to build the
-    model symbolically, even when the model is already built; the multi-worker strategy cannot reduce a dict of
-    per-replica tensors and fails. The tasks build their models completely (every layer and optimizer), so for
-    them that build is a no-op and is skipped.
+    Keras 3.15 reduces every output of a step with ``strategy.reduce("MEAN", value, axis=0)`` under that strategy
+    (``fit`` ignores ``distribute_reduction_method``), which fails on scalar losses: the step's outputs become
+    vectors of one value (the epoch logs come from the metrics' results, scalars). Keras' other multi-worker
+    failure, the symbolic build, is skipped by caloml's models themselves (:class:`caloml.models.base.CalomlModel`).
     """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    if all(layer.built for layer in model._flatten_layers()):
-        model._maybe_symbolic_build = lambda *args, **kwargs: None
-    # Keras 3.15 also reduces every output of the step with strategy.reduce("MEAN", value, axis=0), which fails on
-    # the scalar losses: give it vectors of one value (the epoch logs come from the metrics' results, scalars).
     step = model.train_step
 
     def train_step_with_vector_outputs(data: Any) -> dict[str, tf.Tensor]:
