@@ -1,7 +1,8 @@
 """caloml: machine-learning calorimetry with TensorFlow and Keras.
 
 Energies are in GeV and angles in radians everywhere inside caloml; readers and writers convert the
-files' own units (50 x GeV for the LCD cells, MeV for CaloChallenge) at the edges.
+files' own units (50 x GeV for the LCD cells, MeV for CaloChallenge) at the edges. Start at ``README.md``; the
+layers and conventions are in ``docs/design.md``.
 """
 
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@ onto the destination with :func:`os.replace` when it is complete; an exception (
 into ``KeyboardInterrupt``) removes the temporary. The temporary's name is recognisable so that a later run can
 clean up after one that died (see :func:`temporary_name`). A directory (TFRecord shards, a report) is built in
 a temporary sibling directory the same way and moved onto its destination by :func:`atomic_directory`.
+See ``docs/design.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""JSON-ready values: the one converter every caloml report, record and configuration file goes through."""
+"""JSON-ready values: the one converter every caloml report, record and configuration file goes through.
+
+NumPy scalars and arrays become Python numbers and lists, paths strings; non-finite floats become ``null``, so
+every record is strict JSON. See ``docs/design.md``.
+"""
 
 from __future__ import annotations
 

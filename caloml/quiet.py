@@ -3,7 +3,7 @@
 TensorFlow prints its C++ start-up lines (oneDNN, CUDA probing) to file descriptor 2 before its logging is
 configured; a command line that imports it through :func:`import_tensorflow_quietly` keeps its stderr to its own
 one-line messages. TensorFlow is imported here inside the function on purpose: the command lines parse their
-arguments (and answer ``--help`` or a bad argument) without paying for the import.
+arguments (and answer ``--help`` or a bad argument) without paying for the import. See ``docs/cli.md``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ stopping. The baselines need the expert features, which the networks do not: com
 51 x 51 x 25 ECAL and the HCAL (:func:`caloml.data.lcd_features.expert_features`) is timed as ``expert_features``.
 
 Figures: ``<model>_batch<B>_events_per_s`` (wall clock) and ``<model>_cpu_ms_per_event_batch<B>`` (process CPU
-time, the steadier figure on a shared machine), plus each network's parameter count.
+time, the steadier figure on a shared machine), plus each network's parameter count. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations

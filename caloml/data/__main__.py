@@ -10,11 +10,10 @@ Commands::
     verify  tf_records/NAME      read every record, check counts and checksums
     resample IN.h5 OUT.h5 --detector {atlas,cms}   ECAL resampled to a coarser granularity
 
-Each command is a pair (add-parser function, run function) in :data:`SUBCOMMANDS`: the first takes the
-``subparsers`` action, adds the command's parser (name, help, arguments) and returns it; the second takes the parsed
-``argparse.Namespace`` and returns an exit status (None for 0). :func:`build_parser` builds the parser from the
-registry, so a command is one more ``register(name, add_parser, run)`` (for example the simulator's
-``register("simulate", caloml.sim.cli.add_simulate_parser, caloml.sim.cli.run_simulate)``). User errors raise
+Each command is a pair (add-parser function, run function) in the registry :data:`COMMANDS`
+(:class:`caloml.cli_commands.CommandRegistry`; ``SUBCOMMANDS``, ``register`` and ``build_parser`` are its
+``commands``, ``register`` and ``build_parser``), so a command is one more ``COMMANDS.register(name, add_parser,
+run)`` (for example the simulator's ``simulate``, from :mod:`caloml.sim.cli`); see ``docs/cli.md``. User errors raise
 :class:`caloml.errors.CalomlError`, which :func:`cli` prints as one line (exit status 2).
 
 TensorFlow is imported only by the commands that need it (``convert``, ``verify``), after the inputs were checked,

@@ -26,7 +26,7 @@ in :data:`TRAINER_MODULE`; any function of the contract :data:`TrainClassifier` 
 
 so that the classifier streams the files with its own pipeline. When the function is absent, or no background
 file is given, or the layout has no reconstruction model (CaloChallenge), the result is
-``{"available": false, "reason": ...}`` and the report says why.
+``{"available": false, "reason": ...}`` and the report says why. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

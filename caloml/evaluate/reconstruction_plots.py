@@ -2,7 +2,8 @@
 
 Each function draws one figure from the JSON-ready metrics of
 :func:`caloml.evaluate.reconstruction.evaluate_reconstruction` into ``folder`` and returns the file name.
-Networks are drawn with solid lines and filled markers, baselines dashed with open markers.
+Networks are drawn with solid lines and filled markers, baselines dashed with open markers. See
+``docs/evaluation.md``.
 """
 
 from __future__ import annotations
