@@ -1,12 +1,12 @@
-"""The Monte-Carlo cell sampler of CaloPointFlow (seed 000): from many flow points to showers with distinct cells.
+"""The Monte-Carlo cell sampler of CaloPointFlow (arXiv:2211.15380): from flow points to showers of distinct cells.
 
-The point flow draws every hit independently, so two hits can land in one cell. The seed's sampler turns a large
+The point flow draws every hit independently, so two hits can land in one cell. The paper's sampler turns a large
 sample of points (about 10k per shower) with their densities into a shower of exactly ``n_hits`` distinct cells:
 
 1. each point ``(x, y, z, log E)`` (continuous cell coordinates, ``floor`` gives the cell index; log of the energy
    in GeV) falls into a cell; points outside the grid, or with a non-finite coordinate, energy or density, are
    dropped;
-2. the weight of an occupied cell is the **mean density** of the points that fell into it (seed: "the average
+2. the weight of an occupied cell is the **mean density** of the points that fell into it (the paper: "the average
    probability of all points in one cell is taken as the probability of hitting that cell");
 3. ``n_hits`` distinct cells are drawn without replacement with probabilities proportional to those weights
    (successive draws among the cells left, each proportional to its weight): Gumbel-top-k, exact for this scheme -
@@ -20,10 +20,10 @@ drawn, a cell of probability ``P(c)`` receives about ``N P(c)`` of them, and the
 ``P(c)`` times a factor of the energy spread within the cell (per unit cell volume) whatever the number of points
 that happened to land there - a one-point cell in the tail gets its proper weight, not one rounded to the count.
 The sum of the densities would count ``P(c)`` twice (once in how many points landed, once in their density), i.e.
-weight cells by about ``P(c)**2`` and thin the tails further. We follow the seed: mean density. Two properties of the
-seed's scheme worth knowing when reading its results: only cells that received at least one point can be chosen,
+weight cells by about ``P(c)**2`` and thin the tails further. We follow the paper: mean density. Two properties of the
+paper's scheme worth knowing when reading its results: only cells that received at least one point can be chosen,
 and step 4 reweights energies already drawn from the flow by their density again, which favours the most probable
-energy of a cell (the seed reports "significantly fewer low-energy hits after sampling").
+energy of a cell (the paper reports "significantly fewer low-energy hits after sampling").
 
 Fewer occupied cells than ``n_hits``: all occupied cells are taken (the shower then has fewer hits than asked) and
 the achieved count is returned by :func:`sample_cells_detailed`; raise the number of points per shower to avoid it.
@@ -34,7 +34,7 @@ ids ``event * n_cells + cell``) and the dense output ``B * n_cells``; nothing of
 the output (LCD 51x51x25 at batch 100 and 10k points: about 10 arrays of 1M entries plus a 26 MB output).
 
 All functions are TensorFlow, batched and graph friendly (``tf.function`` / SavedModel signatures), with stateless
-random draws from a ``(2,)`` int32 seed: the same inputs and seed give the same showers.
+random draws from a ``(2,)`` int32 seed: the same inputs and seed give the same showers. See ``docs/pointflow.md``.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 from caloml.errors import CalomlError
+from caloml.models.pointflow_normalization import check_incident_energy_range
 
 __all__ = [
     "STAGES",
@@ -89,7 +91,7 @@ def sample_cells_detailed(
     grid_shape: Sequence[int],
     seed: Any,
 ) -> CellSample:
-    """The seed's Monte-Carlo cell sampler (see the module docstring), with the hit counts and unscaled energies.
+    """The paper's Monte-Carlo cell sampler (see the module docstring), with the hit counts and unscaled energies.
 
     Args:
         points: (B, P, 4) float32: continuous cell coordinates along the three grid axes (``floor`` is the cell
@@ -106,8 +108,6 @@ def sample_cells_detailed(
     kept here, and vanish when an evaluation applies that threshold (as the CaloChallenge evaluation does), so that
     the number of hits above threshold can be below ``n_hits``.
     """
-    import tensorflow as tf
-
     shape = tuple(int(size) for size in grid_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise CalomlError(f"grid_shape must be 3 positive sizes, got {tuple(grid_shape)}")
@@ -238,8 +238,6 @@ class PointFlowShowerSampler:
     """
 
     def __init__(self, model: Any, n_points: int = 10_000) -> None:
-        import tensorflow as tf
-
         if int(n_points) < 1:
             raise CalomlError(f"n_points must be a positive number of points per shower, got {n_points}")
         self.model = model
@@ -267,8 +265,6 @@ class PointFlowShowerSampler:
         """(showers (B, *grid) GeV, requested n_hits (B,), achieved n_hits (B,), total energy (B,) GeV) for one
         batch of incident energies (B,) GeV, with the (3, 2) ``seeds`` of :func:`batch_seeds`; ``timings``
         accumulates the seconds of each stage when given (each stage's result is then waited for)."""
-        import tensorflow as tf
-
         energies = tf.constant(np.asarray(incident_energy_gev, np.float32))
         seeds = tf.constant(np.asarray(seeds, np.int32))
         state: dict[str, Any] = {}
@@ -318,8 +314,6 @@ class PointFlowShowerSampler:
             return
         trained = trained_incident_range(self.model)
         if trained is not None:
-            from caloml.models.pointflow import check_incident_energy_range
-
             check_incident_energy_range(energies, trained)
 
     def generate(

@@ -1,60 +1,27 @@
-"""Triforce end-to-end reconstruction (seed 004 section 5, models.md section 2): the shared part of the three nets.
+"""Triforce end-to-end reconstruction: the part the three networks share.
 
-:class:`TriforceModel` is the base of :class:`~caloml.models.triforce_nets.TriforceDNN`,
+The networks of "Calorimetry with deep learning: particle simulation and reconstruction for collider physics"
+(arXiv:1912.06794). :class:`TriforceModel` is the base of :class:`~caloml.models.triforce_nets.TriforceDNN`,
 :class:`~caloml.models.triforce_nets.TriforceCNN` and :class:`~caloml.models.triforce_nets.TriforceGoogLeNet`:
 Keras 3 functional models that classify a shower (e vs pi+-, gamma vs pi0) and regress its energy at once, trained
-with ``fit`` through the ``train_step`` here. Use them like any Keras model::
+with ``fit`` through the ``train_step`` here::
 
     model = TriforceDNN()
     model.compile()                # Adam at the paper's learning rate, or compile(keras.optimizers.Adam(1e-4))
     model.fit(dataset)             # batches: dicts with the input keys, "class_label" and "energy"
     out = model.predict(dataset)   # {"class_logits", "class_probability", "energy"}; or model(inputs_dict)
 
-Inputs (a dict; :data:`INPUT_KEYS`; GoogLeNet takes no ``HCAL``, as in the paper):
+Inputs (a dict, :data:`INPUT_SHAPES`; GoogLeNet takes no ``HCAL``): ``ECAL`` (B, 25, 25, 25) centre-cropped ECAL
+cells, GeV; ``HCAL`` (B, 11, 11, 60) HCAL cells, GeV; ``ECAL_E`` (B,) sum of the file's whole ECAL window (51 x 51 x
+25), GeV; ``HCAL_E`` (B,) sum of the HCAL cells, GeV; ``recoEta``, ``recoPhi`` (B,) pseudorapidity and azimuth
+(radians) of the barycentre. Outputs: ``class_logits`` and ``class_probability`` (B, n_classes), ``energy`` (B,) GeV.
 
-============  =================  ======================================================================
-key           shape              meaning
-============  =================  ======================================================================
-``ECAL``      (B, 25, 25, 25)    centre-cropped ECAL cells, GeV (visible energy)
-``HCAL``      (B, 11, 11, 60)    HCAL cells, GeV
-``ECAL_E``    (B,)               sum of the file's whole ECAL window, GeV (51 x 51 x 25 in ``lcd-rec``, not
-                                 only the 25 x 25 crop; the energy calibration is fitted on this sum)
-``HCAL_E``    (B,)               sum of the HCAL cells (11 x 11 x 60), GeV
-``recoEta``   (B,)               pseudorapidity of the barycentre
-``recoPhi``   (B,)               azimuth of the barycentre, radians
-============  =================  ======================================================================
-
-Outputs: ``class_logits`` and ``class_probability`` (B, n_classes) (softmax), ``energy`` (B,) GeV. (The original
-code also regressed eta and phi; those outputs are left out.)
-
-Input scaling (fixed constants, the same for every event, as in the original code, which fed the cells in the
-files' stored units of 50 x GeV and multiplied the sums by 0.01 and the angles by 10):
-
-* cells x ``cell_scale`` (50 = 1 / the ECAL sampling fraction 0.02: cells in "primary-equivalent GeV");
-* sums x ``cell_scale / energy_scale_gev`` (50 / 100: an electron's ECAL sum becomes about E / 100 GeV);
-* angles x ``angle_scale`` (10).
-
-Energy head and its initialization (the paper's "skip connection", Appendix G): the last layer sees the last hidden
-layer ``h``, the scaled angles and the scaled sums ``s_ECAL``, ``s_HCAL``; its energy unit is::
-
-    energy_GeV = energy_scale_gev * (k . [h, angles] + a' s_ECAL + b' s_HCAL + c')
-
-with ``k`` initialized to **zero** and ``(a', b', c')`` to ``(a / cell_scale, b / cell_scale, c / energy_scale_gev)``
-for ``initial_energy_coefficients = (a, b, c)``, so that at initialization, exactly::
-
-    energy_GeV = a * ECAL_E + b * HCAL_E + c          (default a = b = 50, c = 0: weights 1 on the scaled sums)
-
-and training learns a correction to that linear calibration (a fitted linear regression, see
-:mod:`caloml.models.baselines`, is a good start). The class logits are an ordinary dense layer over the same
-features.
-
-Loss per event: ``cross_entropy + energy_loss_weight * ((energy - true_energy) / energy_scale_gev) ** 2``
-(paper: weight 200 on the MSE); summed over the batch and divided by the global batch size, so that it is right
-under ``tf.distribute``.
-
-Gradient accumulation (GoogLeNet's memory, paper section 5.2): with ``micro_batch_size`` set, ``train_step`` splits
-each batch into micro-batches of that many events, accumulates their gradients and applies them once; the result is
-the full-batch gradient (up to batch normalization, whose statistics are per micro-batch, as in the original).
+Input scaling (fixed constants): cells x ``cell_scale`` (50), sums x ``cell_scale / energy_scale_gev``, angles x
+``angle_scale`` (10). The energy unit of the last layer (:class:`SkipEnergyHead`, the paper's skip connection)
+starts, exactly, as the linear calibration ``a * ECAL_E + b * HCAL_E + c`` GeV of ``initial_energy_coefficients``
+and learns a correction to it. Loss per event: ``cross_entropy + energy_loss_weight * ((energy - true_energy) /
+energy_scale_gev) ** 2``, summed and divided by the global batch size. ``micro_batch_size``: gradient accumulation
+over micro-batches. The details: ``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
@@ -76,6 +43,10 @@ __all__ = [
     "SkipEnergyHead",
     "TriforceModel",
     "build_heads",
+    "common_arguments",
+    "make_inputs",
+    "scalar_inputs",
+    "seed_for",
 ]
 
 #: Per-event input shapes (ECAL centre crop and HCAL window; scalars are (B,)).
@@ -227,12 +198,46 @@ def make_inputs(keys: Sequence[str]) -> dict[str, keras.KerasTensor]:
     return {key: keras.Input(shape=INPUT_SHAPES[key], name=key) for key in keys}
 
 
+def common_arguments(
+    n_classes: int,
+    energy_loss_weight: float,
+    energy_scale_gev: float,
+    cell_scale: float,
+    angle_scale: float,
+    initial_energy_coefficients: Sequence[float],
+    micro_batch_size: int | None,
+    seed: int | None,
+) -> dict[str, Any]:
+    """The arguments every Triforce network takes (see :class:`~caloml.models.triforce_nets.TriforceDNN`), checked
+    (``ValueError``), as a dict for :meth:`TriforceModel._build_with_heads`."""
+    if int(n_classes) < 2:
+        raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+    if not float(energy_loss_weight) >= 0:
+        raise ValueError(f"energy_loss_weight must be >= 0, got {energy_loss_weight}")
+    if not (float(energy_scale_gev) > 0 and float(cell_scale) > 0):
+        raise ValueError(f"energy_scale_gev and cell_scale must be positive, got {energy_scale_gev}, {cell_scale}")
+    if len(initial_energy_coefficients) != 3:
+        raise ValueError(f"initial_energy_coefficients must be (a, b, c), got {initial_energy_coefficients}")
+    if micro_batch_size is not None and int(micro_batch_size) < 1:
+        raise ValueError(f"micro_batch_size must be positive or None, got {micro_batch_size}")
+    return {
+        "n_classes": n_classes,
+        "energy_loss_weight": energy_loss_weight,
+        "energy_scale_gev": energy_scale_gev,
+        "cell_scale": cell_scale,
+        "angle_scale": angle_scale,
+        "initial_energy_coefficients": initial_energy_coefficients,
+        "micro_batch_size": micro_batch_size,
+        "seed": seed,
+    }
+
+
 class TriforceModel(CalomlModel, keras.Model):
     """Base of the three Triforce networks: inputs, losses, metrics, ``train_step`` with gradient accumulation.
 
-    A subclass builds its functional graph with :func:`make_inputs`, :func:`scalar_inputs` and :func:`build_heads`,
-    calls ``keras.Model.__init__(inputs=..., outputs=...)`` and then :meth:`_set_common`. See the module docstring
-    for the inputs, outputs, scaling, energy initialization and loss.
+    A subclass checks its arguments with :func:`common_arguments`, builds its functional graph from
+    :func:`make_inputs` and :func:`scalar_inputs` to a last hidden layer and ends with :meth:`_build_with_heads`.
+    See the module docstring for the inputs, outputs, scaling, energy initialization and loss.
     """
 
     #: Input keys the network reads (a subclass may read fewer).
@@ -240,47 +245,39 @@ class TriforceModel(CalomlModel, keras.Model):
     #: Learning rate of the default Adam optimizer of :meth:`compile` (the paper's best point per architecture).
     default_learning_rate: ClassVar[float] = 1e-3
 
-    def _set_common(
+    def _build_with_heads(
         self,
-        *,
-        n_classes: int,
-        energy_loss_weight: float,
-        energy_scale_gev: float,
-        cell_scale: float,
-        angle_scale: float,
-        initial_energy_coefficients: Sequence[float],
-        micro_batch_size: int | None,
-        seed: int | None,
+        inputs: dict[str, keras.KerasTensor],
+        hidden: keras.KerasTensor,
+        sums: keras.KerasTensor,
+        angles: keras.KerasTensor,
+        common: Mapping[str, Any],
+        **kwargs: Any,
     ) -> None:
-        self.n_classes = int(n_classes)
-        self.energy_loss_weight = float(energy_loss_weight)
-        self.energy_scale_gev = float(energy_scale_gev)
-        self.cell_scale = float(cell_scale)
-        self.angle_scale = float(angle_scale)
-        self.initial_energy_coefficients = tuple(float(v) for v in initial_energy_coefficients)
+        """The end of a subclass's ``__init__``: the last layer (:func:`build_heads`) on ``hidden`` and the scaled
+        ``sums`` and ``angles``, the functional model from ``inputs`` to its outputs, and the common attributes.
+        ``common``: :func:`common_arguments`; ``kwargs``: ``keras.Model`` arguments (``name``, ``trainable``)."""
+        outputs = build_heads(
+            hidden,
+            sums,
+            angles,
+            n_classes=int(common["n_classes"]),
+            energy_scale_gev=float(common["energy_scale_gev"]),
+            cell_scale=float(common["cell_scale"]),
+            initial_energy_coefficients=common["initial_energy_coefficients"],
+            seed=common["seed"],
+        )
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.n_classes = int(common["n_classes"])
+        self.energy_loss_weight = float(common["energy_loss_weight"])
+        self.energy_scale_gev = float(common["energy_scale_gev"])
+        self.cell_scale = float(common["cell_scale"])
+        self.angle_scale = float(common["angle_scale"])
+        self.initial_energy_coefficients = tuple(float(v) for v in common["initial_energy_coefficients"])
+        micro_batch_size, seed = common["micro_batch_size"], common["seed"]
         self.micro_batch_size = None if micro_batch_size is None else int(micro_batch_size)
         self.seed = None if seed is None else int(seed)
         self.track_metrics(("loss", "cross_entropy", "energy_mse", "accuracy"))
-
-    @staticmethod
-    def _check_common(
-        n_classes: int,
-        energy_loss_weight: float,
-        energy_scale_gev: float,
-        cell_scale: float,
-        initial_energy_coefficients: Sequence[float],
-        micro_batch_size: int | None,
-    ) -> None:
-        if int(n_classes) < 2:
-            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-        if not float(energy_loss_weight) >= 0:
-            raise ValueError(f"energy_loss_weight must be >= 0, got {energy_loss_weight}")
-        if not (float(energy_scale_gev) > 0 and float(cell_scale) > 0):
-            raise ValueError(f"energy_scale_gev and cell_scale must be positive, got {energy_scale_gev}, {cell_scale}")
-        if len(initial_energy_coefficients) != 3:
-            raise ValueError(f"initial_energy_coefficients must be (a, b, c), got {initial_energy_coefficients}")
-        if micro_batch_size is not None and int(micro_batch_size) < 1:
-            raise ValueError(f"micro_batch_size must be positive or None, got {micro_batch_size}")
 
     def _common_config(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,5 @@
-"""The three Triforce networks (seed 004 section 5.1 and appendix E, models.md section 2), as published.
+"""The three Triforce networks, as published (section 5.1 and appendix E of "Calorimetry with deep learning:
+particle simulation and reconstruction for collider physics", arXiv:1912.06794).
 
 Each is a :class:`~caloml.models.triforce.TriforceModel` (inputs, outputs, input scaling, energy skip connection,
 loss and gradient accumulation are described there); the defaults are the paper's best hyperparameters.
@@ -18,7 +19,8 @@ loss and gradient accumulation are described there); the defaults are the paper'
   GPU (the paper: 10 events per micro-batch, 1000 per step): set ``micro_batch_size``.
 
 Layout: channels last; "valid" convolutions in the DNN/CNN (as the original), "same" in GoogLeNet (padding 1).
-Batch normalization: epsilon 1e-5 and momentum 0.9 (PyTorch's defaults, which the original used).
+Batch normalization: epsilon 1e-5 and momentum 0.9 (PyTorch's defaults, which the original used). See
+``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import tensorflow as tf
 from caloml.models.triforce import (
     INPUT_SHAPES,
     TriforceModel,
-    build_heads,
+    common_arguments,
     make_inputs,
     scalar_inputs,
     seed_for,
@@ -60,51 +62,10 @@ INCEPTION_WIDTHS: tuple[tuple[int, int, int, int, int, int] | str, ...] = (
 _STEM_FILTERS = 192
 
 
-def _common_args(
-    n_classes: int,
-    energy_loss_weight: float,
-    energy_scale_gev: float,
-    cell_scale: float,
-    angle_scale: float,
-    initial_energy_coefficients: Sequence[float],
-    micro_batch_size: int | None,
-    seed: int | None,
-) -> dict[str, Any]:
-    TriforceModel._check_common(
-        n_classes, energy_loss_weight, energy_scale_gev, cell_scale, initial_energy_coefficients, micro_batch_size
-    )
-    return {
-        "n_classes": n_classes,
-        "energy_loss_weight": energy_loss_weight,
-        "energy_scale_gev": energy_scale_gev,
-        "cell_scale": cell_scale,
-        "angle_scale": angle_scale,
-        "initial_energy_coefficients": initial_energy_coefficients,
-        "micro_batch_size": micro_batch_size,
-        "seed": seed,
-    }
-
-
 def _scalars(inputs: dict[str, keras.KerasTensor], common: dict[str, Any]) -> tuple[Any, Any]:
     """The scaled sums and angles of the symbolic inputs, with the common scaling arguments."""
     sum_scale = float(common["cell_scale"]) / float(common["energy_scale_gev"])
     return scalar_inputs(inputs, sum_scale=sum_scale, angle_scale=float(common["angle_scale"]))
-
-
-def _heads(
-    hidden: keras.KerasTensor, sums: keras.KerasTensor, angles: keras.KerasTensor, common: dict[str, Any]
-) -> dict[str, keras.KerasTensor]:
-    """The last layer (:func:`~caloml.models.triforce.build_heads`) with the common arguments."""
-    return build_heads(
-        hidden,
-        sums,
-        angles,
-        n_classes=int(common["n_classes"]),
-        energy_scale_gev=float(common["energy_scale_gev"]),
-        cell_scale=float(common["cell_scale"]),
-        initial_energy_coefficients=common["initial_energy_coefficients"],
-        seed=common["seed"],
-    )
 
 
 def _dense_stack(
@@ -174,7 +135,7 @@ class TriforceDNN(TriforceModel):
         **kwargs: Any,
     ) -> None:
         _check_dense(n_hidden_layers, hidden_units, dropout)
-        common = _common_args(
+        common = common_arguments(
             n_classes,
             energy_loss_weight,
             energy_scale_gev,
@@ -190,9 +151,7 @@ class TriforceDNN(TriforceModel):
         hcal = keras.layers.Flatten(name="hcal_flat")(_scale(cell_scale, "hcal_scale")(inputs["HCAL"]))
         x = keras.layers.Concatenate(name="dnn_input")([ecal, hcal, sums, angles])
         hidden = _dense_stack(x, int(n_hidden_layers), int(hidden_units), float(dropout), seed)
-        outputs = _heads(hidden, sums, angles, common)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self._set_common(**common)
+        self._build_with_heads(inputs, hidden, sums, angles, common, **kwargs)
         self.n_hidden_layers = int(n_hidden_layers)
         self.hidden_units = int(hidden_units)
         self.dropout = float(dropout)
@@ -254,7 +213,7 @@ class TriforceCNN(TriforceModel):
                 raise ValueError(f"{name} must be 3 sizes in [1, {min(shape) - 1}], got {kernel}")
         if int(ecal_filters) < 1 or int(hcal_filters) < 1:
             raise ValueError(f"need at least one filter, got ecal {ecal_filters}, hcal {hcal_filters}")
-        common = _common_args(
+        common = common_arguments(
             n_classes,
             energy_loss_weight,
             energy_scale_gev,
@@ -284,9 +243,7 @@ class TriforceCNN(TriforceModel):
             branches.append(keras.layers.Flatten(name=f"{name}_flat")(x))
         x = keras.layers.Concatenate(name="dense_input")([*branches, sums, angles])
         hidden = _dense_stack(x, int(n_hidden_layers), int(hidden_units), float(dropout), seed)
-        outputs = _heads(hidden, sums, angles, common)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self._set_common(**common)
+        self._build_with_heads(inputs, hidden, sums, angles, common, **kwargs)
         self.ecal_filters = int(ecal_filters)
         self.ecal_kernel = ecal_kernel
         self.hcal_filters = int(hcal_filters)
@@ -428,7 +385,7 @@ class TriforceGoogLeNet(TriforceModel):
             raise ValueError(
                 f"dense_units and width_multiplier must be positive, got {dense_units}, {width_multiplier}"
             )
-        common = _common_args(
+        common = common_arguments(
             n_classes,
             energy_loss_weight,
             energy_scale_gev,
@@ -476,9 +433,7 @@ class TriforceGoogLeNet(TriforceModel):
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed_for(seed, 2)),
             name="dense",
         )(x)
-        outputs = _heads(hidden, sums, angles, common)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
-        self._set_common(**common)
+        self._build_with_heads(inputs, hidden, sums, angles, common, **kwargs)
         self.dense_units = int(dense_units)
         self.width_multiplier = float(width_multiplier)
         self.factorized_5x5 = bool(factorized_5x5)
