@@ -16,7 +16,7 @@ from caloml.data.reconstruction_split import ReconstructionData, check_split_fra
 from caloml.data.reconstruction_tasks import ReconstructionTask, get_task
 from caloml.data.resampling import check_resample
 from caloml.errors import CalomlError
-from caloml.training.config import RuntimeConfig
+from caloml.training.config import TaskConfig
 from caloml.training.task import TrainerSection
 
 __all__ = [
@@ -101,13 +101,12 @@ class TriforceTrainer(TrainerSection):
 
 
 @dataclass
-class TriforceConfig:
+class TriforceConfig(TaskConfig):
     """The whole Triforce run configuration."""
 
     data: TriforceData = field(default_factory=TriforceData)
     model: TriforceModelSection = field(default_factory=TriforceModelSection)
     trainer: TriforceTrainer = field(default_factory=TriforceTrainer)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 _SMALL_NETS = {
