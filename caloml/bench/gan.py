@@ -148,6 +148,11 @@ def _compiled(net: Any, signature: dict[str, Any], jit_compile: bool) -> Callabl
     return tf.function(showers, input_signature=[signature], jit_compile=jit_compile)
 
 
+def _speed_name(batch: int, mode: str) -> str:
+    """The showers-per-second figure of ``batch`` in ``mode`` (also the one that says why it was skipped)."""
+    return f"gan_showers_per_s_b{batch}_{mode}"
+
+
 def _precision(mode: str) -> str:
     """The float type of a benchmark mode: ``bfloat16`` for the ``bf16*`` modes, else ``float32``."""
     return "bfloat16" if mode.startswith("bf16") else "float32"
@@ -221,7 +226,7 @@ def benchmark_gan(
         xla = mode.endswith("xla")
         if precision == "bfloat16" and not supported:
             for batch in batches:
-                figures[f"gan_showers_per_s_b{batch}_{mode}"] = f"skipped ({reason})"
+                figures[_speed_name(batch, mode)] = f"skipped ({reason})"
             continue
         if precision not in models:
             models[precision] = _bf16_copy(model)
@@ -243,7 +248,7 @@ def benchmark_gan(
             name = f"b{batch}_{mode}"
             xla = mode.endswith("xla")  # an XLA function is recompiled for each batch size: always warm it up
             wall, cpu = _time_calls(partial(function, _inputs(model, batch, seed)), timed, xla or warm_up)
-            figures[f"gan_showers_per_s_{name}"] = batch / wall
+            figures[_speed_name(batch, mode)] = batch / wall
             figures[f"gan_ms_per_shower_{name}"] = 1e3 * wall / batch
             figures[f"gan_cpu_ms_per_shower_{name}"] = 1e3 * cpu / batch
             figures[f"gan_gflop_per_cpu_s_{name}"] = flops * batch / cpu / 1e9
@@ -254,7 +259,7 @@ def benchmark_gan(
             figures,
             batches,
             measure,
-            lambda batch, mode=mode: f"gan_showers_per_s_b{batch}_{mode}",
+            partial(_speed_name, mode=mode),
             repeats=repeats,
             max_call_seconds=max_call_seconds,
         )
