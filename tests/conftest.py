@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caloml.data.calochallenge import CaloChallengeWriter
+from caloml.data.calochallenge import CaloChallengeReader, CaloChallengeWriter
 from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
 
@@ -114,6 +114,20 @@ def calochallenge_records_dir(data_dir: Path, calochallenge_file: Path) -> Path:
     out = data_dir / "tf_records" / "calochallenge"
     convert_to_tfrecords([calochallenge_file], out, shard_events=15)
     return out
+
+
+@pytest.fixture(scope="session")
+def assert_calochallenge_showers(calochallenge_file: Path) -> Callable[[dict], None]:
+    """A check that a decoded batch holds every shower of the CaloChallenge file, matched by incident energy."""
+    with CaloChallengeReader(calochallenge_file) as reader:
+        expected = reader.read(slice(None))
+
+    def check(batch: dict) -> None:
+        order = np.argsort(np.asarray(batch["incident_energies"])[:, 0])
+        reference = np.argsort(expected["incident_energies"][:, 0])
+        np.testing.assert_array_equal(np.asarray(batch["showers"])[order], expected["showers"][reference])
+
+    return check
 
 
 @pytest.fixture(scope="session")

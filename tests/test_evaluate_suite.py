@@ -298,18 +298,17 @@ def test_gan_train_gan_test_with_a_plugged_in_classifier(
     folder: Path, generated_file: Path, reference_file: Path, null_report: tuple[Path, dict]
 ) -> None:
     background = _simulate(folder / "pions.h5", "chpi", 300, seed=8)
-    result = gan_train_test(
+    same_files = functools.partial(
+        gan_train_test,
         generated_file,
         reference_file,
-        background,
         n_generated=N_EVENTS,
         n_reference=N_EVENTS,
-        n_background=300,
         layout="lcd",
         seed=1,
         trainer=_electron_pion_trainer,
-        trainer_name="logistic regression (test)",
     )
+    result = same_files(background, n_background=300, trainer_name="logistic regression (test)")
     assert result["available"] is True
     assert result["n_train"] == {"generated": 500, "reference": 500, "background": 150}
     assert result["baseline"] > 0.85  # electrons and charged pions are separable
@@ -326,17 +325,7 @@ def test_gan_train_gan_test_with_a_plugged_in_classifier(
     assert callable(function)
     assert found == f"{TRAINER_MODULE}.train_classifier"
     assert "--background" in null_report[1]["gan_train_test"]["reason"]
-    missing_background = gan_train_test(
-        generated_file,
-        reference_file,
-        None,
-        n_generated=N_EVENTS,
-        n_reference=N_EVENTS,
-        n_background=0,
-        layout="lcd",
-        seed=1,
-        trainer=_electron_pion_trainer,
-    )
+    missing_background = same_files(None, n_background=0)
     assert missing_background["available"] is False
     assert "--background" in missing_background["reason"]
 

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from random_gan import ENERGY_RANGE_GEV, THETA_RANGE_RAD, random_theta_gan
 
 from caloml.errors import CalomlError, OutputExistsError
 from caloml.export import export_gan
@@ -20,9 +21,6 @@ from caloml.export.__main__ import main
 from caloml.export.gan import accepted_range
 from caloml.export.serving import next_version
 from caloml.models.gan3d import GAN3D
-
-ENERGY_RANGE_GEV = (10.0, 200.0)
-THETA_RANGE_RAD = (1.2, 1.9)
 
 # Runs in a fresh interpreter with TensorFlow only: loads the SavedModel and calls its signatures.
 RELOAD_SCRIPT = textwrap.dedent(
@@ -60,13 +58,7 @@ RELOAD_SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def gan() -> GAN3D:
-    return GAN3D(
-        particle="electron",
-        condition_angle="theta",
-        energy_range_gev=ENERGY_RANGE_GEV,
-        theta_range_rad=THETA_RANGE_RAD,
-        seed=2,
-    )
+    return random_theta_gan(seed=2)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from random_gan import ENERGY_RANGE_GEV, THETA_RANGE_RAD, random_theta_gan
 
 from caloml.data.lcd import LCDReader
 from caloml.errors import CalomlError, OutputExistsError
@@ -23,20 +24,10 @@ from caloml.generate.__main__ import main
 from caloml.models.gan3d import GAN3D
 from caloml.observables.angle import measured_angle
 
-ENERGY_RANGE_GEV = (10.0, 200.0)
-THETA_RANGE_RAD = (1.2, 1.9)
-
 
 @pytest.fixture(scope="module")
 def gan() -> GAN3D:
-    """A full-size GAN3D with random weights, conditioned on the true angle."""
-    return GAN3D(
-        particle="electron",
-        condition_angle="theta",
-        energy_range_gev=ENERGY_RANGE_GEV,
-        theta_range_rad=THETA_RANGE_RAD,
-        seed=3,
-    )
+    return random_theta_gan(seed=3)
 
 
 @pytest.fixture(scope="module")

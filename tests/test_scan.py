@@ -18,7 +18,7 @@ import yaml
 import caloml.train
 from caloml.errors import CalomlError
 from caloml.scan import main as scan_main
-from caloml.training.config import RuntimeConfig
+from caloml.training.config import RuntimeConfig, TaskConfig
 from caloml.training.scan import (
     GRID_PRESETS,
     ScanRun,
@@ -45,7 +45,7 @@ class TinyModel:
 
 
 @dataclass
-class TinyConfig:
+class TinyConfig(TaskConfig):
     data: TinyData = field(default_factory=TinyData)
     model: TinyModel = field(default_factory=TinyModel)
     trainer: TrainerSection = field(default_factory=lambda: TrainerSection(epochs=2, selection_window=2))

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from caloml.errors import CalomlError
-from caloml.training.config import RuntimeConfig, TrainerSection, resolve_config
+from caloml.training.config import TaskConfig, resolve_config
 from caloml.training.task import SelectionMetric
 from caloml.training.trainer import train
 
@@ -25,11 +25,9 @@ class LineData:
 
 
 @dataclass
-class LineConfig:
+class LineConfig(TaskConfig):
     data: LineData = field(default_factory=LineData)
     model: dict[str, float] = field(default_factory=dict)
-    trainer: TrainerSection = field(default_factory=TrainerSection)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 class LineTask:

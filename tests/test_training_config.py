@@ -11,7 +11,7 @@ import yaml
 
 from caloml.errors import CalomlError, OutputExistsError
 from caloml.train import main as train_main
-from caloml.training.config import RuntimeConfig, TrainerSection, config_to_dict, resolve_config, write_config
+from caloml.training.config import TaskConfig, config_to_dict, resolve_config, write_config
 from caloml.training.run_directory import RunDirectory
 from caloml.training.strategy import make_strategy, read_tf_config
 
@@ -29,11 +29,9 @@ class Model:
 
 
 @dataclass
-class Config:
+class Config(TaskConfig):
     data: Data = field(default_factory=Data)
     model: Model = field(default_factory=Model)
-    trainer: TrainerSection = field(default_factory=TrainerSection)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 def test_layers_apply_in_order_defaults_preset_yaml_flags_set(tmp_path):

@@ -128,14 +128,20 @@ def test_save_and_reload_round_trip(kind: str, batch: dict, tmp_path: Path) -> N
     assert loaded.optimizer.learning_rate.numpy() == pytest.approx(1e-3)
 
 
+def _fit_separable(
+    model: keras.Model, *, learning_rate: float, n_events: int, seed: int, epochs: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Fit ``model`` with Adam on ``n_events`` separable events in batches of 16; its metrics before and after."""
+    model.compile(keras.optimizers.Adam(learning_rate))
+    dataset = tf.data.Dataset.from_tensor_slices(make_batch(n_events, seed=seed, separable=True)).batch(16)
+    before = model.evaluate(dataset, verbose=0, return_dict=True)
+    model.fit(dataset, epochs=epochs, verbose=0, shuffle=False)
+    return before, model.evaluate(dataset, verbose=0, return_dict=True)
+
+
 def test_training_lowers_the_loss_on_a_separable_problem() -> None:
     model = TriforceCNN(ecal_filters=2, ecal_kernel=(3, 3, 3), n_hidden_layers=1, hidden_units=16, dropout=0.0, seed=1)
-    model.compile(keras.optimizers.Adam(3e-3))
-    data = make_batch(32, seed=1, separable=True)
-    dataset = tf.data.Dataset.from_tensor_slices(data).batch(16)
-    before = model.evaluate(dataset, verbose=0, return_dict=True)
-    model.fit(dataset, epochs=15, verbose=0, shuffle=False)
-    after = model.evaluate(dataset, verbose=0, return_dict=True)
+    before, after = _fit_separable(model, learning_rate=3e-3, n_events=32, seed=1, epochs=15)
     assert after["loss"] < 0.5 * before["loss"]
     assert after["cross_entropy"] < before["cross_entropy"]
     assert after["accuracy"] >= 0.9
@@ -193,11 +199,6 @@ def test_user_errors(batch: dict) -> None:
 @pytest.mark.slow
 def test_googlenet_with_micro_batches_learns_a_separable_problem() -> None:
     model = build("googlenet", micro_batch_size=4)
-    model.compile(keras.optimizers.Adam(1e-3))
-    data = make_batch(16, seed=5, separable=True)
-    dataset = tf.data.Dataset.from_tensor_slices(data).batch(16)
-    before = model.evaluate(dataset, verbose=0, return_dict=True)
-    model.fit(dataset, epochs=8, verbose=0, shuffle=False)
-    after = model.evaluate(dataset, verbose=0, return_dict=True)
+    before, after = _fit_separable(model, learning_rate=1e-3, n_events=16, seed=5, epochs=8)
     assert after["loss"] < before["loss"]
     assert after["cross_entropy"] < before["cross_entropy"]

@@ -36,7 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from caloml.bench.reported_figures import ReportedFigures
+from caloml.bench.reported_figures import ReportedFigures, sweep_batches
 from caloml.generate.trained_model import load_trained_model
 from caloml.models.gan3d import GAN3D
 
@@ -58,8 +58,6 @@ MODES = ("graph", "xla", "bf16", "bf16_xla")
 #: Largest mean relative change of the total shower energy that bfloat16 rounding explains (8 bits of mantissa
 #: per operation, summed over 65,025 cells: well under 1% when the arithmetic is right).
 BF16_TOLERANCE = 0.05
-#: Calls predicted to take longer than this (seconds) are timed without a warm-up call in the graph modes.
-SKIP_WARM_UP_SECONDS = 30.0
 #: Milliseconds per shower of the 3DGAN paper (arXiv:2109.07388) on a 2-socket Xeon 8180 and on a GTX 1080.
 PAPER_MS_PER_SHOWER = {"xeon_8180_2_sockets": 16.0, "gtx_1080": 4.0}
 
@@ -150,6 +148,16 @@ def _compiled(net: Any, signature: dict[str, Any], jit_compile: bool) -> Callabl
     return tf.function(showers, input_signature=[signature], jit_compile=jit_compile)
 
 
+def _speed_name(batch: int, mode: str) -> str:
+    """The showers-per-second figure of ``batch`` in ``mode`` (also the one that says why it was skipped)."""
+    return f"gan_showers_per_s_b{batch}_{mode}"
+
+
+def _precision(mode: str) -> str:
+    """The float type of a benchmark mode: ``bfloat16`` for the ``bf16*`` modes, else ``float32``."""
+    return "bfloat16" if mode.startswith("bf16") else "float32"
+
+
 def _inputs(model: Any, batch: int, seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     (energy_low, energy_high), (theta_low, theta_high) = model.energy_range_gev, model.theta_range_rad
@@ -177,10 +185,11 @@ def benchmark_gan(
     ``batches`` are measured in increasing order; ``repeats`` timed calls each, fewer when they would take more than
     ``max_call_seconds`` together (at least one). A batch whose call is predicted (from the previous batch's time
     per shower) to take more than ``max_call_seconds`` is skipped with a note. Calls predicted to take more than
-    :data:`SKIP_WARM_UP_SECONDS` are not preceded by a warm-up call in the graph modes (the function is already
-    traced; the once-per-shape setup is under 1% of such a call); the XLA modes always warm up (XLA compiles per
-    shape). Wall-clock and process CPU time are both reported: on a loaded machine the CPU time per shower is the
-    steadier figure. ``report(name, value)``, when given, is called for each figure as soon as it is measured.
+    :data:`~caloml.bench.reported_figures.SKIP_WARM_UP_SECONDS` are not preceded by a warm-up call in the graph
+    modes (the function is already traced; the once-per-shape setup is under 1% of such a call); the XLA modes
+    always warm up (XLA compiles per shape). Wall-clock and process CPU time are both reported: on a loaded machine
+    the CPU time per shower is the steadier figure. ``report(name, value)``, when given, is called for each figure
+    as soon as it is measured.
     """
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
@@ -213,11 +222,11 @@ def benchmark_gan(
         "noise": tf.TensorSpec((None, noise_size), tf.float32),
     }
     for mode in modes:
-        precision = "bfloat16" if mode.startswith("bf16") else "float32"
+        precision = _precision(mode)
         xla = mode.endswith("xla")
         if precision == "bfloat16" and not supported:
             for batch in batches:
-                figures[f"gan_showers_per_s_b{batch}_{mode}"] = f"skipped ({reason})"
+                figures[_speed_name(batch, mode)] = f"skipped ({reason})"
             continue
         if precision not in models:
             models[precision] = _bf16_copy(model)
@@ -234,24 +243,25 @@ def benchmark_gan(
                     f"WRONG: total energies differ from float32 by {100 * change:.0f}% on average (more than the"
                     f" {100 * BF16_TOLERANCE:.0f}% bfloat16 rounding allows); its speed below is not usable"
                 )
-        seconds_per_shower: float | None = None
-        for batch in sorted(batches):
+
+        def measure(batch: int, timed: int, warm_up: bool, mode: str = mode, function: Any = function) -> float:
             name = f"b{batch}_{mode}"
-            predicted = None if seconds_per_shower is None else seconds_per_shower * batch
-            if predicted is not None and predicted > max_call_seconds:
-                figures[f"gan_showers_per_s_{name}"] = (
-                    f"skipped (one call predicted to take {predicted:.0f} s from the smaller batch, over the"
-                    f" {max_call_seconds:.0f} s limit; raise --max-call-seconds to measure it)"
-                )
-                continue
-            timed = repeats if predicted is None else max(1, min(repeats, int(max_call_seconds // predicted)))
-            warm_up = xla or predicted is None or predicted <= SKIP_WARM_UP_SECONDS
-            wall, cpu = _time_calls(partial(function, _inputs(model, batch, seed)), timed, warm_up)
-            seconds_per_shower = wall / batch
-            figures[f"gan_showers_per_s_{name}"] = batch / wall
+            xla = mode.endswith("xla")  # an XLA function is recompiled for each batch size: always warm it up
+            wall, cpu = _time_calls(partial(function, _inputs(model, batch, seed)), timed, xla or warm_up)
+            figures[_speed_name(batch, mode)] = batch / wall
             figures[f"gan_ms_per_shower_{name}"] = 1e3 * wall / batch
             figures[f"gan_cpu_ms_per_shower_{name}"] = 1e3 * cpu / batch
             figures[f"gan_gflop_per_cpu_s_{name}"] = flops * batch / cpu / 1e9
-            figures[f"gan_fraction_of_matmul_{name}"] = flops * batch / cpu / 1e9 / reference[precision]
+            figures[f"gan_fraction_of_matmul_{name}"] = flops * batch / cpu / 1e9 / reference[_precision(mode)]
+            return wall
+
+        sweep_batches(
+            figures,
+            batches,
+            measure,
+            partial(_speed_name, mode=mode),
+            repeats=repeats,
+            max_call_seconds=max_call_seconds,
+        )
     figures["gan_load_average_1min_at_end"] = os.getloadavg()[0]
     return dict(figures)

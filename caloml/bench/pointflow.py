@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from caloml.bench.reported_figures import ReportedFigures
+from caloml.bench.reported_figures import SKIP_WARM_UP_SECONDS, ReportedFigures, sweep_batches
 from caloml.generate.trained_model import load_trained_model
 from caloml.geometry import POINT_CLOUD_GRIDS
 from caloml.models.pointflow import PointFlowVAE
@@ -30,8 +30,6 @@ __all__ = ["PAPER_MS_PER_SHOWER", "SKIP_WARM_UP_SECONDS", "benchmark_pointflow",
 
 #: Published CaloPointFlow sampling times (arXiv:2211.15380): ms per shower on a CPU and on a GPU at batch 100.
 PAPER_MS_PER_SHOWER = {"cpu": 160.0, "gpu_b100": 3.0}
-#: Calls predicted to take longer than this (seconds) are timed without a warm-up call.
-SKIP_WARM_UP_SECONDS = 30.0
 
 
 def synthetic_normalization(geometry: str = "calochallenge-2") -> dict[str, Any]:
@@ -108,21 +106,13 @@ def benchmark_pointflow(
     figures["pointflow_paper_ms_per_shower_gpu_b100"] = PAPER_MS_PER_SHOWER["gpu_b100"]
     low, high = _trained_range(model)
     rng = np.random.default_rng(seed)
-    seconds_per_shower: float | None = None
-    for batch in sorted(batches):
-        predicted = None if seconds_per_shower is None else seconds_per_shower * batch
-        if predicted is not None and predicted > max_call_seconds:
-            figures[f"pointflow_showers_per_s_b{batch}"] = (
-                f"skipped (one call predicted to take {predicted:.0f} s from the smaller batch, over the"
-                f" {max_call_seconds:.0f} s limit; raise --max-call-seconds to measure it)"
-            )
-            continue
+
+    def measure(batch: int, timed: int, warm_up: bool) -> float:
         energies = rng.uniform(low, high, batch).astype(np.float32)
-        if predicted is None or predicted <= SKIP_WARM_UP_SECONDS:
+        if warm_up:
             sampler.generate(energies, batch_size=batch, seed=seed)
         else:  # a cheap call of another batch size traces the functions for any batch size
             sampler.generate(energies[:2], batch_size=2, seed=seed)
-        timed = repeats if predicted is None else max(1, min(repeats, int(max_call_seconds // predicted)))
         best: tuple[float, float, dict[str, float], Any] | None = None
         for repeat in range(max(1, timed)):
             timings: dict[str, float] = {}
@@ -133,7 +123,6 @@ def benchmark_pointflow(
                 best = (wall, cpu, timings, result)
         assert best is not None
         wall, cpu, timings, result = best
-        seconds_per_shower = wall / batch
         figures[f"pointflow_showers_per_s_b{batch}"] = batch / wall
         figures[f"pointflow_ms_per_shower_b{batch}"] = 1e3 * wall / batch
         figures[f"pointflow_cpu_ms_per_shower_b{batch}"] = 1e3 * cpu / batch
@@ -142,5 +131,15 @@ def benchmark_pointflow(
             figures[f"pointflow_share_{stage}_b{batch}"] = timings.get(stage, 0.0) / staged if staged > 0 else 0.0
         figures[f"pointflow_mean_hits_b{batch}"] = float(np.mean(result.n_hits))
         figures[f"pointflow_hit_shortfall_fraction_b{batch}"] = float(np.mean(result.n_hits < result.n_hits_requested))
+        return wall
+
+    sweep_batches(
+        figures,
+        batches,
+        measure,
+        lambda batch: f"pointflow_showers_per_s_b{batch}",
+        repeats=repeats,
+        max_call_seconds=max_call_seconds,
+    )
     figures["pointflow_load_average_1min_at_end"] = os.getloadavg()[0]
     return dict(figures)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from caloml.bench.reported_figures import ReportedFigures
+from caloml.bench.reported_figures import ReportedFigures, sweep_batches
 from caloml.data.lcd_features import expert_features
 from caloml.geometry import CLIC_ECAL, CLIC_HCAL
 from caloml.models import triforce_nets
@@ -47,8 +47,6 @@ __all__ = ["NETWORKS", "benchmark_reco", "time_median"]
 
 #: Benchmarked networks: figure prefix -> class name in :mod:`caloml.models.triforce_nets`.
 NETWORKS: dict[str, str] = {"dnn": "TriforceDNN", "cnn": "TriforceCNN", "googlenet": "TriforceGoogLeNet"}
-#: Calls predicted to take longer than this (seconds) are timed without a warm-up call (already traced).
-SKIP_WARM_UP_SECONDS = 30.0
 
 
 def time_median(function: Callable[[], Any], repeats: int, warm_up: bool = True) -> tuple[float, float]:
@@ -99,21 +97,21 @@ def _measure_batches(
     max_call_seconds: float,
 ) -> None:
     """Time ``make_call(batch)()`` for each batch size (increasing), skipping predicted over-long calls."""
-    seconds_per_event: float | None = None
-    for batch in sorted(batches):
-        predicted = None if seconds_per_event is None else seconds_per_event * batch
-        if predicted is not None and predicted > max_call_seconds:
-            figures[f"{prefix}_batch{batch}_events_per_s"] = (
-                f"skipped (one call predicted to take {predicted:.0f} s from the smaller batch, over the"
-                f" {max_call_seconds:.0f} s limit; raise --max-call-seconds to measure it)"
-            )
-            continue
-        timed = repeats if predicted is None else max(1, min(repeats, int(max_call_seconds // max(predicted, 1e-9))))
-        warm_up = predicted is None or predicted <= SKIP_WARM_UP_SECONDS
+
+    def measure(batch: int, timed: int, warm_up: bool) -> float:
         wall, cpu = time_median(make_call(batch), timed, warm_up)
-        seconds_per_event = wall / batch
         figures[f"{prefix}_batch{batch}_events_per_s"] = batch / wall
         figures[f"{prefix}_cpu_ms_per_event_batch{batch}"] = 1e3 * cpu / batch
+        return wall
+
+    sweep_batches(
+        figures,
+        batches,
+        measure,
+        lambda batch: f"{prefix}_batch{batch}_events_per_s",
+        repeats=repeats,
+        max_call_seconds=max_call_seconds,
+    )
 
 
 def _feature_batch(n: int, seed: int) -> dict[str, np.ndarray]:

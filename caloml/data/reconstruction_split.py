@@ -25,6 +25,7 @@ from caloml.sim.run import SimulationRequest
 
 __all__ = [
     "MAX_SIMULATED_SHOWERS",
+    "PAPER_SPLIT_DATA",
     "SPLITS",
     "SPLIT_FILE",
     "DefaultDataSettings",
@@ -48,6 +49,10 @@ SPLITS: tuple[str, ...] = ("train", "validation", "test")
 #: about 300 showers per second per core and an lcd-rec shower holds about 0.3 MB of cells before compression, so
 #: 2,000,000 showers cost about 1.9 core-hours and up to 600 GB of cells.
 MAX_SIMULATED_SHOWERS = 2_000_000
+#: The data-section settings of the reconstruction papers' samples, the networks' and the baselines' "paper" presets
+#: alike: 40% training, 10% validation and 40% test events of every source, and 20 charged pions simulated per
+#: requested one (few pass the HCAL/ECAL < 0.1 filter).
+PAPER_SPLIT_DATA: dict[str, Any] = {"simulation_factor": {"chpi": 20.0}, "split_fractions": [0.4, 0.1, 0.4]}
 
 
 # ------------------------------------------------------------------------------------------------- default data

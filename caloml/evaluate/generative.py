@@ -25,7 +25,6 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
-import caloml
 from caloml.data.hdf5 import open_reader
 from caloml.errors import CalomlError
 from caloml.evaluate import plots
@@ -50,7 +48,7 @@ from caloml.evaluate.comparison import (
 from caloml.evaluate.features import SPECTRUM_EDGES_GEV, ShowerFeatures, extract_features, high_level_input
 from caloml.evaluate.gan_train_test import TrainClassifier, gan_train_test
 from caloml.evaluate.inputs import InputPair, open_pair
-from caloml.evaluate.report import write_outputs
+from caloml.evaluate.report import report_header, write_outputs
 from caloml.evaluate.two_sample import ClassifierSettings, check_classifier_sizes, classifier_two_sample_test
 from caloml.json_values import json_plain
 from caloml.observables.metrics import separation_power
@@ -518,11 +516,7 @@ def evaluate_generated(
 
     files["background"] = background_info  # type: ignore[assignment]
     record: dict[str, Any] = {
-        "caloml_version": caloml.__version__,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "gen",
-        "seed": opts.seed,
-        "options": dataclasses.asdict(opts),
+        **report_header("gen", opts),
         "layout": layout,
         "geometry": geometry_name,
         "files": files,

@@ -27,13 +27,11 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import caloml
 from caloml.cli_args import positive_float, positive_int
 from caloml.data.reconstruction_tasks import TASKS, ReconstructionTask, raw_energy_fraction, regression_subject
 from caloml.data.resampling import RESAMPLE_CHOICES, check_resample
@@ -48,6 +46,7 @@ from caloml.evaluate.reconstruction_models import (
 )
 from caloml.evaluate.reconstruction_sources import infer_task, resolve_resample, resolve_test_sources
 from caloml.evaluate.reconstruction_table import comparison_markdown, comparison_table
+from caloml.evaluate.report import HEADER_KEYS, report_header
 from caloml.json_values import json_plain
 from caloml.observables.reconstruction_metrics import (
     LCD_ECAL_REFERENCE,
@@ -71,11 +70,7 @@ __all__ = [
 ]
 
 JSON_KEYS: tuple[str, ...] = (
-    "caloml_version",
-    "created_utc",
-    "command",
-    "seed",
-    "options",
+    *HEADER_KEYS,
     "task",
     "test",
     "models",
@@ -385,11 +380,7 @@ def evaluate_reconstruction(
         "resample_from": resample_from,
     }
     record: dict[str, Any] = {
-        "caloml_version": caloml.__version__,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "reco",
-        "seed": opts.seed,
-        "options": dataclasses.asdict(opts),
+        **report_header("reco", opts),
         "task": {"name": task.name, "classes": list(task.classes), "particles": list(task.particles)},
         "test": {
             "sources": [s.describe(n) for s, n in zip(sources, info["rows_read"], strict=True)],

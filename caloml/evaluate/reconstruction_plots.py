@@ -8,7 +8,7 @@ Networks are drawn with solid lines and filled markers, baselines dashed with op
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +93,32 @@ def _per_particle_panels(regression: Mapping[str, Any], particles: Sequence[str]
     return fig, dict(zip(particles, axes, strict=True))
 
 
+def _results_of(regression: Mapping[str, Any], particle: str) -> Iterator[tuple[str, Any]]:
+    """``(model, result)`` of every model of ``regression`` that has a result for ``particle``."""
+    for model, per_particle in regression.items():
+        result = per_particle.get(particle)
+        if result is not None:
+            yield model, result
+
+
+def _label_energy_panel(
+    ax: Any, particle: str, ylabel: str, *, reference: float | None = None, legend_size: int = 7
+) -> None:
+    """Finish a per-particle panel over the true energy: a grey line at ``reference`` (if any), the particle as the
+    title, the axis labels and the legend."""
+    if reference is not None:
+        ax.axhline(reference, color="grey", linewidth=0.7)
+    ax.set_title(particle)
+    ax.set_xlabel("true energy (GeV)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=legend_size)
+
+
 def plot_bias(folder: Path, regression: Mapping[str, Any], particles: Sequence[str], baselines: set[str]) -> str:
     """Relative bias ``<(true - predicted) / true>`` vs the true energy, one panel per particle."""
     fig, panels = _per_particle_panels(regression, particles)
     for particle, ax in panels.items():
-        for model, per_particle in regression.items():
-            result = per_particle.get(particle)
-            if result is None:
-                continue
+        for model, result in _results_of(regression, particle):
             binned = result["binned"]
             ax.errorbar(
                 _values(binned["mean_energy_gev"]),
@@ -111,11 +129,7 @@ def plot_bias(folder: Path, regression: Mapping[str, Any], particles: Sequence[s
                 label=model,
                 **_style(model in baselines),
             )
-        ax.axhline(0.0, color="grey", linewidth=0.7)
-        ax.set_title(particle)
-        ax.set_xlabel("true energy (GeV)")
-        ax.set_ylabel("relative bias (true - pred) / true")
-        ax.legend(fontsize=7)
+        _label_energy_panel(ax, particle, "relative bias (true - pred) / true", reference=0.0)
     return _save(fig, folder, "bias_vs_energy.png")
 
 
@@ -124,10 +138,7 @@ def plot_resolution(folder: Path, regression: Mapping[str, Any], particles: Sequ
     fig, panels = _per_particle_panels(regression, particles)
     grid = np.linspace(10.0, 510.0, 200)
     for particle, ax in panels.items():
-        for model, per_particle in regression.items():
-            result = per_particle.get(particle)
-            if result is None:
-                continue
+        for model, result in _results_of(regression, particle):
             binned = result["binned"]
             line = ax.errorbar(
                 _values(binned["mean_energy_gev"]),
@@ -158,10 +169,7 @@ def plot_resolution(folder: Path, regression: Mapping[str, Any], particles: Sequ
             label=f"LCD ECAL (a={ref['a']}, b={ref['b']})",
         )
         ax.set_yscale("log")
-        ax.set_title(particle)
-        ax.set_xlabel("true energy (GeV)")
-        ax.set_ylabel("relative resolution σ / E")
-        ax.legend(fontsize=6)
+        _label_energy_panel(ax, particle, "relative resolution σ / E", legend_size=6)
     return _save(fig, folder, "resolution_vs_energy.png")
 
 
@@ -171,9 +179,8 @@ def plot_resolution_ratio(
     """Resolution of the linear regression over each model's (an improvement factor), one panel per particle."""
     fig, panels = _per_particle_panels(regression, particles)
     for particle, ax in panels.items():
-        for model, per_particle in regression.items():
-            result = per_particle.get(particle)
-            if model == linear or result is None or result.get("linear_over_model") is None:
+        for model, result in _results_of(regression, particle):
+            if model == linear or result.get("linear_over_model") is None:
                 continue
             ax.plot(
                 _values(result["binned"]["mean_energy_gev"]),
@@ -183,9 +190,5 @@ def plot_resolution_ratio(
                 label=model,
                 **_style(model in baselines),
             )
-        ax.axhline(1.0, color="grey", linewidth=0.7)
-        ax.set_title(particle)
-        ax.set_xlabel("true energy (GeV)")
-        ax.set_ylabel(f"resolution {linear} / model")
-        ax.legend(fontsize=7)
+        _label_energy_panel(ax, particle, f"resolution {linear} / model", reference=1.0)
     return _save(fig, folder, "resolution_ratio_to_linear.png")

@@ -37,23 +37,24 @@ See ``docs/evaluation.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import caloml
 from caloml.json_values import json_plain
 
-__all__ = ["HTML_NAME", "JSON_KEYS", "JSON_NAME", "render_html", "write_outputs"]
+__all__ = ["HEADER_KEYS", "HTML_NAME", "JSON_KEYS", "JSON_NAME", "render_html", "report_header", "write_outputs"]
 
 JSON_NAME = "metrics.json"
 HTML_NAME = "report.html"
+#: The keys every evaluation's ``metrics.json`` starts with (see :func:`report_header`).
+HEADER_KEYS: tuple[str, ...] = ("caloml_version", "created_utc", "command", "seed", "options")
 JSON_KEYS: tuple[str, ...] = (
-    "caloml_version",
-    "created_utc",
-    "command",
-    "seed",
-    "options",
+    *HEADER_KEYS,
     "layout",
     "geometry",
     "files",
@@ -68,6 +69,19 @@ JSON_KEYS: tuple[str, ...] = (
     "timings_s",
     "plots",
 )
+
+
+def report_header(command: str, options: Any) -> dict[str, Any]:
+    """The :data:`HEADER_KEYS` of an evaluation's ``metrics.json``: the caloml version, the creation time (UTC, ISO
+    8601, seconds), the ``command`` (``gen``, ``reco``), and the seed and every field of ``options`` (the command's
+    options dataclass, which has a ``seed``)."""
+    return {
+        "caloml_version": caloml.__version__,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "seed": options.seed,
+        "options": dataclasses.asdict(options),
+    }
 
 
 def write_outputs(folder: Path, results: dict) -> dict:

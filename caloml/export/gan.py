@@ -226,9 +226,6 @@ def run_gan(args: argparse.Namespace) -> int:
     from caloml.models.gan3d import GAN3D  # imports TensorFlow: only after the argument checks above
 
     trained = load_trained_model(args.model, GAN3D, particle=args.particle)
-    provenance: dict[str, Any] = {"source": str(trained.path), "model_file": str(trained.model_file)}
-    if trained.training_seed is not None:  # else the model's own seed stays
-        provenance["seed"] = trained.training_seed
-    path = export_gan(trained.model, args.saved_models, args.version, provenance=provenance)
+    path = export_gan(trained.model, args.saved_models, args.version, provenance=trained.export_provenance())
     print(f"exported {trained.path} to {path} (signatures: generate [serving_default], generate_from_noise)")
     return 0

@@ -216,9 +216,7 @@ def run_pointflow(args: argparse.Namespace) -> int:
     from caloml.models.pointflow import PointFlowVAE
 
     trained = load_trained_model(args.model, PointFlowVAE)
-    provenance: dict[str, Any] = {"source": str(trained.path), "model_file": str(trained.model_file)}
-    if trained.training_seed is not None:
-        provenance["seed"] = trained.training_seed
+    provenance = trained.export_provenance()
     path = export_pointflow(
         trained.model, args.saved_models, args.version, n_points=args.n_points, provenance=provenance
     )

@@ -224,9 +224,7 @@ def run_triforce(args: argparse.Namespace) -> int:
         raise CalomlError(f"{args.model}: no run configuration says the model's task; pass --task")
     if run_task is not None and args.task is not None and args.task != run_task:
         raise CalomlError(f"{args.model}: trained for {run_task}, not {args.task}")
-    provenance: dict[str, Any] = {"source": str(trained.path), "model_file": str(trained.model_file)}
-    if trained.training_seed is not None:
-        provenance["seed"] = trained.training_seed
+    provenance = trained.export_provenance()
     if trained.run_config:
         provenance["training_config"] = trained.run_config
     data_section = trained.run_config.get("data") or {}

@@ -60,6 +60,14 @@ class TrainedModel:
             "training_seed": self.training_seed,
         }
 
+    def export_provenance(self) -> dict[str, Any]:
+        """Where the model came from, for ``export.json``: ``source``, ``model_file`` and, when known, ``seed`` (the
+        training seed; when unknown the exporter records the model's own seed)."""
+        provenance: dict[str, Any] = {"source": str(self.path), "model_file": str(self.model_file)}
+        if self.training_seed is not None:
+            provenance["seed"] = self.training_seed
+        return provenance
+
 
 def resolve_model_file(path: str | Path) -> Path:
     """The ``.keras`` file of ``path``: ``path/model.keras`` for a run directory, else ``path`` itself."""

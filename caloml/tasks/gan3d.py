@@ -31,7 +31,7 @@ from caloml.sim.layouts import DEGREE
 from caloml.sim.particles import PARTICLES
 from caloml.sim.run import SimulationRequest
 from caloml.tasks.default_data import cached_simulation
-from caloml.training.config import RuntimeConfig, TrainerSection
+from caloml.training.config import TaskConfig, TrainerSection
 from caloml.training.task import SelectionMetric
 
 #: LCD generation-set incidence angles (radians).
@@ -100,13 +100,12 @@ class GanTrainer(TrainerSection):
 
 
 @dataclass
-class GanConfig:
+class GanConfig(TaskConfig):
     """The whole 3DGAN run configuration."""
 
     data: GanData = field(default_factory=GanData)
     model: GanModel = field(default_factory=GanModel)
     trainer: GanTrainer = field(default_factory=GanTrainer)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -77,9 +77,27 @@ class TrainerSection:
     export: bool = False
 
 
+@dataclasses.dataclass
+class TaskConfig:
+    """The sections every Keras task's configuration shares; a task's configuration extends this dataclass.
+
+    A task adds its own ``data`` and ``model`` sections and may narrow ``trainer`` to its extension of
+    :class:`TrainerSection`. The sections are written in the order of :data:`SECTIONS` whatever the field order.
+
+    Attributes:
+        trainer: the shared trainer settings.
+        runtime: where and how the run executes.
+    """
+
+    trainer: TrainerSection = dataclasses.field(default_factory=TrainerSection)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """The configuration as plain YAML-ready data (tuples become lists)."""
-    return _plain(dataclasses.asdict(config))
+    """The configuration as plain YAML-ready data (tuples become lists), its sections in the order of SECTIONS."""
+    values = dataclasses.asdict(config)
+    ordered = {name: values.pop(name) for name in SECTIONS if name in values}
+    return _plain({**ordered, **values})
 
 
 def _plain(value: Any) -> Any:

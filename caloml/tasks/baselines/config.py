@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from caloml.data.reconstruction_split import ReconstructionData
+from caloml.data.reconstruction_split import PAPER_SPLIT_DATA, ReconstructionData
 from caloml.particles import CHPI_MIN_RAW_FRACTION
 
 __all__ = [
@@ -162,11 +162,7 @@ _QUICK_DATA: dict[str, Any] = {"events_per_particle": 150}
 #: The Triforce network task's paper data (400,000 training and 400,000 test events). Its cost
 #: (see caloml.tasks.triforce.config.PRESETS): e-vs-pi and chpi would simulate 500,000 x 20 = 10,000,000 charged pions,
 #: above data.max_simulated_showers, and are refused unless --events, --data or a larger bound is given.
-_PAPER_DATA: dict[str, Any] = {
-    "events_per_particle": 500000,
-    "simulation_factor": {"chpi": 20.0},
-    "split_fractions": [0.4, 0.1, 0.4],
-}
+_PAPER_DATA: dict[str, Any] = {"events_per_particle": 500000, **PAPER_SPLIT_DATA}
 
 BDT_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"data": _QUICK_DATA, "model": {"n_estimators": [100, 300]}, "trainer": {"search_points": 3}},

@@ -19,7 +19,7 @@ from caloml.errors import CalomlError
 from caloml.geometry import PointCloudGrid, get_point_cloud_grid
 from caloml.sim.layouts import DEGREE
 from caloml.sim.particles import PARTICLES
-from caloml.training.config import RuntimeConfig
+from caloml.training.config import TaskConfig
 from caloml.training.task import TrainerSection
 
 __all__ = [
@@ -106,13 +106,12 @@ class PointFlowTrainer(TrainerSection):
 
 
 @dataclass
-class PointFlowConfig:
+class PointFlowConfig(TaskConfig):
     """The whole CaloPointFlow run configuration."""
 
     data: PointFlowData = field(default_factory=PointFlowData)
     model: PointFlowModelSection = field(default_factory=PointFlowModelSection)
     trainer: PointFlowTrainer = field(default_factory=PointFlowTrainer)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

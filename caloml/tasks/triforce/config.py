@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from caloml.data.reconstruction_split import ReconstructionData, check_split_fractions
+from caloml.data.reconstruction_split import PAPER_SPLIT_DATA, ReconstructionData, check_split_fractions
 from caloml.data.reconstruction_tasks import ReconstructionTask, get_task
 from caloml.data.resampling import check_resample
 from caloml.errors import CalomlError
-from caloml.training.config import RuntimeConfig
+from caloml.training.config import TaskConfig
 from caloml.training.task import TrainerSection
 
 __all__ = [
@@ -101,13 +101,12 @@ class TriforceTrainer(TrainerSection):
 
 
 @dataclass
-class TriforceConfig:
+class TriforceConfig(TaskConfig):
     """The whole Triforce run configuration."""
 
     data: TriforceData = field(default_factory=TriforceData)
     model: TriforceModelSection = field(default_factory=TriforceModelSection)
     trainer: TriforceTrainer = field(default_factory=TriforceTrainer)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 _SMALL_NETS = {
@@ -137,23 +136,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # HCAL/ECAL < 0.1, so about 50,000 pions would remain): above data.max_simulated_showers (2,000,000), so it is
     # refused unless --events, --data or a larger data.max_simulated_showers is given.
     "paper": {
-        "data": {
-            "events_per_particle": 500000,
-            "simulation_factor": {"chpi": 20.0},
-            "split_fractions": [0.4, 0.1, 0.4],
-            "shuffle_buffer": 4096,
-        },
+        "data": {"events_per_particle": 500000, **PAPER_SPLIT_DATA, "shuffle_buffer": 4096},
         "trainer": {"epochs": 3, "global_batch_size": 1000},
     },
     # GoogLeNet: 100,000 training and 100,000 test events, one epoch, batches of 1000 in micro-batches of 10
     # (e-vs-pi: 125,000 x 20 = 2,500,000 charged pions, refused like "paper")
     "paper-googlenet": {
-        "data": {
-            "events_per_particle": 125000,
-            "simulation_factor": {"chpi": 20.0},
-            "split_fractions": [0.4, 0.1, 0.4],
-            "shuffle_buffer": 4096,
-        },
+        "data": {"events_per_particle": 125000, **PAPER_SPLIT_DATA, "shuffle_buffer": 4096},
         "model": {"arch": "googlenet", "micro_batch_size": 10},
         "trainer": {"epochs": 1, "global_batch_size": 1000, "selection_window": 1},
     },
