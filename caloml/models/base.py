@@ -17,6 +17,20 @@ import tensorflow as tf
 #: ``compile`` keywords a caloml model refuses: its losses and metrics are its own.
 REFUSED_COMPILE_KEYS = ("loss", "loss_weights", "metrics", "weighted_metrics")
 
+
+def attribute_config(owner: object, *names: str) -> dict[str, Any]:
+    """``get_config`` entries ``{name: owner.<name>}`` for constructor arguments kept as attributes of that name.
+
+    ``names`` are attribute names, several to a string when separated by spaces (``"name trainable seed"``).
+    Tuples and lists are written as lists (what the JSON of a ``.keras`` file holds).
+    """
+    config: dict[str, Any] = {}
+    for name in (name for group in names for name in group.split()):
+        value = getattr(owner, name)
+        config[name] = list(value) if isinstance(value, (tuple, list)) else value
+    return config
+
+
 # A mixin, not a keras.Model subclass: Keras turns the bases of a functional model's classes into Functional
 # (``inject_functional_model_class``), which would change the base of every subclassed model sharing it.
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from caloml.errors import CalomlError
-from caloml.models.base import CalomlModel
+from caloml.models.base import CalomlModel, attribute_config
 from caloml.models.gan3d_discriminator import Discriminator3D, InversePower, MeasuredAngle, TotalEnergy
 from caloml.models.gan3d_generator import IMAGE_SHAPE, Generator3D
 
@@ -404,22 +404,14 @@ class GAN3D(CalomlModel, keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **attribute_config(self, "name trainable"),
             "generator": keras.saving.serialize_keras_object(self.generator),
             "discriminator": keras.saving.serialize_keras_object(self.discriminator),
-            "particle": self.particle,
-            "latent_size": self.latent_size,
-            "power": self.power,
-            "energy_scale_gev": self.energy_scale_gev,
-            "condition_angle": self.condition_angle,
+            **attribute_config(self, "particle latent_size power energy_scale_gev condition_angle"),
             "loss_weights": dict(self.loss_weights),
-            "label_flip_probability": self.label_flip_probability,
-            "dropout": self.dropout,
-            "energy_range_gev": list(self.energy_range_gev),
-            "theta_range_rad": list(self.theta_range_rad),
-            "seed": self.seed,
-            "batchnorm_synchronized": self.batchnorm_synchronized,
+            **attribute_config(
+                self, "label_flip_probability dropout energy_range_gev theta_range_rad seed batchnorm_synchronized"
+            ),
         }
 
     @classmethod

@@ -29,6 +29,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from caloml.models.base import attribute_config
 from caloml.models.gan3d_generator import IMAGE_SHAPE, layer_seed
 from caloml.observables.differentiable import measured_angle_tf, total_energy_tf
 
@@ -186,14 +187,7 @@ class Discriminator3D(keras.Model):
         self.seed = seed
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "power": self.power,
-            "dropout": self.dropout,
-            "batchnorm_synchronized": self.batchnorm_synchronized,
-            "seed": self.seed,
-        }
+        return attribute_config(self, "name trainable power dropout batchnorm_synchronized seed")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Discriminator3D:

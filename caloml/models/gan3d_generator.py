@@ -23,6 +23,7 @@ from typing import Any
 import keras
 
 from caloml.geometry import CLIC_ECAL
+from caloml.models.base import attribute_config
 
 __all__ = ["Generator3D"]
 
@@ -138,13 +139,7 @@ class Generator3D(keras.Model):
         return self.latent_size - N_CONDITIONS
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "latent_size": self.latent_size,
-            "batchnorm_synchronized": self.batchnorm_synchronized,
-            "seed": self.seed,
-        }
+        return attribute_config(self, "name trainable latent_size batchnorm_synchronized seed")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Generator3D:

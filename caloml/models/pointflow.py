@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from caloml.models.base import CalomlModel
+from caloml.models.base import CalomlModel, attribute_config
 from caloml.models.flows import FLOW_KINDS, ConditionalFlow
 from caloml.models.pointflow_encoder import PointEncoder
 from caloml.models.pointflow_normalization import (
@@ -370,21 +370,13 @@ class PointFlowVAE(CalomlModel, keras.Model):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **attribute_config(self, "name trainable"),
             "normalization": self.normalization.to_dict(),
-            "latent_dim": self.latent_dim,
-            "flow": self.flow,
-            "n_latent_layers": self.n_latent_layers,
-            "n_point_layers": self.n_point_layers,
-            "n_bins": self.n_bins,
-            "spline_bound": self.spline_bound,
-            "hidden_units": self.hidden_units,
-            "conditioner_blocks": self.conditioner_blocks,
-            "encoder_units": list(self.encoder_units),
-            "loss_weighting": self.loss_weighting,
-            "seed": self.seed,
-            "coupling_rule": self.coupling_rule,
+            **attribute_config(
+                self,
+                "latent_dim flow n_latent_layers n_point_layers n_bins spline_bound hidden_units conditioner_blocks",
+                "encoder_units loss_weighting seed coupling_rule",
+            ),
         }
 
     @classmethod

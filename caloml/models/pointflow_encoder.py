@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from caloml.models.base import attribute_config
 from caloml.models.flows.conditioners import dense_layer, offset_seed
 from caloml.models.pointflow_normalization import POINT_DIM
 
@@ -86,12 +87,9 @@ class PointEncoder(keras.layers.Layer):
         return mean, _LOG_VAR_CLAMP * tf.tanh(raw_log_var / _LOG_VAR_CLAMP)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            latent_dim=self.latent_dim,
-            encoder_units=list(self.encoder_units),
-            sum_scale=self.sum_scale,
-            activation=self.activation_name,
-            seed=self.seed,
-        )
-        return config
+        return {
+            **super().get_config(),
+            **attribute_config(self, "latent_dim encoder_units sum_scale"),
+            "activation": self.activation_name,
+            "seed": self.seed,
+        }

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import keras
 import tensorflow as tf
 
-from caloml.models.base import CalomlModel
+from caloml.models.base import CalomlModel, attribute_config
 
 __all__ = [
     "ENERGY_KEY",
@@ -280,18 +280,11 @@ class TriforceModel(CalomlModel, keras.Model):
         self.track_metrics(("loss", "cross_entropy", "energy_mse", "accuracy"))
 
     def _common_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "n_classes": self.n_classes,
-            "energy_loss_weight": self.energy_loss_weight,
-            "energy_scale_gev": self.energy_scale_gev,
-            "cell_scale": self.cell_scale,
-            "angle_scale": self.angle_scale,
-            "initial_energy_coefficients": list(self.initial_energy_coefficients),
-            "micro_batch_size": self.micro_batch_size,
-            "seed": self.seed,
-        }
+        return attribute_config(
+            self,
+            "name trainable n_classes energy_loss_weight energy_scale_gev cell_scale angle_scale",
+            "initial_energy_coefficients micro_batch_size seed",
+        )
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Any:

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import keras
 import tensorflow as tf
 
+from caloml.models.base import attribute_config
 from caloml.models.triforce import (
     INPUT_SHAPES,
     TriforceModel,
@@ -157,12 +158,7 @@ class TriforceDNN(TriforceModel):
         self.dropout = float(dropout)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **self._common_config(),
-            "n_hidden_layers": self.n_hidden_layers,
-            "hidden_units": self.hidden_units,
-            "dropout": self.dropout,
-        }
+        return {**self._common_config(), **attribute_config(self, "n_hidden_layers hidden_units dropout")}
 
 
 @keras.saving.register_keras_serializable(package="caloml")
@@ -255,13 +251,9 @@ class TriforceCNN(TriforceModel):
     def get_config(self) -> dict[str, Any]:
         return {
             **self._common_config(),
-            "ecal_filters": self.ecal_filters,
-            "ecal_kernel": list(self.ecal_kernel),
-            "hcal_filters": self.hcal_filters,
-            "hcal_kernel": list(self.hcal_kernel),
-            "n_hidden_layers": self.n_hidden_layers,
-            "hidden_units": self.hidden_units,
-            "dropout": self.dropout,
+            **attribute_config(
+                self, "ecal_filters ecal_kernel hcal_filters hcal_kernel n_hidden_layers hidden_units dropout"
+            ),
         }
 
 
@@ -337,12 +329,7 @@ class Inception3D(keras.layers.Layer):
         return (*input_shape[:-1], self.output_channels)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "widths": list(self.widths),
-            "factorized_5x5": self.factorized_5x5,
-            "seed": self.seed,
-        }
+        return {**super().get_config(), **attribute_config(self, "widths factorized_5x5 seed")}
 
 
 @keras.saving.register_keras_serializable(package="caloml")
@@ -439,9 +426,4 @@ class TriforceGoogLeNet(TriforceModel):
         self.factorized_5x5 = bool(factorized_5x5)
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **self._common_config(),
-            "dense_units": self.dense_units,
-            "width_multiplier": self.width_multiplier,
-            "factorized_5x5": self.factorized_5x5,
-        }
+        return {**self._common_config(), **attribute_config(self, "dense_units width_multiplier factorized_5x5")}

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from caloml.models.base import attribute_config
 from caloml.models.flows.conditioners import MADE
 from caloml.models.flows.flow_layer import FlowLayer
 
@@ -105,14 +106,7 @@ class AutoregressiveLayer(FlowLayer):
         return bijector.inverse(x), bijector.inverse_log_det_jacobian(x, event_ndims=1)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            event_dim=self.event_dim,
-            context_dim=self.context_dim,
-            order=list(self.order),
-            hidden_units=self.hidden_units,
-            n_hidden=self.n_hidden,
-            log_scale_clamp=self.log_scale_clamp,
-            seed=self.seed,
-        )
-        return config
+        return {
+            **super().get_config(),
+            **attribute_config(self, "event_dim context_dim order hidden_units n_hidden log_scale_clamp seed"),
+        }

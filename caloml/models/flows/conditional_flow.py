@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from caloml.models.base import attribute_config
 from caloml.models.flows.autoregressive import AutoregressiveLayer, autoregressive_orders
 from caloml.models.flows.flow_layer import FlowLayer, standard_normal_log_prob
 from caloml.models.flows.spline_coupling import COUPLING_RULES, SplineCoupling, coupling_splits
@@ -183,20 +184,12 @@ class ConditionalFlow(keras.layers.Layer):
         return self.log_prob(x, context)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            event_dim=self.event_dim,
-            context_dim=self.context_dim,
-            flow=self.flow,
-            n_layers=self.n_layers,
-            n_bins=self.n_bins,
-            spline_bound=self.spline_bound,
-            hidden_units=self.hidden_units,
-            n_blocks=self.n_blocks,
-            seed=self.seed,
-            coupling_rule=self.coupling_rule,
-        )
-        return config
+        return {
+            **super().get_config(),
+            **attribute_config(
+                self, "event_dim context_dim flow n_layers n_bins spline_bound hidden_units n_blocks seed coupling_rule"
+            ),
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ConditionalFlow:

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from caloml.models.base import attribute_config
+
 __all__ = ["MADE", "MaskedDense", "ResidualConditioner", "dense_layer", "offset_seed"]
 
 
@@ -102,17 +104,12 @@ class ResidualConditioner(keras.layers.Layer):
         return self.output_layer(self.activation(h))
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            input_dim=self.input_dim,
-            context_dim=self.context_dim,
-            output_dim=self.output_dim,
-            hidden_units=self.hidden_units,
-            n_blocks=self.n_blocks,
-            activation=self.activation_name,
-            seed=self.seed,
-        )
-        return config
+        return {
+            **super().get_config(),
+            **attribute_config(self, "input_dim context_dim output_dim hidden_units n_blocks"),
+            "activation": self.activation_name,
+            "seed": self.seed,
+        }
 
 
 @keras.saving.register_keras_serializable(package="caloml")
@@ -163,15 +160,7 @@ class MaskedDense(keras.layers.Layer):
         return tf.tensordot(x, kernel, axes=[[-1], [0]]) + self.bias
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            input_degrees=list(self.input_degrees),
-            output_degrees=list(self.output_degrees),
-            strict=self.strict,
-            zero_init=self.zero_init,
-            seed=self.seed,
-        )
-        return config
+        return {**super().get_config(), **attribute_config(self, "input_degrees output_degrees strict zero_init seed")}
 
 
 @keras.saving.register_keras_serializable(package="caloml")
@@ -255,15 +244,9 @@ class MADE(keras.layers.Layer):
         return tf.reshape(out, shape)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            event_dim=self.event_dim,
-            context_dim=self.context_dim,
-            n_params=self.n_params,
-            hidden_units=self.hidden_units,
-            n_hidden=self.n_hidden,
-            order=list(self.order),
-            activation=self.activation_name,
-            seed=self.seed,
-        )
-        return config
+        return {
+            **super().get_config(),
+            **attribute_config(self, "event_dim context_dim n_params hidden_units n_hidden order"),
+            "activation": self.activation_name,
+            "seed": self.seed,
+        }

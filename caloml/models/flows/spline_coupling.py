@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from caloml.models.base import attribute_config
 from caloml.models.flows.conditioners import ResidualConditioner
 from caloml.models.flows.flow_layer import FlowLayer
 
@@ -156,17 +157,11 @@ class SplineCoupling(FlowLayer):
         return self._merge(x_identity, u_transformed), log_det
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            event_dim=self.event_dim,
-            context_dim=self.context_dim,
-            transformed=list(self.transformed),
-            n_bins=self.n_bins,
-            spline_bound=self.spline_bound,
-            hidden_units=self.hidden_units,
-            n_blocks=self.n_blocks,
-            min_bin_size=self.min_bin_size,
-            min_slope=self.min_slope,
-            seed=self.seed,
-        )
-        return config
+        return {
+            **super().get_config(),
+            **attribute_config(
+                self,
+                "event_dim context_dim transformed n_bins spline_bound hidden_units n_blocks min_bin_size",
+                "min_slope seed",
+            ),
+        }
