@@ -36,6 +36,7 @@ PACKAGE_LAYERS: dict[str, int] = {
     "cli_commands": 0,
     "quiet": 0,
     "progress": 0,
+    "float32_bounds": 0,
     "sim": 1,
     "data": 1,
     "observables": 1,

@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from caloml.data import MaxHcalEcalRatio, MaxOpeningAngle, MinTotalDeposit
 from caloml.data.lcd import LCDReader
 from caloml.data.pipeline import make_dataset, make_distributed_dataset, per_replica_batch_size
 from caloml.data.tfrecord import METADATA_FILE, shard_paths
-from caloml.data.transforms import (
-    CenterCrop,
-    MaxHcalEcalRatio,
-    MaxOpeningAngle,
-    MinTotalDeposit,
-    PowerTransform,
-    ScaleEnergy,
-    ToPointCloud,
-)
+from caloml.data.transforms import CenterCrop, PowerTransform, ScaleEnergy, ToPointCloud
 from caloml.errors import DataError
 
 

@@ -26,6 +26,7 @@ from caloml.errors import CalomlError, DataError
 from caloml.particles import CHPI_MIN_RAW_FRACTION, CHPI_PDG, PDG_ID, RAW_SUM_PER_GEV
 
 __all__ = [
+    "INPUT_SHAPES",
     "REQUIRED_KEYS",
     "TASKS",
     "ReconstructionTask",
@@ -41,6 +42,16 @@ __all__ = [
 
 #: Keys every event needs (besides what a task's filters read).
 REQUIRED_KEYS: tuple[str, ...] = ("ECAL", "HCAL", "recoEta", "recoPhi", "energy", "pdgID")
+#: The Triforce networks' per-event input shapes, in input order (ECAL centre crop and HCAL window, GeV; the sums
+#: ``ECAL_E``, ``HCAL_E`` (GeV) and the angles ``recoEta``, ``recoPhi`` (radians) are scalars).
+INPUT_SHAPES: dict[str, tuple[int, ...]] = {
+    "ECAL": (25, 25, 25),
+    "HCAL": (11, 11, 60),
+    "ECAL_E": (),
+    "HCAL_E": (),
+    "recoEta": (),
+    "recoPhi": (),
+}
 LABEL_KEY = "class_label"
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from caloml.cli_args import positive_int
 from caloml.export.serving import export_archive, software_provenance
+from caloml.float32_bounds import float32_inside
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.quiet import import_tensorflow_quietly
 
@@ -89,12 +90,7 @@ def accepted_range(trained: tuple[float, float]) -> tuple[np.float32, np.float32
     """
     tolerance = RANGE_TOLERANCE * (float(trained[1]) - float(trained[0]))
     low, high = float(trained[0]) - tolerance, float(trained[1]) + tolerance
-    low32, high32 = np.float32(low), np.float32(high)
-    if float(low32) < low:
-        low32 = np.nextafter(low32, np.float32(np.inf))
-    if float(high32) > high:
-        high32 = np.nextafter(high32, np.float32(-np.inf))
-    return low32, high32
+    return float32_inside(low, high)
 
 
 def export_gan(

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from caloml.cli_args import positive_int
-from caloml.data.reconstruction_tasks import get_task
+from caloml.data.reconstruction_tasks import INPUT_SHAPES, get_task
 from caloml.data.resampling import check_resample
 from caloml.errors import CalomlError
 from caloml.export.serving import export_archive, software_provenance
@@ -49,15 +49,8 @@ __all__ = [
     "run_triforce",
 ]
 
-#: The signature inputs, in order, with their per-event shapes.
-INPUTS: dict[str, tuple[int, ...]] = {
-    "ECAL": (25, 25, 25),
-    "HCAL": (11, 11, 60),
-    "ECAL_E": (),
-    "HCAL_E": (),
-    "recoEta": (),
-    "recoPhi": (),
-}
+#: The signature inputs, in order, with their per-event shapes (the networks' inputs).
+INPUTS: dict[str, tuple[int, ...]] = INPUT_SHAPES
 
 SIGNATURES: dict[str, dict[str, dict[str, str]]] = {
     "reconstruct": {

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from caloml.errors import CalomlError
+from caloml.float32_bounds import float32_inside
 
 __all__ = [
     "POINT_DIM",
@@ -185,12 +186,7 @@ def incident_energy_bounds_float32(trained_range_gev: Sequence[float]) -> tuple[
     """float32 bounds for graph-side checks (export signatures): :func:`incident_energy_bounds` rounded inwards,
     so that a float32 energy passes exactly when :func:`check_incident_energy_range` accepts it."""
     low, high = incident_energy_bounds(trained_range_gev)
-    low32, high32 = np.float32(low), np.float32(high)
-    if float(low32) < low:
-        low32 = np.nextafter(low32, np.float32(np.inf))
-    if float(high32) > high:
-        high32 = np.nextafter(high32, np.float32(-np.inf))
-    return low32, high32
+    return float32_inside(low, high)
 
 
 def check_incident_energy_range(

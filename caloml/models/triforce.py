@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 import keras
 import tensorflow as tf
 
+from caloml.data.reconstruction_tasks import INPUT_SHAPES
 from caloml.models.base import CalomlModel, attribute_config
 
 __all__ = [
@@ -49,15 +50,6 @@ __all__ = [
     "seed_for",
 ]
 
-#: Per-event input shapes (ECAL centre crop and HCAL window; scalars are (B,)).
-INPUT_SHAPES: dict[str, tuple[int, ...]] = {
-    "ECAL": (25, 25, 25),
-    "HCAL": (11, 11, 60),
-    "ECAL_E": (),
-    "HCAL_E": (),
-    "recoEta": (),
-    "recoPhi": (),
-}
 #: Input keys of the networks that read both calorimeters.
 INPUT_KEYS: tuple[str, ...] = tuple(INPUT_SHAPES)
 #: Batch key of the class index (int, 0 .. n_classes - 1) and of the true energy (GeV).
