@@ -205,21 +205,21 @@ _CALOCHALLENGE_STACK = LayerStack(
     absorber=TUNGSTEN, sensor=SILICON, absorber_mm=(2.8,) * 45, sensor_mm=0.6, front_mm=0.0
 )
 
-CALOCHALLENGE_2 = CylindricalCalorimeter(
-    name="calochallenge-2",
-    stack=_CALOCHALLENGE_STACK,
-    n_alpha=16,
-    radial_edges_mm=tuple(round(4.65 * i, 4) for i in range(10)),
-    physical_layers_per_readout=2,
-)
 
-CALOCHALLENGE_3 = CylindricalCalorimeter(
-    name="calochallenge-3",
-    stack=_CALOCHALLENGE_STACK,
-    n_alpha=50,
-    radial_edges_mm=tuple(round(2.325 * i, 4) for i in range(19)),
-    physical_layers_per_readout=2,
-)
+def _calochallenge(dataset: int, n_alpha: int, ring_width_mm: float, n_rings: int) -> CylindricalCalorimeter:
+    """A CaloChallenge dataset's readout: the shared stack, two physical layers a readout layer, ``n_rings`` rings
+    of ``ring_width_mm``."""
+    return CylindricalCalorimeter(
+        name=f"calochallenge-{dataset}",
+        stack=_CALOCHALLENGE_STACK,
+        n_alpha=n_alpha,
+        radial_edges_mm=tuple(round(ring_width_mm * i, 4) for i in range(n_rings + 1)),
+        physical_layers_per_readout=2,
+    )
+
+
+CALOCHALLENGE_2 = _calochallenge(2, n_alpha=16, ring_width_mm=4.65, n_rings=9)
+CALOCHALLENGE_3 = _calochallenge(3, n_alpha=50, ring_width_mm=2.325, n_rings=18)
 
 CYLINDRICAL_GEOMETRIES = {g.name: g for g in (CALOCHALLENGE_2, CALOCHALLENGE_3)}
 

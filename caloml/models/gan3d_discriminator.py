@@ -30,12 +30,11 @@ import keras
 import tensorflow as tf
 
 from caloml.models.base import attribute_config
-from caloml.models.gan3d_generator import IMAGE_SHAPE, layer_seed
+from caloml.models.gan3d_generator import IMAGE_SHAPE, conv_block, layer_seed
 from caloml.observables.differentiable import measured_angle_tf, total_energy_tf
 
 __all__ = ["Discriminator3D", "InversePower", "MeasuredAngle", "TotalEnergy"]
 
-_BATCHNORM_EPSILON = 1e-6
 _LEAKY_SLOPE = 0.3
 _KERNEL = (5, 6, 6)
 
@@ -123,25 +122,12 @@ class Discriminator3D(keras.Model):
         # === Layers ===
         blocks: list[list[keras.layers.Layer]] = []
         for index, (filters, mode, padding, batchnorm) in enumerate(_CONV_STACK, start=1):
-            block: list[keras.layers.Layer] = []
-            if padding is not None:
-                block.append(keras.layers.ZeroPadding3D(padding, name=f"pad_{index}"))
-            block.append(
-                keras.layers.Conv3D(
-                    filters,
-                    _KERNEL,
-                    padding=mode,
-                    kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed(seed, index)),
-                    name=f"conv_{index}",
-                )
+            initializer = keras.initializers.GlorotUniform(seed=layer_seed(seed, index))
+            conv = keras.layers.Conv3D(
+                filters, _KERNEL, padding=mode, kernel_initializer=initializer, name=f"conv_{index}"
             )
-            block.append(keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"leaky_relu_{index}"))
-            if batchnorm:
-                block.append(
-                    keras.layers.BatchNormalization(
-                        epsilon=_BATCHNORM_EPSILON, synchronized=batchnorm_synchronized, name=f"batchnorm_{index}"
-                    )
-                )
+            activation = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"leaky_relu_{index}")
+            block = conv_block(index, padding, conv, activation, batchnorm_synchronized if batchnorm else None)
             block.append(
                 keras.layers.Dropout(float(dropout), seed=layer_seed(seed, 100 + index), name=f"dropout_{index}")
             )

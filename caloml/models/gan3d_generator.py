@@ -51,6 +51,29 @@ def layer_seed(seed: int | None, offset: int) -> int | None:
     return None if seed is None else int(seed) + offset
 
 
+def conv_block(
+    index: int,
+    zero_padding: tuple[int, int, int] | None,
+    conv: keras.layers.Layer,
+    activation: keras.layers.Layer,
+    batchnorm_synchronized: bool | None,
+) -> list[keras.layers.Layer]:
+    """The layers of convolution block ``index`` of the 3DGAN networks, in order: ``pad_<index>`` (when
+    ``zero_padding`` is given), ``conv``, ``activation``, then ``batchnorm_<index>`` unless
+    ``batchnorm_synchronized`` is None (the block has no batch normalization)."""
+    block: list[keras.layers.Layer] = []
+    if zero_padding is not None:
+        block.append(keras.layers.ZeroPadding3D(zero_padding, name=f"pad_{index}"))
+    block += [conv, activation]
+    if batchnorm_synchronized is not None:
+        block.append(
+            keras.layers.BatchNormalization(
+                epsilon=_BATCHNORM_EPSILON, synchronized=batchnorm_synchronized, name=f"batchnorm_{index}"
+            )
+        )
+    return block
+
+
 @keras.saving.register_keras_serializable(package="caloml")
 class Generator3D(keras.Model):
     """The conditional 3DGAN generator, a functional model with three inputs.
@@ -86,26 +109,12 @@ class Generator3D(keras.Model):
         upsample = keras.layers.UpSampling3D(size=(6, 6, 6), name="upsample")
         blocks: list[list[keras.layers.Layer]] = []
         for index, (filters, kernel, padding, batchnorm) in enumerate(_CONV_STACK, start=1):
-            block: list[keras.layers.Layer] = []
-            if padding is not None:
-                block.append(keras.layers.ZeroPadding3D(padding, name=f"pad_{index}"))
-            block.append(
-                keras.layers.Conv3D(
-                    filters,
-                    kernel,
-                    padding="valid",
-                    kernel_initializer=keras.initializers.HeUniform(seed=layer_seed(seed, index)),
-                    name=f"conv_{index}",
-                )
+            initializer = keras.initializers.HeUniform(seed=layer_seed(seed, index))
+            conv = keras.layers.Conv3D(
+                filters, kernel, padding="valid", kernel_initializer=initializer, name=f"conv_{index}"
             )
-            block.append(keras.layers.ReLU(name=f"relu_{index}"))
-            if batchnorm:
-                block.append(
-                    keras.layers.BatchNormalization(
-                        epsilon=_BATCHNORM_EPSILON, synchronized=batchnorm_synchronized, name=f"batchnorm_{index}"
-                    )
-                )
-            blocks.append(block)
+            activation = keras.layers.ReLU(name=f"relu_{index}")
+            blocks.append(conv_block(index, padding, conv, activation, batchnorm_synchronized if batchnorm else None))
         last = len(_CONV_STACK) + 1
         output_conv = keras.layers.Conv3D(
             1,

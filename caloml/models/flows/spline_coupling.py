@@ -142,19 +142,22 @@ class SplineCoupling(FlowLayer):
     def _merge(self, identity: tf.Tensor, transformed: tf.Tensor) -> tf.Tensor:
         return tf.gather(tf.concat([identity, transformed], axis=-1), self._inverse_order, axis=-1)
 
+    def _couple(self, values: tf.Tensor, context: tf.Tensor | None, inverse: bool) -> tuple[tf.Tensor, tf.Tensor]:
+        """x from u (or u from x when ``inverse``) and log|det| of that direction: splines on the transformed
+        coordinates, conditioned on the identity ones."""
+        identity, transformed = self._split(values)
+        spline = self._spline(identity, context)
+        if inverse:
+            output, log_det = spline.inverse(transformed), spline.inverse_log_det_jacobian(transformed, event_ndims=0)
+        else:
+            output, log_det = spline.forward(transformed), spline.forward_log_det_jacobian(transformed, event_ndims=0)
+        return self._merge(identity, output), tf.reduce_sum(log_det, axis=-1)
+
     def forward(self, u: tf.Tensor, context: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        u_identity, u_transformed = self._split(u)
-        spline = self._spline(u_identity, context)
-        x_transformed = spline.forward(u_transformed)
-        log_det = tf.reduce_sum(spline.forward_log_det_jacobian(u_transformed, event_ndims=0), axis=-1)
-        return self._merge(u_identity, x_transformed), log_det
+        return self._couple(u, context, inverse=False)
 
     def inverse(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
-        x_identity, x_transformed = self._split(x)
-        spline = self._spline(x_identity, context)
-        u_transformed = spline.inverse(x_transformed)
-        log_det = tf.reduce_sum(spline.inverse_log_det_jacobian(x_transformed, event_ndims=0), axis=-1)
-        return self._merge(x_identity, u_transformed), log_det
+        return self._couple(x, context, inverse=True)
 
     def get_config(self) -> dict[str, Any]:
         return {
