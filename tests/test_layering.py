@@ -191,35 +191,33 @@ def test_caloml_has_no_cycles_and_no_upward_imports() -> None:
     assert not problems, "\n".join(problems)
 
 
-def _write(root: Path, relative: str, text: str) -> None:
-    path = root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+def _write_package(root: Path, files: dict[str, str]) -> Path:
+    """Write ``files`` (path under ``root`` -> text) and return the package directory ``root/caloml``."""
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root / "caloml"
 
 
 def test_the_check_names_an_injected_cycle(tmp_path: Path) -> None:
-    package = tmp_path / "caloml"
-    _write(tmp_path, "caloml/__init__.py", "")
-    _write(tmp_path, "caloml/data/__init__.py", "")
-    _write(tmp_path, "caloml/data/hdf5.py", "from caloml.data import lcd\n")
-    _write(tmp_path, "caloml/data/lcd.py", "def f():\n    from caloml.data.hdf5 import x\n")
-    problems = layering_problems(package)
+    files = {"caloml/__init__.py": "", "caloml/data/__init__.py": ""}
+    files["caloml/data/hdf5.py"] = "from caloml.data import lcd\n"
+    files["caloml/data/lcd.py"] = "def f():\n    from caloml.data.hdf5 import x\n"  # imports hdf5 back: a cycle
+    problems = layering_problems(_write_package(tmp_path, files))
     assert problems == ["import cycle: caloml.data.hdf5 -> caloml.data.lcd"]
 
 
 def test_the_check_names_an_upward_import(tmp_path: Path) -> None:
-    package = tmp_path / "caloml"
-    _write(tmp_path, "caloml/__init__.py", "")
-    _write(tmp_path, "caloml/models/__init__.py", "")
-    _write(tmp_path, "caloml/models/net.py", "from ..evaluate.plots import draw\n")
-    _write(tmp_path, "caloml/evaluate/__init__.py", "")
-    _write(
-        tmp_path,
-        "caloml/evaluate/plots.py",
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import caloml.cli\n",
-    )
-    _write(tmp_path, "caloml/cli.py", "import caloml.models.net\n")
-    problems = layering_problems(package)
+    files = {
+        "caloml/__init__.py": "",
+        "caloml/models/__init__.py": "",
+        "caloml/models/net.py": "from ..evaluate.plots import draw\n",
+        "caloml/evaluate/__init__.py": "",
+        "caloml/evaluate/plots.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import caloml.cli\n",
+        "caloml/cli.py": "import caloml.models.net\n",
+    }
+    problems = layering_problems(_write_package(tmp_path, files))
     assert len(problems) == 1
     assert problems[0].startswith("upward import: caloml.models.net (layer 2, models) imports caloml.evaluate.plots")
 
