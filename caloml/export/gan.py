@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from caloml.cli_args import positive_int
-from caloml.export.serving import export_archive, software_provenance
+from caloml.export.serving import add_version_arguments, export_archive, software_provenance
 from caloml.float32_bounds import float32_inside
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.quiet import import_tensorflow_quietly
@@ -209,8 +208,7 @@ def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     )
     parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file of a GAN3D")
     parser.add_argument("--particle", help="particle the model must be trained for (default: the model's)")
-    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
-    parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
+    add_version_arguments(parser)
     return parser
 
 

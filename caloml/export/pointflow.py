@@ -19,7 +19,7 @@ import numpy as np
 
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError
-from caloml.export.serving import export_archive, software_provenance
+from caloml.export.serving import add_version_arguments, export_archive, software_provenance
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.geometry import point_cloud_grid_of_shape
 from caloml.quiet import import_tensorflow_quietly
@@ -203,8 +203,7 @@ def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         ),
     )
     parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
-    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
-    parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
+    add_version_arguments(parser)
     parser.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
     return parser
 

@@ -10,6 +10,7 @@ See ``docs/training.md``.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -21,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import caloml
+from caloml.cli_args import positive_int
 from caloml.errors import CalomlError, OutputExistsError
 
 __all__ = [
     "EXPORT_INFO_FILE",
+    "add_version_arguments",
     "existing_versions",
     "export_archive",
     "next_version",
@@ -107,6 +110,13 @@ def software_provenance(model: Any, provenance: Mapping[str, Any] | None = None)
         "source": None,
         **(provenance or {}),
     }
+
+
+def add_version_arguments(parser: argparse.ArgumentParser) -> None:
+    """The export commands' output options: ``--saved-models DIR`` (the base, ``saved_models``) and ``--version N``
+    (default: the next integer version)."""
+    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
+    parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
 
 
 def export_archive(

@@ -26,11 +26,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from caloml.cli_args import positive_int
 from caloml.data.reconstruction_tasks import INPUT_SHAPES, get_task
 from caloml.data.resampling import check_resample
 from caloml.errors import CalomlError
-from caloml.export.serving import export_archive, software_provenance
+from caloml.export.serving import add_version_arguments, export_archive, software_provenance
 from caloml.training.config import config_to_dict
 
 if TYPE_CHECKING:
@@ -195,8 +194,7 @@ def add_triforce_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument(
         "--task", choices=("e-vs-pi", "gamma-vs-pi0"), help="the model's task (default: from the run's config.yaml)"
     )
-    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
-    parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
+    add_version_arguments(parser)
     return parser
 
 
