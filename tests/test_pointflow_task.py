@@ -86,16 +86,8 @@ def test_point_cloud_inputs_threshold_cells_and_energies(make_calochallenge, tmp
     numpy_batch = inputs.numpy(events)
     dense_batch = inputs.tf({k: tf.constant(v) for k, v in events.items()})
     records = _records(tmp_path, events)
-    (sparse_batch,) = point_cloud_dataset(
-        records,
-        GEOMETRY,
-        global_batch_size=64,
-        max_points=1024,
-        hit_threshold_gev=THRESHOLD,
-        seed=5,
-        shuffle=False,
-        drop_empty=False,
-    )
+    options = {"hit_threshold_gev": THRESHOLD, "seed": 5, "shuffle": False, "drop_empty": False}
+    (sparse_batch,) = point_cloud_dataset(records, GEOMETRY, global_batch_size=64, max_points=1024, **options)
     showers = events["showers"]
     above = np.where(showers >= THRESHOLD, showers, 0.0)
     n_hits = (above > 0).reshape(len(showers), -1).sum(axis=1)
@@ -125,16 +117,8 @@ def test_training_batches_hold_only_showers_with_hits(make_calochallenge, tmp_pa
     records = _records(tmp_path, events)
     scan = scan_records(records, GEOMETRY)
     assert (scan.n_events, scan.n_empty) == (12, 1)
-    dataset = point_cloud_dataset(
-        records,
-        GEOMETRY,
-        global_batch_size=4,
-        max_points=64,
-        hit_threshold_gev=THRESHOLD,
-        seed=1,
-        repeat=True,
-        drop_remainder=True,
-    )
+    options = {"hit_threshold_gev": THRESHOLD, "seed": 1, "repeat": True, "drop_remainder": True}
+    dataset = point_cloud_dataset(records, GEOMETRY, global_batch_size=4, max_points=64, **options)
     for batch in dataset.take(6):
         assert batch["points"].shape == (4, 64, 4)
         assert np.all(batch["n_hits"].numpy() >= 1)
