@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from caloml.data import MaxHcalEcalRatio, MaxOpeningAngle, MinTotalDeposit
 from caloml.data.transforms import (
     CenterCrop,
     Compose,
-    MaxHcalEcalRatio,
-    MaxOpeningAngle,
-    MinTotalDeposit,
     PowerTransform,
     ScaleEnergy,
     ToPointCloud,
