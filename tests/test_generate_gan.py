@@ -7,7 +7,6 @@ recorded conditions, in the simulator's units, and bad requests must fail in one
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -15,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from command_line import run_command_line
 from random_gan import ENERGY_RANGE_GEV, THETA_RANGE_RAD, random_theta_gan
 
 from caloml.data.lcd import LCDReader
@@ -41,14 +41,7 @@ def run_dir(gan: GAN3D, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _generate_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "caloml.generate", "gan", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
+    return run_command_line("caloml.generate", "gan", *args, cwd=cwd)
 
 
 def test_file_holds_the_model_output_in_the_lcd_units(gan: GAN3D, tmp_path: Path) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from command_line import run_command_line
 
 from caloml.data.calochallenge import CaloChallengeWriter
 from caloml.errors import CalomlError, DataError, OutputExistsError
@@ -320,14 +320,7 @@ TINY = [
 
 
 def _train(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "caloml.train", "pointflow", *TINY, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run_command_line("caloml.train", "pointflow", *TINY, *args, cwd=cwd, timeout=900)
 
 
 def _summary(stdout: str) -> dict:

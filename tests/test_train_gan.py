@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import pytest
 import yaml
+from command_line import run_command_line
 
 import caloml.train as train_cli
 from caloml.errors import CalomlError
@@ -47,15 +48,7 @@ TINY = [
 def _train(
     cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "caloml.train", "gan", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+    return run_command_line("caloml.train", "gan", *args, cwd=cwd, timeout=timeout, env=env)
 
 
 def _summary(stdout: str) -> dict:
