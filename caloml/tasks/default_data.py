@@ -8,9 +8,11 @@ intermediate HDF5 file lives in a temporary directory and is removed after the c
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from caloml.data.tfrecord import convert_to_tfrecords, read_metadata
 from caloml.errors import CalomlError, OutputExistsError
@@ -18,6 +20,18 @@ from caloml.sim.run import SimulationRequest, default_workers, simulate_file
 
 #: Where cached default data sets go.
 DEFAULT_RECORDS_ROOT = Path("tf_records")
+
+
+def training_data_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration overrides of the training-data options of the 3DGAN and PointFlow tasks: ``--particle``,
+    ``--energy-range`` (GeV) and ``--events`` of the default data, or ``--data`` and ``--validation-data``."""
+    return {
+        "data.particle": args.particle,
+        "data.records": args.data,
+        "data.validation_records": args.validation_data,
+        "data.energy_range_gev": args.energy_range,
+        "data.train_events": args.events,
+    }
 
 
 def cache_name(request: SimulationRequest, role: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from caloml.models.gan3d import GAN3D
 from caloml.sim.layouts import DEGREE
 from caloml.sim.particles import PARTICLES
 from caloml.sim.run import SimulationRequest
-from caloml.tasks.default_data import cached_simulation
+from caloml.tasks.default_data import cached_simulation, training_data_flags
 from caloml.training.config import TaskConfig, TrainerSection
 from caloml.training.task import SelectionMetric
 
@@ -168,12 +168,8 @@ class GAN3DTask:
 
     def flags(self, args: argparse.Namespace) -> dict[str, Any]:
         return {
-            "data.particle": args.particle,
-            "data.records": args.data,
-            "data.validation_records": args.validation_data,
-            "data.energy_range_gev": args.energy_range,
+            **training_data_flags(args),
             "data.theta_range_rad": args.theta_range,
-            "data.train_events": args.events,
             "model.condition_angle": args.condition_angle,
         }
 
@@ -309,20 +305,12 @@ class GAN3DTask:
 
     # -- model
     def build_model(self, config: GanConfig, data: GanInputs) -> keras.Model:
-        m = config.model
         gan = GAN3D(
             particle=config.data.particle,
-            latent_size=m.latent_size,
-            power=m.power,
-            energy_scale_gev=m.energy_scale_gev,
-            condition_angle=m.condition_angle,
-            loss_weights=dict(m.loss_weights),
-            label_flip_probability=m.label_flip_probability,
-            dropout=m.dropout,
-            batchnorm_synchronized=m.batchnorm_synchronized,
             energy_range_gev=tuple(config.data.energy_range_gev),
             theta_range_rad=data.condition_angle_range_rad,
             seed=config.runtime.seed,
+            **asdict(config.model),  # the model section holds the rest of the constructor's arguments
         )
         lr = config.trainer.learning_rate
         gan.compile(  # builds both optimizers, so that a checkpoint restores their state

@@ -9,7 +9,7 @@ training (``--export``) is :func:`caloml.export.pointflow.export_trained`. See `
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from caloml.errors import CalomlError
 from caloml.geometry import POINT_CLOUD_GRIDS, get_point_cloud_grid
 from caloml.models.pointflow import PointCloudNormalization, PointFlowVAE
 from caloml.sim.particles import PARTICLES
+from caloml.tasks.default_data import training_data_flags
 from caloml.tasks.pointflow.config import (
     ARCHITECTURE_KEYS,
     PRESETS,
@@ -83,12 +84,8 @@ class PointFlowTask:
 
     def flags(self, args: argparse.Namespace) -> dict[str, Any]:
         return {
+            **training_data_flags(args),
             "data.geometry": args.geometry,
-            "data.particle": args.particle,
-            "data.records": args.data,
-            "data.validation_records": args.validation_data,
-            "data.energy_range_gev": args.energy_range,
-            "data.train_events": args.events,
             "data.max_points": args.max_points,
             "model.flow": args.flow,
             "model.latent_dim": args.latent_dim,
@@ -155,21 +152,11 @@ class PointFlowTask:
 
     # -- model
     def build_model(self, config: PointFlowConfig, data: PointFlowInputs) -> keras.Model:
-        m = config.model
         model = PointFlowVAE(
             normalization=data.normalization,
-            latent_dim=m.latent_dim,
-            flow=m.flow,
-            n_latent_layers=m.n_latent_layers,
-            n_point_layers=m.n_point_layers,
-            n_bins=m.n_bins,
-            spline_bound=m.spline_bound,
-            hidden_units=m.hidden_units,
-            conditioner_blocks=m.conditioner_blocks,
-            encoder_units=list(m.encoder_units),
-            loss_weighting=m.loss_weighting,
             seed=config.runtime.seed,
             coupling_rule=data.coupling_rule,
+            **asdict(config.model),  # the model section holds the rest of the constructor's arguments
         )
         model.compile(optimizer=keras.optimizers.Adam(config.trainer.learning_rate))
         _build(model, data)
