@@ -81,10 +81,6 @@ class AutoregressiveLayer(FlowLayer):
             name="made",
         )
 
-    def build(self, input_shape: Any = None) -> None:
-        self.made.build(None)
-        self.built = True
-
     def _bijector(self, context: tf.Tensor | None) -> Any:
         clamp = self.log_scale_clamp
 

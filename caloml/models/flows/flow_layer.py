@@ -7,6 +7,7 @@ density-evaluation direction), each with its log-determinant. See ``docs/pointfl
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -32,6 +33,13 @@ class FlowLayer(keras.layers.Layer):
 
     def inverse(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         raise NotImplementedError
+
+    def build(self, input_shape: Any = None) -> None:
+        """Build the layer's networks (their shapes are fixed by the constructor), so that its weights exist before
+        the first call: a saved model loads into them."""
+        for network in self._flatten_layers(include_self=False, recursive=False):
+            network.build(None)
+        self.built = True
 
     def call(self, x: tf.Tensor, context: tf.Tensor | None = None) -> tf.Tensor:
         """The inverse map x -> u (the density-evaluation direction)."""

@@ -115,10 +115,6 @@ class SplineCoupling(FlowLayer):
             name="conditioner",
         )
 
-    def build(self, input_shape: Any = None) -> None:
-        self.conditioner.build(None)
-        self.built = True
-
     def _spline(self, x_identity: tf.Tensor, context: tf.Tensor | None) -> Any:
         params = self.conditioner(x_identity, context)
         shape = tf.concat([tf.shape(params)[:-1], [len(self.transformed), 3 * self.n_bins - 1]], axis=0)
