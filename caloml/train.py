@@ -46,6 +46,9 @@ TASKS: dict[str, str] = {
     "linreg": "caloml.tasks.baselines:LINREG_TASK",
     "xgb": "caloml.tasks.baselines:XGB_TASK",
     "pointflow": "caloml.tasks.pointflow.task:TASK",
+    "wgan": "caloml.tasks.crystal:WGAN_TASK",
+    "vae": "caloml.tasks.crystal:VAE_TASK",
+    "vaewgan": "caloml.tasks.crystal:VAEWGAN_TASK",
 }
 
 #: Task name -> "module:function" of its ``export_trained(model, config, run_dir) -> Path`` (``--export``); the
