@@ -153,3 +153,14 @@ def test_files_of_another_layout_are_refused(lcd_file, runs):
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
+
+
+def test_generation_speed_benchmark(runs):
+    result = _run(runs, "caloml.bench", "crystal", "--model", "runs/wgan", "--batches", "1,100", "--repeats", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in result.stdout.strip().splitlines())
+    assert lines["machine"]
+    for batch in (1, 100):
+        value, unit = lines[f"CrystalWGAN_batch{batch}_showers_per_s"].split()
+        assert float(value) > 0
+        assert unit == "showers/s"
