@@ -54,6 +54,7 @@ class CrystalModelConfig:
     critic_steps: int = 5
     gradient_penalty_weight: float = 10.0
     constraint_weight: float = 1.0
+    critic_features: bool = True
     beta_max: float = 1.0
     kl_anneal_steps: int = 2000
     reconstruction_weight: float = 0.01

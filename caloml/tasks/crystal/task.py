@@ -114,6 +114,7 @@ class CrystalTask:
             "critic_steps": m.critic_steps,
             "gradient_penalty_weight": m.gradient_penalty_weight,
             "constraint_weight": m.constraint_weight,
+            "critic_features": m.critic_features,
         }
         vae = {"beta_max": m.beta_max, "kl_anneal_steps": m.kl_anneal_steps}
         if self.name == "wgan":
