@@ -144,3 +144,16 @@ def test_mutual_information_estimate_tracks_how_much_the_latents_encode():
     kl = kl_per_dimension(np.stack([rng.normal(size=n) * 3, np.zeros(n)], 1), np.zeros((n, 2)))
     assert kl[0] > 3
     assert kl[1] == 0
+
+
+def test_the_critic_reads_the_total_and_the_number_of_hits(showers):
+    cells, energy = showers
+    model = CrystalWGAN(seed=1, **TINY)
+    inputs = model.critic_input(showers_to_features(cells, energy)).numpy()
+    assert inputs.shape == (len(energy), 27)
+    observables = crystal_observables(cells, energy)
+    np.testing.assert_allclose(inputs[:, 25] * 0.02 + 0.97, observables["e25_over_e"], atol=1e-3)
+    # a soft count: each empty crystal adds sigmoid(-5), each hit at 5 GeV loses up to 1 - sigmoid(5)
+    np.testing.assert_allclose(inputs[:, 26] * 5 + 12, observables["n_hits"], atol=0.2)
+    plain = CrystalWGAN(seed=1, critic_features=False, **TINY)
+    assert plain.critic_input(showers_to_features(cells, energy)).shape == (len(energy), 25)
