@@ -44,7 +44,7 @@ SPECTRUM_NAME = "cell_spectrum"
 POINT_TOLERANCE = 1e-4
 #: Most distinct reference energies (a continuous spectrum cannot be compared per point).
 MAX_POINTS = 30
-#: The issue's aim for every observable's separation power: trained energies, and interpolated ones.
+#: The aim for every observable's separation power (docs/vaewgan.md): trained energies, and interpolated ones.
 AIM_TRAINED, AIM_INTERPOLATED = 0.03, 0.05
 
 

@@ -83,7 +83,7 @@ class CrystalArray:
 
 #: The ``crystal-5x5`` array. Crystals 6 x 6 x 30 cm (16.1 X0, 1.68 Moliere radii wide). 5000 photoelectrons per MeV:
 #: CsI(Tl) read out by silicon photodiodes (Belle ECL, NIM A 479 (2002) 117, reports about 5000 p.e./MeV); 0.5 MeV
-#: noise and a 1.5 MeV (3 sigma) threshold per crystal, as asked in the issue and of the order of the 0.2-0.5 MeV
+#: noise and a 1.5 MeV (3 sigma) threshold per crystal, design choices of the order of the 0.2-0.5 MeV
 #: noise of the BaBar and Belle crystals; a 1% light-collection non-uniformity, the size of the constant terms of
 #: those calorimeters (BaBar: 2.32%/E^1/4 + 1.85%, NIM A 479 (2002) 1; Belle: 1.34%).
 CSI_5X5 = CrystalArray(
