@@ -57,6 +57,9 @@ EXPORTERS: dict[str, str] = {
     "gan": "caloml.export.gan:export_trained",
     "triforce": "caloml.export.triforce:export_trained",
     "pointflow": "caloml.export.pointflow:export_trained",
+    "wgan": "caloml.export.crystal:export_trained",
+    "vae": "caloml.export.crystal:export_trained",
+    "vaewgan": "caloml.export.crystal:export_trained",
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from caloml.training.config import RuntimeConfig
+from caloml.training.config import TaskConfig
 from caloml.training.task import TrainerSection
 
 #: Primary energies of the training grid (GeV); 2 GeV is held out for the interpolation test.
@@ -76,13 +76,12 @@ class CrystalTrainer(TrainerSection):
 
 
 @dataclass
-class CrystalConfig:
+class CrystalConfig(TaskConfig):
     """The whole run configuration of a crystal generator."""
 
     data: CrystalData = field(default_factory=CrystalData)
     model: CrystalModelConfig = field(default_factory=CrystalModelConfig)
     trainer: CrystalTrainer = field(default_factory=CrystalTrainer)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 _QUICK: dict[str, Any] = {
