@@ -33,7 +33,7 @@ def _one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
 def runs(tmp_path_factory) -> Path:
     """The three quick runs, vaewgan from the vae, on the default data simulated into the clean directory."""
     cwd = tmp_path_factory.mktemp("crystal")
-    for model, extra in (("vae", []), ("wgan", []), ("vaewgan", ["--init-from", "runs/vae"])):
+    for model, extra in (("vae", ["--export"]), ("wgan", []), ("vaewgan", ["--init-from", "runs/vae"])):
         result = _run(
             cwd, "caloml.train", model, "--preset", "quick", "--run-dir", f"runs/{model}", "--no-progress", *extra
         )
@@ -45,6 +45,9 @@ def runs(tmp_path_factory) -> Path:
 
 
 def test_quick_presets_train_on_the_simulated_default_data(runs):
+    exported = json.loads((runs / "saved_models" / "vae-crystal-5x5" / "1" / "export.json").read_text())
+    assert exported["source"] == "runs/vae"  # --export after training, through caloml.train.EXPORTERS
+    assert exported["model"] == "vae"
     data = list((runs / "data").glob("crystal-5x5-electron-1200ev-seed1.h5"))
     assert len(data) == 1
     for model in ("wgan", "vae", "vaewgan"):

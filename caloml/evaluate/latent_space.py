@@ -153,7 +153,8 @@ def latent_report(
             for point in unseen:
                 ax.axvline(point, color="grey", ls=":", label="not trained" if point == unseen[0] else None)
             ax.set_xlabel("primary energy (GeV)")
-            ax.set_ylabel(CRYSTAL_OBSERVABLES[name][0])
+            label, unit = CRYSTAL_OBSERVABLES[name]
+            ax.set_ylabel(f"{label} ({unit})" if unit else label)
         axes[0].legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(tmp / "interpolation.png", dpi=90)
