@@ -46,6 +46,9 @@ TASKS: dict[str, str] = {
     "linreg": "caloml.tasks.baselines:LINREG_TASK",
     "xgb": "caloml.tasks.baselines:XGB_TASK",
     "pointflow": "caloml.tasks.pointflow.task:TASK",
+    "wgan": "caloml.tasks.crystal:WGAN_TASK",
+    "vae": "caloml.tasks.crystal:VAE_TASK",
+    "vaewgan": "caloml.tasks.crystal:VAEWGAN_TASK",
 }
 
 #: Task name -> "module:function" of its ``export_trained(model, config, run_dir) -> Path`` (``--export``); the
@@ -54,6 +57,9 @@ EXPORTERS: dict[str, str] = {
     "gan": "caloml.export.gan:export_trained",
     "triforce": "caloml.export.triforce:export_trained",
     "pointflow": "caloml.export.pointflow:export_trained",
+    "wgan": "caloml.export.crystal:export_trained",
+    "vae": "caloml.export.crystal:export_trained",
+    "vaewgan": "caloml.export.crystal:export_trained",
 }
 
 

@@ -4,8 +4,9 @@ WHAT is ``sim`` (simulator throughput), ``pipeline`` (TFRecord input pipeline ag
 the bytes per shower of each encoding), ``gan`` (3DGAN generator throughput on the CPU: graph, XLA, bfloat16; about
 30 minutes on 2 cores with the default batches), ``reco`` (Triforce networks and baselines, events per second at
 batch 1 and 1000 on the CPU), ``pointflow`` (CaloPointFlow shower sampling at batch 1, 100 and 1000 on the CPU,
-with the share of each sampling stage) or ``all`` (the default). The machine is printed first, so that a
-figure can be quoted with where it was measured. See ``docs/benchmarks.md``.
+with the share of each sampling stage), ``crystal`` (a trained crystal ``wgan``, ``vae`` or ``vaewgan`` given with
+``--model``, at batch 1 and 10,000; not part of ``all``) or ``all`` (the default). The machine is printed first, so
+that a figure can be quoted with where it was measured. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def machine_description() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m caloml.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "what", nargs="*", choices=["sim", "pipeline", "gan", "reco", "pointflow", "all"], default=["all"]
+        "what", nargs="*", choices=["sim", "pipeline", "gan", "reco", "pointflow", "crystal", "all"], default=["all"]
     )
     parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement (sim, pipeline)")
     parser.add_argument("--seed", type=int, default=1)
@@ -179,6 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             repeats=args.repeats,
             seed=args.seed,
             max_call_seconds=args.max_call_seconds,
+            report=lambda name, value: print_figures({name: value}, flush=True),
+        )
+    if "crystal" in what:
+        import_tensorflow_quietly()
+        from caloml.bench.crystal import benchmark_crystal
+
+        benchmark_crystal(
+            args.model or "",
+            batches=args.batches or [1, 10000],
+            repeats=args.repeats,
+            seed=args.seed,
             report=lambda name, value: print_figures({name: value}, flush=True),
         )
     return 0

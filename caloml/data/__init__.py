@@ -1,7 +1,7 @@
 """Data: readers and writers of the calorimeter file layouts, TFRecords and tf.data pipelines.
 
-The flow is one way: HDF5 files in the real layouts (:mod:`~caloml.data.lcd`, :mod:`~caloml.data.calochallenge`;
-events in GeV inside caloml, stored units at the edges) -> sharded TFRecords with metadata
+The flow is one way: HDF5 files in the real layouts (:mod:`~caloml.data.lcd`, :mod:`~caloml.data.calochallenge`,
+:mod:`~caloml.data.crystal`; events in GeV inside caloml, stored units at the edges) -> sharded TFRecords with metadata
 (:mod:`~caloml.data.tfrecord`) -> ``tf.data`` input functions (:mod:`~caloml.data.pipeline`) with composable
 transforms (:mod:`~caloml.data.transforms`). ``python -m caloml.data`` is the command line.
 
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from caloml.data.calochallenge import CaloChallengeReader, CaloChallengeWriter
 from caloml.data.checks import check_event_shape, check_finite, check_non_negative, check_values
+from caloml.data.crystal import CrystalReader, CrystalWriter
 from caloml.data.hdf5 import HDF5EventReader, HDF5EventWriter, detect_layout, open_reader, provenance_attrs, read_attrs
 from caloml.data.inspect import inspect_path
 from caloml.data.lcd import LCDReader, LCDWriter, particle_from_filename, pdg_id_from_filename
@@ -46,6 +47,8 @@ __all__ = [
     "CaloChallengeWriter",
     "CenterCrop",
     "Compose",
+    "CrystalReader",
+    "CrystalWriter",
     "HDF5EventReader",
     "HDF5EventWriter",
     "LCDReader",

@@ -164,17 +164,17 @@ def register_reader(reader: type[ReaderT]) -> type[ReaderT]:
 
 
 def detect_layout(keys: Sequence[str] | h5py.File) -> str | None:
-    """The first registered layout with one of its signature keys among ``keys`` (``"lcd"`` for ``ECAL``,
-    ``"calochallenge"`` for ``showers`` or ``incident_energies``); None when no layout matches."""
+    """The registered layout whose signature keys are best represented among ``keys``: the largest share of its
+    signature keys present (``"lcd"`` for ``ECAL``, ``"calochallenge"`` for ``showers`` and ``incident_energies``,
+    ``"crystal"`` for ``showers``, ``energy`` and ``impact``), the first registered on a tie; None when none matches."""
     names = set(keys.keys() if isinstance(keys, h5py.File) else keys)
-    for layout, reader in READERS.items():
-        if names & reader.signature_keys:
-            return layout
-    return None
+    shares = {layout: len(names & r.signature_keys) / len(r.signature_keys) for layout, r in READERS.items()}
+    best = max(shares.values(), default=0.0)
+    return next(layout for layout, share in shares.items() if share == best) if best > 0 else None
 
 
 def open_reader(path: str | Path, **kwargs: Any) -> HDF5EventReader:
-    """Open ``path`` with the reader of its layout (LCD or CaloChallenge, detected from the keys)."""
+    """Open ``path`` with the reader of its layout (LCD, CaloChallenge or crystal, detected from the keys)."""
     with open_hdf5(path) as file, hdf5_errors(path, "list its keys"):
         layout = detect_layout(file)
         keys = sorted(file.keys())

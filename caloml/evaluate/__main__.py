@@ -1,8 +1,9 @@
 """The evaluation command line: ``python -m caloml.evaluate COMMAND ...``.
 
 Commands: ``gen --generated FILE.h5 --reference FILE.h5 --out DIR [--repeats N] [--seed S] [--no-classifier] ...``
-(generated showers against a reference) and ``reco`` (the reconstruction networks, from
-:mod:`caloml.evaluate.reconstruction`). A command is one :meth:`caloml.cli_commands.CommandRegistry.register` call
+(generated showers against a reference), ``reco`` (the reconstruction networks, from
+:mod:`caloml.evaluate.reconstruction`) and ``latent`` (the latent space of a crystal ``vae`` or ``vaewgan``, from
+:mod:`caloml.evaluate.latent_space`). A command is one :meth:`caloml.cli_commands.CommandRegistry.register` call
 on :data:`COMMANDS`; user errors are one line (exit status 2). See ``docs/evaluation.md``.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from caloml.cli_args import positive_float, positive_int
 from caloml.cli_commands import CommandRegistry
 from caloml.evaluate.generative import evaluate_generated
+from caloml.evaluate.latent_space import add_latent_parser, run_latent
 from caloml.evaluate.reconstruction import add_reco_parser, run_reco
 
 __all__ = ["COMMANDS", "add_gen_parser", "cli", "main", "run_gen"]
@@ -114,6 +116,7 @@ def run_gen(args: argparse.Namespace) -> int:
 
 COMMANDS.register("gen", add_gen_parser, run_gen)
 COMMANDS.register("reco", add_reco_parser, run_reco)
+COMMANDS.register("latent", add_latent_parser, run_latent)
 
 main = COMMANDS.main
 cli = COMMANDS.cli

@@ -45,6 +45,7 @@ from caloml.evaluate.comparison import (
     energy_edges,
     separation_power_noise_floor,
 )
+from caloml.evaluate.crystal import evaluate_crystal, is_crystal_file
 from caloml.evaluate.features import SPECTRUM_EDGES_GEV, ShowerFeatures, extract_features, high_level_input
 from caloml.evaluate.gan_train_test import TrainClassifier, gan_train_test
 from caloml.evaluate.inputs import InputPair, open_pair
@@ -398,6 +399,8 @@ def evaluate_generated(
         CalomlError: bad input (see :mod:`caloml.evaluate.inputs`), too few showers for the classifier test, an
             existing output without ``overwrite``; one line each.
     """
+    if is_crystal_file(generated) or is_crystal_file(reference):  # crystal arrays: per energy point
+        return evaluate_crystal(generated, reference, out_dir, **options)
     try:
         base = EvaluationOptions(**options)
     except TypeError as error:

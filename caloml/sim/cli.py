@@ -35,6 +35,7 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     energy = parser.add_mutually_exclusive_group()
     energy.add_argument("--energy", type=float, metavar="GEV", help="fixed primary energy (GeV)")
     energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV")
+    energy.add_argument("--energies", type=float, nargs="+", metavar="GEV", help="a grid of energies (GeV)")
     theta = parser.add_mutually_exclusive_group()
     theta.add_argument("--theta", type=parse_angle, metavar="ANGLE", help="fixed incidence angle (rad or NNdeg)")
     theta.add_argument("--theta-range", type=parse_angle, nargs=2, metavar=("LOW", "HIGH"), help="rad or NNdeg")
@@ -55,6 +56,7 @@ def request_from_args(args: argparse.Namespace) -> SimulationRequest:
         energy_range_gev=tuple(energy) if energy else None,
         theta_range_rad=tuple(theta) if theta else None,
         log_uniform_energy=args.log_uniform,
+        energy_points_gev=tuple(args.energies) if getattr(args, "energies", None) else None,
     ).resolve()
 
 

@@ -15,6 +15,7 @@ from caloml.data.lcd_features import expert_features
 from caloml.geometry import CLIC_ECAL_FRONT_MM, CLIC_HCAL_FRONT_MM, CartesianCalorimeter, CylindricalCalorimeter
 from caloml.observables.angle import measured_angle
 from caloml.sim import readout
+from caloml.sim.crystal import simulate_crystal_batch
 from caloml.sim.electromagnetic import ShowerAxes, em_showers
 from caloml.sim.hadronic import charged_pions
 from caloml.sim.layouts import SimulationLayout
@@ -78,6 +79,8 @@ def simulate_batch(
     rng: np.random.Generator, layout: SimulationLayout, particle: str, primaries: Primaries
 ) -> dict[str, np.ndarray]:
     """Simulate the events of ``primaries`` into ``layout``'s keys (energies in GeV)."""
+    if layout.file_layout == "crystal":
+        return simulate_crystal_batch(rng, layout.detector, particle, primaries)
     spots, truth = simulate_spots(rng, layout, particle, primaries)
     detector = layout.build_detector()
     n = primaries.energy_gev.size

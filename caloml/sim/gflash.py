@@ -47,6 +47,7 @@ def sample_longitudinal(
     critical_energy_gev: float,
     fs: float,
     e_hat: float,
+    fluctuation_scale: float = 1.0,
 ) -> LongitudinalProfiles:
     """Draw correlated (T, alpha) for electromagnetic showers in a sampling calorimeter.
 
@@ -57,6 +58,7 @@ def sample_longitudinal(
         critical_energy_gev: Ec of the absorber (GeV).
         fs: X0_eff / layer pitch.
         e_hat: 1 / (1 + 0.007 (Z_passive - Z_active)).
+        fluctuation_scale: multiplies the widths of the (ln T, ln alpha) fluctuations (1: GFlash's own).
     """
     ln_y = np.log(np.maximum(energy_gev / critical_energy_gev, 20.0))
     z = atomic_number
@@ -68,8 +70,8 @@ def sample_longitudinal(
     sigma_t = np.minimum(1.0 / np.maximum(-2.5 + 1.25 * ln_y, 1e-3), SIGMA_MAX)
     sigma_a = np.minimum(1.0 / np.maximum(-0.82 + 0.79 * ln_y, 1e-3), SIGMA_MAX)
     rho = np.clip(0.784 - 0.023 * ln_y, -1.0, 1.0)
-    z1 = rng.standard_normal(energy_gev.shape)
-    z2 = rng.standard_normal(energy_gev.shape)
+    z1 = fluctuation_scale * rng.standard_normal(energy_gev.shape)
+    z2 = fluctuation_scale * rng.standard_normal(energy_gev.shape)
     plus = np.sqrt((1.0 + rho) / 2.0) * z1
     minus = np.sqrt((1.0 - rho) / 2.0) * z2
     depth_max = np.maximum(np.exp(mean_ln_t + sigma_t * (plus + minus)), T_MIN)

@@ -22,7 +22,8 @@ class SimulationLayout:
     Attributes:
         name: the ``--geometry`` name (``lcd-gen``, ``lcd-rec``, ``calochallenge-2``, ``calochallenge-3``).
         detector: key of :data:`caloml.sim.detector.DETECTORS`.
-        file_layout: ``lcd`` (CLIC HDF5 keys, 50 x GeV cells) or ``calochallenge`` (MeV, flat voxels).
+        file_layout: ``lcd`` (CLIC HDF5 keys, 50 x GeV cells), ``calochallenge`` (MeV, flat voxels) or ``crystal``
+            (``showers`` (N, 5, 5) GeV, ``energy``, ``impact``, ``pdgID``; :mod:`caloml.sim.crystal`).
         energy_range_gev: default primary energy range (GeV); ``log_uniform_energy`` picks the spectrum.
         theta_range_rad: default incidence-angle range (radians, 90 degrees = perpendicular).
         halo: the soft halo of electromagnetic showers in this detector.
@@ -75,5 +76,7 @@ LAYOUTS = {
             _PERPENDICULAR,
             HaloModel(hits_at_100_gev=3000.0),
         ),
+        # a 5 x 5 CsI(Tl) crystal array (caloml.sim.crystal): showers of 0.5-5 GeV at normal incidence
+        SimulationLayout("crystal-5x5", "crystal-5x5", "crystal", (0.5, 5.0), False, _PERPENDICULAR, HaloModel(0.0)),
     )
 }

@@ -21,12 +21,13 @@ from tqdm.auto import tqdm
 
 import caloml
 from caloml.data.calochallenge import CaloChallengeWriter
+from caloml.data.crystal import CrystalWriter
 from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError
 from caloml.sim.engine import simulate_batch
 from caloml.sim.layouts import DEGREE, LAYOUTS
-from caloml.sim.particles import PARTICLES, sample_primaries
+from caloml.sim.particles import PARTICLES, Primaries, sample_primaries
 
 #: Incidence angles the LCD windows can hold: beyond them the barycentre leaves the binned margin.
 LCD_THETA_LIMITS_RAD = (50.0 * DEGREE, 130.0 * DEGREE)
@@ -49,6 +50,7 @@ class SimulationRequest:
         chunk_events: events simulated together; each chunk draws from its own generator, so this is part of
             the random stream (a different value gives different showers for the same seed). 32 keeps the
             work in the CPU caches; 32 showers of 500 GeV need about 0.3 GB.
+        energy_points_gev: a grid of primary energies (GeV), each shower taking one at random; replaces the range.
     """
 
     geometry: str
@@ -59,6 +61,7 @@ class SimulationRequest:
     theta_range_rad: tuple[float, float] | None = None
     log_uniform_energy: bool | None = None
     chunk_events: int = 32
+    energy_points_gev: tuple[float, ...] | None = None
     resolved: dict = field(default_factory=dict, compare=False, repr=False)
 
     def resolve(self) -> SimulationRequest:
@@ -72,15 +75,22 @@ class SimulationRequest:
         if self.chunk_events < 1:
             raise CalomlError(f"chunk_events must be positive, got {self.chunk_events}")
         layout = LAYOUTS[self.geometry]
-        low_e, high_e = self.energy_range_gev or layout.energy_range_gev
+        points = None
+        if self.energy_points_gev is not None:
+            points = tuple(sorted(float(e) for e in self.energy_points_gev))
+            if not points or not all(np.isfinite(points)) or points[0] < MIN_ENERGY_GEV:
+                raise CalomlError(f"energy points {points} GeV are invalid: need finite values >= {MIN_ENERGY_GEV} GeV")
+        low_e, high_e = (points[0], points[-1]) if points else (self.energy_range_gev or layout.energy_range_gev)
         low_t, high_t = self.theta_range_rad or layout.theta_range_rad
         energy = (float(low_e), float(high_e))
         theta = (float(low_t), float(high_t))
         if not all(np.isfinite(energy)) or energy[0] < MIN_ENERGY_GEV or energy[1] < energy[0]:
             raise CalomlError(f"energy range {energy} GeV is invalid: need {MIN_ENERGY_GEV} GeV <= low <= high, finite")
-        if layout.file_layout == "calochallenge":
+        if layout.file_layout == "crystal" and self.particle not in ("electron", "photon"):
+            raise CalomlError(f"the crystal array simulates electrons and photons, not {self.particle!r}")
+        if layout.file_layout in ("calochallenge", "crystal"):
             if theta != (90.0 * DEGREE, 90.0 * DEGREE):
-                raise CalomlError("the CaloChallenge geometries are perpendicular: theta must be pi/2")
+                raise CalomlError(f"the {self.geometry} geometry is perpendicular: theta must be pi/2")
         elif not (LCD_THETA_LIMITS_RAD[0] <= theta[0] <= theta[1] <= LCD_THETA_LIMITS_RAD[1]):
             raise CalomlError(
                 f"theta range {theta} rad is outside the LCD window's reach "
@@ -88,13 +98,23 @@ class SimulationRequest:
             )
         log_uniform = layout.log_uniform_energy if self.log_uniform_energy is None else self.log_uniform_energy
         return SimulationRequest(
-            self.geometry, self.particle, self.n_events, self.seed, energy, theta, log_uniform, self.chunk_events
+            self.geometry,
+            self.particle,
+            self.n_events,
+            self.seed,
+            energy,
+            theta,
+            log_uniform,
+            self.chunk_events,
+            energy_points_gev=points,
         )
 
     def to_config(self) -> dict:
         """The resolved request as a JSON-serializable dict, with the simulator's version."""
         config = asdict(self.resolve())
         config.pop("resolved")
+        if config["energy_points_gev"] is None:  # files of the energy-range layouts keep their configuration
+            config.pop("energy_points_gev")
         config["simulator"] = "caloml.sim (GFlash parametrization)"
         config["caloml_version"] = caloml.__version__
         return config
@@ -112,6 +132,9 @@ def _simulate_chunk(request: SimulationRequest, chunk_seed: np.random.SeedSequen
         theta_range_rad=request.theta_range_rad,
         log_uniform_energy=bool(request.log_uniform_energy),
     )
+    if request.energy_points_gev:
+        energy = rng.choice(np.asarray(request.energy_points_gev), n_events)
+        primaries = Primaries(energy, primaries.theta_rad, primaries.phi_rad)
     return simulate_batch(rng, layout, request.particle, primaries)
 
 
@@ -178,7 +201,9 @@ def simulate_file(
     request = request.resolve()
     config = request.to_config()
     layout = LAYOUTS[request.geometry]
-    writer_class = LCDWriter if layout.file_layout == "lcd" else CaloChallengeWriter
+    writer_class = {"lcd": LCDWriter, "calochallenge": CaloChallengeWriter, "crystal": CrystalWriter}[
+        layout.file_layout
+    ]
     attrs = provenance_attrs(config)
     # disable=None: a progress bar on a terminal, none in logs.
     bar = tqdm(

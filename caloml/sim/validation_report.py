@@ -29,6 +29,7 @@ import caloml
 from caloml.json_values import json_plain
 from caloml.report_directory import report_dir
 from caloml.sim import validation
+from caloml.sim.crystal_validation import measure_crystal, plot_crystal
 from caloml.sim.validation_measurements import cell_statistics, longitudinal_profiles, measure_calochallenge
 from caloml.sim.validation_plots import (
     plot_angle,
@@ -53,6 +54,7 @@ SEED_OFFSETS: dict[str, int] = {
     "pion_ratio": 50,
     "gamma_pi0": 60,
     "calochallenge": 70,
+    "crystal": 80,
 }
 
 #: Showers of each measurement (its ``n``): (quick mode, the whole report in well under a minute; the full report,
@@ -66,6 +68,7 @@ _SHOWERS: dict[str, tuple[int, int]] = {
     "pion_ratio": (150, 2000),
     "gamma_pi0": (40, 400),
     "calochallenge": (300, 2000),
+    "crystal": (300, 2000),
 }
 #: Keyword arguments (besides the seed) of each measurement in quick mode.
 QUICK_SIZES: dict[str, dict[str, Any]] = {name: {"n": quick} for name, (quick, _) in _SHOWERS.items()}
@@ -129,6 +132,7 @@ def _steps() -> dict[str, _Step]:
         step = known.get(name)
         steps[name] = step if step is not None and step.measure is function else _Step(function)
     steps["calochallenge"] = _Step(measure_calochallenge, None, plot_calochallenge)
+    steps["crystal"] = _Step(measure_crystal, None, plot_crystal)
     return steps
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from caloml.sim.crystal_validation import CRYSTAL_TARGETS, crystal_figures
+
 __all__ = ["TARGETS", "Target", "derive_figures", "evaluate_targets", "target_of"]
 
 #: The sources of the targets.
@@ -288,6 +290,7 @@ TARGETS: tuple[Target, ...] = (
         "",
         f"{CALOCHALLENGE}: voxels calibrated so that E_tot/E_inc peaks near 1",
     ),
+    *(Target(*row) for row in CRYSTAL_TARGETS),  # the crystal-5x5 array, caloml.sim.crystal_validation
 )
 
 
@@ -348,6 +351,7 @@ def derive_figures(measurements: dict[str, Any]) -> dict[str, float | None]:
     cc = measurements.get("calochallenge")
     if cc is not None:
         figures["calochallenge.etot_over_einc_mode"] = cc["etot_over_einc_mode"]
+    figures.update(crystal_figures(measurements.get("crystal")))
     return figures
 
 
