@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from caloml.errors import CalomlError
+from caloml.models.base import CalomlModel, attribute_config
 
 __all__ = [
     "FRACTION_OFFSET",
@@ -101,8 +102,10 @@ def mlp(
     return keras.Model(list(inputs), out, name=name)
 
 
-class CrystalShowerModel(keras.Model):
+class CrystalShowerModel(CalomlModel, keras.Model):
     """Base of the crystal generators: the decoder (generator) network, the condition, generation and config.
+
+    Compile, metrics and the seeded draw counter are :class:`~caloml.models.base.CalomlModel`'s.
 
     Args:
         latent_dim: dimension of the latent space z.
@@ -152,10 +155,8 @@ class CrystalShowerModel(keras.Model):
             "decoder",
             self.seed,
         )
-        # Random draws are stateless, seeded by (seed, draw number); the counter is saved with the model.
-        self.random_draws = self.add_weight(
-            shape=(), dtype="int64", initializer="zeros", trainable=False, name="random_draws"
-        )
+        # Random draws are stateless, seeded by (seed + 2000, draw number); the counter is saved with the model.
+        self.add_draw_counter(self.seed + 2000)
 
     # ------------------------------------------------------------------ shapes and conditions
 
@@ -227,12 +228,6 @@ class CrystalShowerModel(keras.Model):
 
     # ------------------------------------------------------------------ training helpers
 
-    def next_seed(self) -> tf.Tensor:
-        """Seed (2,) of the next random draw in training: (model seed, draw number), advancing the counter."""
-        draw = self.random_draws.value
-        self.random_draws.assign_add(tf.ones_like(draw))
-        return tf.stack([tf.constant(self.seed + 2000, tf.int64), tf.cast(draw, tf.int64)])
-
     def normal(self, rows: tf.Tensor, columns: int) -> tf.Tensor:
         """Standard-normal numbers (rows, columns) from the next training seed."""
         return tf.random.stateless_normal(tf.stack([rows, columns]), seed=self.next_seed())
@@ -260,19 +255,11 @@ class CrystalShowerModel(keras.Model):
             ) from None
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "latent_dim": self.latent_dim,
-            "hidden_units": self.hidden_units,
-            "hidden_layers": self.hidden_layers,
-            "energy_range_gev": list(self.energy_range_gev),
-            "n_side": self.n_side,
-            "threshold_gev": self.threshold_gev,
-            "particle": self.particle,
-            "geometry": self.geometry,
-            "seed": self.seed,
-        }
+        return attribute_config(
+            self,
+            "name trainable latent_dim hidden_units hidden_layers energy_range_gev n_side threshold_gev",
+            "particle geometry seed",
+        )
 
 
 def check_finite(value: tf.Tensor, what: str) -> tf.Tensor:

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from caloml.models.base import attribute_config
 from caloml.models.crystal_showers import CrystalShowerModel, check_finite, mlp, showers_to_features
 
 __all__ = ["CrystalVAE", "VariationalShowerModel", "vae_loss_terms"]
@@ -111,7 +112,7 @@ class VariationalShowerModel(CrystalShowerModel):
         return [*self.decoder.trainable_variables, *self.encoder.trainable_variables, self.log_sigma]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "beta_max": self.beta_max, "kl_anneal_steps": self.kl_anneal_steps}
+        return {**super().get_config(), **attribute_config(self, "beta_max kl_anneal_steps")}
 
 
 @keras.saving.register_keras_serializable(package="caloml")
@@ -123,8 +124,7 @@ class CrystalVAE(VariationalShowerModel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "kl", "beta")}
-        self.vae_optimizer: Any = None
+        self.track_metrics(("loss", "reconstruction", "kl", "beta"))
         self.built = True
 
     @property
@@ -136,39 +136,16 @@ class CrystalVAE(VariationalShowerModel):
         mean = self.decode(noise[:, : self.latent_dim], condition, training=training)
         return mean + tf.exp(self.log_sigma) * noise[:, self.latent_dim :]
 
-    def compile(self, vae_optimizer: keras.optimizers.Optimizer | None = None, **kwargs: Any) -> None:
-        """Set the optimizer (Adam(1e-3) by default) and build its variables."""
-        super().compile(optimizer=None, **kwargs)
-        self.vae_optimizer = keras.optimizers.get(vae_optimizer or keras.optimizers.Adam(1e-3))
-        self.vae_optimizer.build(self.vae_variables())
-
-    def optimizer_map(self) -> dict[str, keras.optimizers.Optimizer]:
-        """The optimizers by name (checkpointed with the model)."""
-        return {"vae_optimizer": self.vae_optimizer}
-
-    def get_compile_config(self) -> dict[str, Any]:
-        if not self.compiled or self.vae_optimizer is None:
-            return {}
-        return {"vae_optimizer": keras.saving.serialize_keras_object(self.vae_optimizer)}
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        self.compile(keras.saving.deserialize_keras_object(config["vae_optimizer"]))
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return list(self._trackers.values())
-
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """One optimizer step on the annealed negative ELBO; beta advances by one step."""
-        if self.vae_optimizer is None:
+        if not self.compiled:
             raise RuntimeError("compile() the model before training")
         features, condition = self.batch_features(data)
         with tf.GradientTape() as tape:
             parts = self.vae_loss(features, condition)
             loss = check_finite(parts["loss"], "VAE loss")
         variables = self.vae_variables()
-        self.vae_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         self.vae_steps.assign_add(tf.ones_like(self.vae_steps.value))
-        for name, value in parts.items():
-            self._trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        self.update_metrics(parts)
+        return self.metric_results()

@@ -21,7 +21,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from caloml.models.crystal_showers import check_finite
 from caloml.models.crystal_vae import CrystalVAE, VariationalShowerModel
 from caloml.models.crystal_wgan import CrystalWGAN
 
@@ -57,7 +56,11 @@ class CrystalVAEWGAN(CrystalWGAN, VariationalShowerModel):
         if float(reconstruction_weight) < 0:
             raise ValueError(f"reconstruction_weight must be non-negative, got {reconstruction_weight}")
         self.reconstruction_weight = float(reconstruction_weight)
-        self._trackers.update({name: keras.metrics.Mean(name=name) for name in ("reconstruction", "kl")})
+        self.track_metrics(self.metric_names())
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The WGAN's metrics and the VAE loss's parts."""
+        return (*super().metric_names(), "reconstruction", "kl")
 
     def generator_variables(self) -> list[Any]:
         """The decoder, the encoder and the cell widths train in the generator update."""
@@ -90,28 +93,16 @@ class CrystalVAEWGAN(CrystalWGAN, VariationalShowerModel):
         vae.set_weights(weights)
         self.initialize_from_vae(vae)
 
-    def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        """``critic_steps`` critic updates, then one generator update with the VAE loss (see the module docstring)."""
-        if self.critic_optimizer is None:
-            raise RuntimeError("compile() the model before training")
-        real, condition = self.batch_features(data)
-        size = tf.shape(real)[0] // self.critic_steps
-        for step in range(self.critic_steps):
-            self.critic_update(real[step * size : (step + 1) * size], condition[step * size : (step + 1) * size])
-        with tf.GradientTape() as tape:
-            adversarial, constraint = self.adversarial_loss(condition[:size])
-            parts = self.vae_loss(real[:size], condition[:size])
-            loss = check_finite(adversarial + self.reconstruction_weight * parts["loss"], "generator loss")
-        variables = self.generator_variables()
-        self.generator_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        for name, value in (
-            ("generator_loss", loss),
-            ("constraint", constraint),
-            ("reconstruction", parts["reconstruction"]),
-            ("kl", parts["kl"]),
-        ):
-            self._trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+    def generator_terms(self, real: tf.Tensor, condition: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The adversarial loss plus ``reconstruction_weight`` times the VAE's negative ELBO on the real showers."""
+        adversarial, constraint = self.adversarial_loss(condition)
+        parts = self.vae_loss(real, condition)
+        return {
+            "generator_loss": adversarial + self.reconstruction_weight * parts["loss"],
+            "constraint": constraint,
+            "reconstruction": parts["reconstruction"],
+            "kl": parts["kl"],
+        }
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "reconstruction_weight": self.reconstruction_weight}

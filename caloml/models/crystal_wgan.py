@@ -30,6 +30,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from caloml.models.base import attribute_config
 from caloml.models.crystal_showers import (
     FRACTION_OFFSET,
     CrystalShowerModel,
@@ -86,8 +87,7 @@ class CrystalWGAN(CrystalShowerModel):
             [keras.Input((self.n_cells,), name="shower")], self.hidden_units, 2, 1, "constrainer", self.seed + 200
         )
         # === Metrics ===
-        names = ["critic_loss", "wasserstein", "gradient_penalty", "constrainer_loss", "generator_loss", "constraint"]
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.track_metrics(self.metric_names())
         self.critic_optimizer: Any = None
         self.generator_optimizer: Any = None
         self.constrainer_optimizer: Any = None
@@ -99,7 +99,11 @@ class CrystalWGAN(CrystalShowerModel):
         """The variables the generator update trains."""
         return list(self.decoder.trainable_variables)
 
-    def compile(
+    def metric_names(self) -> tuple[str, ...]:
+        """The names of the metrics ``train_step`` returns."""
+        return ("critic_loss", "wasserstein", "gradient_penalty", "constrainer_loss", "generator_loss", "constraint")
+
+    def compile(  # type: ignore[override]  # three optimizers instead of one
         self,
         critic_optimizer: keras.optimizers.Optimizer | None = None,
         generator_optimizer: keras.optimizers.Optimizer | None = None,
@@ -108,7 +112,8 @@ class CrystalWGAN(CrystalShowerModel):
     ) -> None:
         """Set the optimizers (Adam(1e-4, beta_1=0.5, beta_2=0.9) each by default, as arXiv:1704.00028) and
         build their variables; other keyword arguments go to :meth:`keras.Model.compile`."""
-        super().compile(optimizer=None, **kwargs)
+        self.refuse_compile_losses(kwargs, also=("optimizer",))
+        keras.Model.compile(self, optimizer=None, **kwargs)  # not CalomlModel's: three optimizers, set here
 
         def adam() -> keras.optimizers.Optimizer:
             return keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.9)
@@ -120,25 +125,13 @@ class CrystalWGAN(CrystalShowerModel):
         self.generator_optimizer.build(self.generator_variables())
         self.constrainer_optimizer.build(self.constrainer.trainable_variables)
 
-    def optimizer_map(self) -> dict[str, keras.optimizers.Optimizer]:
-        """The optimizers by name (checkpointed with the model)."""
+    def compiled_optimizers(self) -> dict[str, Any]:
+        """The optimizers by ``compile`` keyword (checkpointed with the model)."""
         return {
             "critic_optimizer": self.critic_optimizer,
             "generator_optimizer": self.generator_optimizer,
             "constrainer_optimizer": self.constrainer_optimizer,
         }
-
-    def get_compile_config(self) -> dict[str, Any]:
-        if not self.compiled or self.critic_optimizer is None:
-            return {}
-        return {name: keras.saving.serialize_keras_object(opt) for name, opt in self.optimizer_map().items()}
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        self.compile(**{name: keras.saving.deserialize_keras_object(value) for name, value in config.items()})
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return list(self._trackers.values())
 
     # ------------------------------------------------------------------ training
 
@@ -187,13 +180,14 @@ class CrystalWGAN(CrystalShowerModel):
         self.constrainer_optimizer.apply_gradients(
             zip(tape.gradient(constrainer_loss, variables), variables, strict=True)
         )
-        for name, value in (
-            ("critic_loss", loss),
-            ("wasserstein", wasserstein),
-            ("gradient_penalty", penalty),
-            ("constrainer_loss", constrainer_loss),
-        ):
-            self._trackers[name].update_state(value)
+        self.update_metrics(
+            {
+                "critic_loss": loss,
+                "wasserstein": wasserstein,
+                "gradient_penalty": penalty,
+                "constrainer_loss": constrainer_loss,
+            }
+        )
 
     def adversarial_loss(self, condition: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(generator loss, constraint) of showers generated from fresh noise for conditions (m, 1); call it inside
@@ -205,6 +199,12 @@ class CrystalWGAN(CrystalShowerModel):
         loss = -tf.reduce_mean(score) + self.constraint_weight * constraint
         return loss, constraint
 
+    def generator_terms(self, real: tf.Tensor, condition: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The generator loss ``"generator_loss"`` and its parts (scalars) for m real showers u (m, n * n) with
+        conditions (m, 1); call it inside the generator's gradient tape."""
+        loss, constraint = self.adversarial_loss(condition)
+        return {"generator_loss": loss, "constraint": constraint}
+
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """``critic_steps`` critic updates, then one generator update (see the module docstring)."""
         if self.critic_optimizer is None:
@@ -214,21 +214,17 @@ class CrystalWGAN(CrystalShowerModel):
         for step in range(self.critic_steps):
             self.critic_update(real[step * size : (step + 1) * size], condition[step * size : (step + 1) * size])
         with tf.GradientTape() as tape:
-            loss, constraint = self.adversarial_loss(condition[:size])
-            loss = check_finite(loss, "generator loss")
+            terms = self.generator_terms(real[:size], condition[:size])
+            loss = check_finite(terms["generator_loss"], "generator loss")
         variables = self.generator_variables()
         self.generator_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        self._trackers["generator_loss"].update_state(loss)
-        self._trackers["constraint"].update_state(constraint)
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
+        self.update_metrics(terms)
+        return self.metric_results()
 
     # ------------------------------------------------------------------ config
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "critic_steps": self.critic_steps,
-            "gradient_penalty_weight": self.gradient_penalty_weight,
-            "constraint_weight": self.constraint_weight,
-            "critic_features": self.critic_features,
+            **attribute_config(self, "critic_steps gradient_penalty_weight constraint_weight critic_features"),
         }

@@ -143,7 +143,7 @@ class CrystalTask:
         return model
 
     def optimizers(self, model: keras.Model) -> dict[str, keras.optimizers.Optimizer]:
-        return dict(model.optimizer_map())
+        return dict(model.compiled_optimizers())
 
     def check_init_source(self, config: CrystalConfig, source: keras.Model) -> None:
         from caloml.models.crystal_vae import CrystalVAE
