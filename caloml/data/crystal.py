@@ -10,13 +10,12 @@ with ``energy``, where CaloChallenge files have ``incident_energies``). See ``do
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
 from caloml.data.checks import check_event_shape, check_values, format_shape
-from caloml.data.hdf5 import DEFAULT_GZIP_LEVEL, HDF5EventReader, HDF5EventWriter, register_reader
+from caloml.data.hdf5 import HDF5EventReader, HDF5EventWriter, register_reader
 from caloml.errors import DataError
 
 __all__ = ["CRYSTAL_KEYS", "CrystalReader", "CrystalWriter", "is_crystal_shape"]
@@ -65,16 +64,6 @@ class CrystalWriter(HDF5EventWriter):
     ["pdgID": (N,)]})`` in GeV and mm; same ``overwrite`` / ``attrs`` conventions as the other writers."""
 
     layout: ClassVar[str] = "crystal"
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        overwrite: bool = False,
-        attrs: Mapping[str, object] | None = None,
-        compression_level: int | None = DEFAULT_GZIP_LEVEL,
-    ) -> None:
-        super().__init__(path, overwrite=overwrite, attrs=attrs, compression_level=compression_level)
 
     def _prepare(self, events: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         extra = sorted(set(events) - set(CRYSTAL_KEYS))

@@ -30,8 +30,11 @@ from scipy.special import logsumexp
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError
 from caloml.evaluate.crystal import read_crystal_file
+from caloml.generate.crystal import add_model_parser, model_class
+from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.json_values import json_plain
 from caloml.observables.crystal import CRYSTAL_OBSERVABLES, crystal_observables
+from caloml.quiet import import_tensorflow_quietly
 from caloml.report_directory import check_report_dir, report_dir
 
 __all__ = ["add_latent_parser", "gaussian_mutual_information", "kl_per_dimension", "latent_report", "run_latent"]
@@ -189,16 +192,15 @@ def latent_report(
 
 def add_latent_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """``latent``: the latent-space physics of a crystal vae or vaewgan."""
-    parser = subparsers.add_parser(
+    parser = add_model_parser(
+        subparsers,
         "latent",
-        help="latent-space physics of a crystal vae or vaewgan: mutual information, KL per dimension, t-SNE",
-        description=(
-            "Encode a reference crystal file with a trained vae or vaewgan: mutual information between showers and "
-            "latents, KL per latent dimension, a t-SNE of the latent means coloured by energy, and the crystal "
-            "observables against energy across the held-out points. Writes latent.json and PNG plots."
-        ),
+        "latent-space physics of a crystal vae or vaewgan: mutual information, KL per dimension, t-SNE",
+        "Encode a reference crystal file with a trained vae or vaewgan: mutual information between showers and "
+        "latents, KL per latent dimension, a t-SNE of the latent means coloured by energy, and the crystal "
+        "observables against energy across the held-out points. Writes latent.json and PNG plots.",
+        models="vae or vaewgan",
     )
-    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file (vae, vaewgan)")
     parser.add_argument("--reference", required=True, type=Path, metavar="FILE.h5", help="crystal showers")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="report directory")
     parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
@@ -210,10 +212,6 @@ def add_latent_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 def run_latent(args: argparse.Namespace) -> int:
     """Load the model and the reference, write the report, print the mutual information."""
-    from caloml.generate.crystal import model_class
-    from caloml.generate.trained_model import load_trained_model, resolve_model_file
-    from caloml.quiet import import_tensorflow_quietly
-
     resolve_model_file(args.model)
     check_report_dir(Path(args.out), args.overwrite, "latent-space report")
     showers, energy, _ = read_crystal_file(args.reference, "reference")

@@ -12,13 +12,16 @@ trained range, the signature, the training seed and source, and the software ver
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from caloml.cli_args import positive_int
-from caloml.export.serving import export_archive, software_provenance
+from caloml.errors import CalomlError
+from caloml.export.serving import add_version_arguments, export_archive, software_provenance
+from caloml.float32_bounds import float32_inside
+from caloml.generate.crystal import add_model_parser, model_class
+from caloml.generate.trained_model import load_trained_model, resolve_model_file
+from caloml.quiet import import_tensorflow_quietly
 
 __all__ = ["SIGNATURES", "add_crystal_export_parser", "export_crystal", "export_trained", "make_export_run"]
 
@@ -45,9 +48,9 @@ def export_crystal(
 ) -> Path:
     """Export a crystal generator to ``saved_models_dir/<kind>-<geometry>/<version>/`` (the next version by default;
     an existing one is never replaced); returns the version directory."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: python -m caloml.export imports this module to parse its arguments
 
-    low, high = (np.float32(v) for v in model.accepted_range())
+    low, high = float32_inside(*model.accepted_range())
     noise_size = int(model.noise_size)
 
     @tf.function(
@@ -97,44 +100,34 @@ def export_trained(model: Any, config: Any, run_dir: Path) -> Path:
     return export_crystal(model, provenance={"source": str(run_dir), "seed": config.runtime.seed})
 
 
+def add_export_parser(subparsers: argparse._SubParsersAction, kind: str) -> argparse.ArgumentParser:
+    """The ``export`` command ``kind`` (``wgan``, ``vae`` or ``vaewgan``): a trained model as a SavedModel."""
+    parser = add_model_parser(
+        subparsers,
+        kind,
+        f"export a trained {kind} as a SavedModel (saved_models/{kind}-crystal-5x5/<version>/)",
+        f"Export a trained {kind} (a run directory or a .keras file) as a TensorFlow SavedModel with the"
+        " signature generate (energy_gev, seed) returning showers (B, 5, 5) in GeV.",
+    )
+    add_version_arguments(parser)
+    return parser
+
+
 def add_crystal_export_parser(kind: str) -> Any:
-    """The add-parser function of the ``export`` command ``kind`` (``wgan``, ``vae`` or ``vaewgan``)."""
-
-    def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-        parser = subparsers.add_parser(
-            kind,
-            help=f"export a trained {kind} as a SavedModel (saved_models/{kind}-crystal-5x5/<version>/)",
-            description=(
-                f"Export a trained {kind} (a run directory or a .keras file) as a TensorFlow SavedModel with the"
-                " signature generate (energy_gev, seed) returning showers (B, 5, 5) in GeV."
-            ),
-        )
-        parser.add_argument("--model", required=True, metavar="PATH", help=f"run directory or .keras file of a {kind}")
-        parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
-        parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next)")
-        return parser
-
-    return add_parser
+    """The add-parser function of the ``export`` command ``kind`` (what ``python -m caloml.export`` registers)."""
+    return functools.partial(add_export_parser, kind=kind)
 
 
 def make_export_run(kind: str) -> Any:
     """The run function of the ``export`` command ``kind``."""
 
     def run(args: argparse.Namespace) -> int:
-        from caloml.errors import CalomlError
-        from caloml.generate.crystal import model_class
-        from caloml.generate.trained_model import load_trained_model, resolve_model_file
-        from caloml.quiet import import_tensorflow_quietly
-
         resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
         import_tensorflow_quietly()
         trained = load_trained_model(args.model, model_class(kind))
         if model_kind(trained.model) != kind:
             raise CalomlError(f"{trained.model_file}: a {type(trained.model).__name__} model, not a {kind}")
-        provenance: dict[str, Any] = {"source": str(trained.path), "model_file": str(trained.model_file)}
-        if trained.training_seed is not None:
-            provenance["seed"] = trained.training_seed
-        path = export_crystal(trained.model, args.saved_models, args.version, provenance=provenance)
+        path = export_crystal(trained.model, args.saved_models, args.version, provenance=trained.export_provenance())
         print(f"exported {trained.path} to {path} (signature: generate [serving_default])")
         return 0
 

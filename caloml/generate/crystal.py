@@ -102,20 +102,29 @@ def _batch_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1) if index else int(seed)
 
 
+def add_model_parser(
+    subparsers: argparse._SubParsersAction, name: str, summary: str, description: str, models: str = ""
+) -> argparse.ArgumentParser:
+    """The sub-command ``name`` of a command on a trained crystal model: its one-line ``summary``, its
+    ``description`` and the ``--model`` option (a run directory or a .keras file of ``models``, by default ``name``:
+    ``wgan``, ``vae`` or ``vaewgan``)."""
+    parser = subparsers.add_parser(name, help=summary, description=description)
+    help_text = f"run directory or .keras file of a {models or name}"
+    parser.add_argument("--model", required=True, metavar="PATH", help=help_text)
+    return parser
+
+
 def add_crystal_parser(kind: str) -> Any:
     """The add-parser function of the ``generate`` command ``kind`` (``wgan``, ``vae`` or ``vaewgan``)."""
 
     def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-        parser = subparsers.add_parser(
+        parser = add_model_parser(
+            subparsers,
             kind,
-            help=f"generate crystal-5x5 showers with a trained {kind} into a crystal-layout HDF5 file",
-            description=(
-                f"Generate showers with a trained {kind} (a run directory or a .keras file) into an HDF5 file in the"
-                " crystal layout (showers (N, 5, 5) GeV, energy, pdgID). Energies must lie in the model's trained"
-                " range."
-            ),
+            f"generate crystal-5x5 showers with a trained {kind} into a crystal-layout HDF5 file",
+            f"Generate showers with a trained {kind} (a run directory or a .keras file) into an HDF5 file in the"
+            " crystal layout (showers (N, 5, 5) GeV, energy, pdgID). Energies must lie in the model's trained range.",
         )
-        parser.add_argument("--model", required=True, metavar="PATH", help=f"run directory or .keras file of a {kind}")
         parser.add_argument("-n", "--events", type=positive_int, help="number of showers")
         energy = parser.add_mutually_exclusive_group()
         energy.add_argument("--energy", type=float, metavar="GEV", help="fixed primary energy (GeV)")

@@ -47,6 +47,15 @@ def selection_separation(model: keras.Model, showers: np.ndarray, energy: np.nda
     return float(np.mean(values)) if values else math.nan
 
 
+#: The configuration key each command-line option of the tasks sets (by argparse destination).
+OPTION_KEYS = {
+    "data": "data.path",
+    "particle": "data.particle",
+    "events": "data.train_events",
+    "latent_dim": "model.latent_dim",
+}
+
+
 class CrystalTask:
     """A crystal-array generator conditioned on the primary energy (``kind``: ``wgan``, ``vae`` or ``vaewgan``)."""
 
@@ -61,18 +70,14 @@ class CrystalTask:
 
     # -- command line
     def add_arguments(self, parser: argparse._ArgumentGroup) -> None:  # type: ignore[override]
+        """The task's options; each sets the configuration key of :data:`OPTION_KEYS`."""
         parser.add_argument("--data", help="a crystal-5x5 HDF5 file (default: simulate and cache the default set)")
         parser.add_argument("--particle", choices=["electron", "photon"])
         parser.add_argument("--events", type=int, help="showers of the default data")
         parser.add_argument("--latent-dim", type=int, help="latent dimension")
 
     def flags(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {
-            "data.path": args.data,
-            "data.particle": args.particle,
-            "data.train_events": args.events,
-            "model.latent_dim": args.latent_dim,
-        }
+        return {key: getattr(args, option) for option, key in OPTION_KEYS.items()}
 
     def default_run_dir(self, config: CrystalConfig) -> Path:
         return Path("runs") / f"{self.name}-crystal-5x5-{config.data.particle}"
