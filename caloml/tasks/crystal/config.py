@@ -48,15 +48,19 @@ class CrystalModelConfig:
     """Model section (see :mod:`caloml.models.crystal_wgan`, :mod:`~caloml.models.crystal_vae`,
     :mod:`~caloml.models.crystal_vaewgan`); the WGAN keys do not apply to ``vae``, the VAE keys not to ``wgan``."""
 
+    # every model
     latent_dim: int = 8
     hidden_units: int = 128
     hidden_layers: int = 3
+    # the WGAN part (wgan, vaewgan)
     critic_steps: int = 5
     gradient_penalty_weight: float = 10.0
     constraint_weight: float = 1.0
     critic_features: bool = True
+    # the VAE part (vae, vaewgan)
     beta_max: float = 1.0
     kl_anneal_steps: int = 2000
+    # vaewgan: the weight of the VAE loss in the generator loss
     reconstruction_weight: float = 0.01
 
 
