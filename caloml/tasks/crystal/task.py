@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from caloml.errors import CalomlError
+from caloml.models.base import attribute_config
 from caloml.observables.crystal import crystal_observables, separation_powers
 from caloml.tasks.crystal.config import CrystalConfig, presets
 from caloml.tasks.crystal.data import CrystalInputs, crystal_dataset, prepare_crystal_data
@@ -46,6 +47,16 @@ def selection_separation(model: keras.Model, showers: np.ndarray, energy: np.nda
         values.append(float(np.mean(list(powers.values()))))
     return float(np.mean(values)) if values else math.nan
 
+
+_SHARED_KEYS = "latent_dim hidden_units hidden_layers"
+_WGAN_KEYS = "critic_steps gradient_penalty_weight constraint_weight critic_features"
+_VAE_KEYS = "beta_max kl_anneal_steps"
+#: The keys of the model section each task's model takes (the others are another model's).
+MODEL_KEYS = {
+    "wgan": (_SHARED_KEYS, _WGAN_KEYS),
+    "vae": (_SHARED_KEYS, _VAE_KEYS),
+    "vaewgan": (_SHARED_KEYS, _WGAN_KEYS, _VAE_KEYS, "reconstruction_weight"),
+}
 
 #: The configuration key each command-line option of the tasks sets (by argparse destination).
 OPTION_KEYS = {
@@ -106,27 +117,12 @@ class CrystalTask:
     # -- model
     def model_arguments(self, config: CrystalConfig, data: CrystalInputs) -> dict[str, Any]:
         """The constructor arguments of this task's model."""
-        m = config.model
-        common = {
-            "latent_dim": m.latent_dim,
-            "hidden_units": m.hidden_units,
-            "hidden_layers": m.hidden_layers,
+        return {
+            **attribute_config(config.model, *MODEL_KEYS[self.name]),
             "energy_range_gev": data.energy_range_gev,
             "particle": config.data.particle,
             "seed": config.runtime.seed,
         }
-        wgan = {
-            "critic_steps": m.critic_steps,
-            "gradient_penalty_weight": m.gradient_penalty_weight,
-            "constraint_weight": m.constraint_weight,
-            "critic_features": m.critic_features,
-        }
-        vae = {"beta_max": m.beta_max, "kl_anneal_steps": m.kl_anneal_steps}
-        if self.name == "wgan":
-            return {**common, **wgan}
-        if self.name == "vae":
-            return {**common, **vae}
-        return {**common, **wgan, **vae, "reconstruction_weight": m.reconstruction_weight}
 
     def build_model(self, config: CrystalConfig, data: CrystalInputs) -> keras.Model:
         from caloml.models.crystal_vae import CrystalVAE
