@@ -1,4 +1,4 @@
-"""The shared base of caloml's Keras models that train with their own losses (GAN3D, Triforce, CaloPointFlow).
+"""The shared base of caloml's Keras models with their own losses (GAN3D, Triforce, CaloPointFlow, the crystal models).
 
 :class:`CalomlModel` holds what every such model repeats: ``compile`` without a Keras loss (the optimizers are
 built at once, so that a checkpoint restores their state), the compile-config round trip of ``.keras`` files, the
