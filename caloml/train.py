@@ -43,6 +43,7 @@ TASKS: dict[str, str] = {
     "linreg": "caloml.tasks.baselines:LINREG_TASK",
     "xgb": "caloml.tasks.baselines:XGB_TASK",
     "pointflow": "caloml.tasks.pointflow:TASK",
+    "pyramid": "caloml.tasks.pyramid.task:TASK",
 }
 
 

@@ -46,6 +46,7 @@ from caloml.evaluate.comparison import (
 )
 from caloml.evaluate.features import SPECTRUM_EDGES_GEV, ShowerFeatures, extract_features, high_level_input
 from caloml.evaluate.gan_train_test import TrainClassifier, gan_train_test
+from caloml.evaluate.hit_patterns import compare_hit_patterns, draw_hit_pattern_plots
 from caloml.evaluate.inputs import InputPair, open_pair
 from caloml.evaluate.report import check_output, install, write_outputs
 from caloml.evaluate.two_sample import ClassifierSettings, check_classifier_sizes, classifier_two_sample_test
@@ -492,6 +493,7 @@ def evaluate_generated(
         ),
     }
     correlations = correlation_matrices(features_gen, features_ref)
+    hit_patterns, hit_sums = compare_hit_patterns(generated, reference, chunk_events=opts.chunk_events)
     timings["comparison"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -539,6 +541,7 @@ def evaluate_generated(
         "correlations": correlations,
         "classifier": classifier,
         "gan_train_test": gan,
+        "hit_patterns": hit_patterns,
     }
     from caloml.evaluate.report import plain
 
@@ -551,6 +554,8 @@ def evaluate_generated(
         tmp.chmod(0o755)  # mkdtemp makes it private; the report is an ordinary directory
         t0 = time.perf_counter()
         record["plots"] = _draw_plots(tmp, features_gen, features_ref, comparisons, flags, record, opts, binning)
+        if hit_sums is not None:
+            record["plots"] += draw_hit_pattern_plots(tmp, record["hit_patterns"], hit_sums)
         timings["plots"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
         record["timings_s"] = {k: round(v, 2) for k, v in timings.items()}

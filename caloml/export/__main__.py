@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from caloml.cli_commands import CommandRegistry
 from caloml.errors import run_cli
-from caloml.export import gan, pointflow, triforce
+from caloml.export import gan, pointflow, pyramid, triforce
 
 __all__ = ["SUBCOMMANDS", "build_parser", "cli", "main", "register"]
 
@@ -35,6 +35,7 @@ build_parser = COMMANDS.build_parser
 register("gan", gan.add_gan_parser, gan.run_gan)
 register("triforce", triforce.add_triforce_parser, triforce.run_triforce)
 register("pointflow", pointflow.add_pointflow_parser, pointflow.run_pointflow)
+register("pyramid", pyramid.add_pyramid_parser, pyramid.run_pyramid)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
