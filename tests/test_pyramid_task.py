@@ -52,7 +52,7 @@ def model(run_dir):
 
 
 def test_quick_preset_trains_selects_and_records_statistics(run_dir, model):
-    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    history = json.loads((run_dir / "history.json").read_text())
     assert len(history) == 2
     assert all(np.isfinite(h["val_validation_negative_log_likelihood"]) for h in history)
     statistics = json.loads((run_dir / "statistics.json").read_text())["statistics"]
