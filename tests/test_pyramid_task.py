@@ -265,3 +265,27 @@ def test_a_model_of_another_kind_is_refused(workdir):
     keras.saving.save_model(pointflow, other / "model.keras")
     with pytest.raises(CalomlError, match="expected a CalorimeterPyramid"):
         generate_main(["pyramid", "--model", str(other), "-n", "3", "--out", str(workdir / "z.h5")])
+
+
+def test_one_stage_at_a_time_from_the_run_before(run_dir, model, workdir):
+    import keras
+
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        argv = ["pyramid", "--preset", "quick", "--run-dir", "run-energy", "--no-progress", "--seed", "3"]
+        assert train_main([*argv, "--stage", "energy", "--init-from", str(run_dir), "--epochs", "1"]) == 0
+        with pytest.raises(CalomlError, match="another architecture or seed"):
+            train_main([*argv[:-1], "4", "--stage", "radii", "--init-from", "run-energy", "--run-dir", "run-x"])
+    finally:
+        os.chdir(cwd)
+    staged = keras.saving.load_model(workdir / "run-energy" / "model.keras", compile=False)
+    assert staged.train_stages == ("energy",)
+    for name in ("layer_flow", "radius_flow", "angle_flow"):
+        for old, new in zip(getattr(model, name).weights, getattr(staged, name).weights, strict=True):
+            np.testing.assert_array_equal(old.numpy(), new.numpy())  # not trained in this run
+    changed = [
+        not np.array_equal(old.numpy(), new.numpy())
+        for old, new in zip(model.cell_flow.weights, staged.cell_flow.weights, strict=True)
+    ]
+    assert any(changed)

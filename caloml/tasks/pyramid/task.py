@@ -4,8 +4,9 @@ Data: see :mod:`caloml.tasks.pyramid.data`. The statistics (count CDFs of the th
 energy stage) come from ``data.statistics_showers`` training showers, are part of the model's configuration and
 are written to ``RUN/statistics.json``; a resumed run reads them back. ``--stage`` trains one stage (``layers``,
 ``radii``, ``angles``, ``energy``) or all jointly (``all``); stage by stage, each run starts ``--init-from`` the
-run before it (same data, seed and architecture, checked). Selection: the validation negative log-likelihood per
-shower of the trained stages (fixed dequantization noise) after every epoch. Export after training
+run before it and keeps its statistics (its weights expect them; same seed and architecture, checked).
+Selection: the validation negative log-likelihood per shower of the trained stages (fixed dequantization noise)
+after every epoch. Export after training
 (``--export``) goes through :func:`caloml.export.pyramid.export_trained`. See ``docs/pyramid.md``.
 """
 
@@ -34,7 +35,7 @@ from caloml.tasks.pyramid.config import (
 from caloml.tasks.pyramid.data import PyramidInputs, collect_showers, compute_statistics, shower_dataset
 from caloml.training.task import SelectionMetric
 
-__all__ = ["STATISTICS_FILE", "TASK", "PyramidTask", "validation_negative_log_likelihood"]
+__all__ = ["STATISTICS_FILE", "TASK", "PyramidTask", "read_source_statistics", "validation_negative_log_likelihood"]
 
 #: The statistics written into the run directory.
 STATISTICS_FILE = "statistics.json"
@@ -111,6 +112,9 @@ class PyramidTask:
         if _resuming(config):
             statistics = PyramidStatistics.from_dict(json.loads(path.read_text())["statistics"])
             print(f"resuming with the statistics of {path}")
+        elif config.trainer.init_from:  # the source's weights expect its statistics
+            statistics = read_source_statistics(Path(config.trainer.init_from))
+            print(f"keeping the statistics of the --init-from source {config.trainer.init_from}")
         else:
             statistics = compute_statistics(
                 train,
@@ -119,11 +123,11 @@ class PyramidTask:
                 trained_range_gev=(float(trained_range[0]), float(trained_range[1])),
                 seed=config.runtime.seed,
             )
-            if chief:
-                from caloml.atomic_files import atomic_write_json
+        if chief and not _resuming(config):
+            from caloml.atomic_files import atomic_write_json
 
-                record = {"statistics": statistics.to_dict(), "records": str(train), "seed": config.runtime.seed}
-                atomic_write_json(path, record)
+            record = {"statistics": statistics.to_dict(), "records": str(train), "seed": config.runtime.seed}
+            atomic_write_json(path, record)
         sample = collect_showers(
             validation, n_showers=data.max_validation_showers, hit_threshold_gev=threshold, seed=0, shuffle=False
         )
@@ -184,7 +188,7 @@ class PyramidTask:
             )
         stored = Path(config.runtime.run_dir) / STATISTICS_FILE
         if stored.is_file() and json.loads(stored.read_text())["statistics"] != settings["statistics"]:
-            raise CalomlError("--init-from: the source was trained with other statistics (other data or seed)")
+            raise CalomlError(f"--init-from: the source's statistics differ from those of {stored}")
         source.random_draws.assign(0)
 
     # -- selection
@@ -226,6 +230,22 @@ def validation_negative_log_likelihood(
         total += float(entry[1](batch, tf.constant([seed, index], tf.int64)))
         count += len(batch["incident_energy"])
     return total / max(count, 1)
+
+
+def read_source_statistics(source: Path) -> PyramidStatistics:
+    """The statistics of an ``--init-from`` source: its run's ``statistics.json`` (a run directory or a checkpoint
+    ``RUN/checkpoints/ckpt-N``), else the configuration inside a ``.keras`` file; a one-line CalomlError when
+    neither can be read."""
+    import zipfile
+
+    for run in (source, source.parent.parent):
+        if (run / STATISTICS_FILE).is_file():
+            return PyramidStatistics.from_dict(json.loads((run / STATISTICS_FILE).read_text())["statistics"])
+    try:
+        with zipfile.ZipFile(source) as archive:
+            return PyramidStatistics.from_dict(json.loads(archive.read("config.json"))["config"]["statistics"])
+    except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
+        raise CalomlError(f"--init-from {source}: no Pyramid run directory, checkpoint or .keras file") from None
 
 
 def _resuming(config: PyramidConfig) -> bool:
