@@ -170,3 +170,15 @@ def test_training_lowers_the_loss_of_the_trained_stages_only(statistics, showers
     a = model.sample(energy[:8], tf.constant([4, 4]))["showers"].numpy()
     b = loaded.sample(energy[:8], tf.constant([4, 4]))["showers"].numpy()
     np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_bench_times_every_stage_and_finds_no_double_hit(statistics):
+    from caloml.bench.pyramid import benchmark_pyramid
+
+    figures = benchmark_pyramid(model=tiny_model(statistics), batches=(1, 4), repeats=1)
+    for batch in (1, 4):
+        assert figures[f"pyramid_showers_per_s_b{batch}"] > 0
+        for stage in STAGES:
+            assert figures[f"pyramid_{stage}_showers_per_s_b{batch}"] > 0
+        assert figures[f"pyramid_double_hits_b{batch}"] == 0
+        assert figures[f"pyramid_mean_hits_b{batch}"] >= 1

@@ -75,7 +75,7 @@ def benchmark_pyramid(
     put("pyramid_parameters", float(model.count_params()))
     put("pyramid_load_average_1min_at_start", os.getloadavg()[0])
     stage_functions = {
-        "layers": tf.function(lambda e, s, _: model.sample_layers(e, s)),
+        "layers": tf.function(lambda energy, _, seed: model.sample_layers(energy, seed)),
         "radii": tf.function(model.sample_radii),
         "angles": tf.function(model.sample_angles),
         "energy": tf.function(model.sample_energies),
@@ -85,7 +85,7 @@ def benchmark_pyramid(
         value: Any = None
         for index, stage in enumerate(STAGES):
             start = time.perf_counter()
-            value = stage_functions[stage](energy, tf.constant([call_seed, index], tf.int64), value)
+            value = stage_functions[stage](energy, value, tf.constant([call_seed, index], tf.int64))
             value = tf.identity(value)
             _ = value.numpy()  # synchronise
             timings[stage] = time.perf_counter() - start
