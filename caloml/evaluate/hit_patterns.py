@@ -219,8 +219,10 @@ def draw_hit_pattern_plots(
     ax = fig.add_subplot(1, 3, 3)
     edges = np.asarray(record["n_hits"]["edges"])
     for role in ("reference", "generated"):
-        ax.stairs(np.asarray(record["n_hits"][role]), edges, label=role)
+        counts = np.asarray(record["n_hits"][role], dtype=float)
+        ax.stairs(counts / max(counts.sum(), 1.0), edges, label=role)
     ax.set_xlabel("hits per shower")
+    ax.set_ylabel("fraction of showers")
     ax.set_title(f"separation power {record['n_hits']['separation_power']:.3g}", fontsize=9)
     ax.legend()
     fig.tight_layout()
