@@ -49,6 +49,7 @@ TASKS: dict[str, str] = {
     "wgan": "caloml.tasks.crystal:WGAN_TASK",
     "vae": "caloml.tasks.crystal:VAE_TASK",
     "vaewgan": "caloml.tasks.crystal:VAEWGAN_TASK",
+    "pyramid": "caloml.tasks.pyramid.task:TASK",
 }
 
 #: Task name -> "module:function" of its ``export_trained(model, config, run_dir) -> Path`` (``--export``); the
@@ -60,6 +61,7 @@ EXPORTERS: dict[str, str] = {
     "wgan": "caloml.export.crystal:export_trained",
     "vae": "caloml.export.crystal:export_trained",
     "vaewgan": "caloml.export.crystal:export_trained",
+    "pyramid": "caloml.export.pyramid:export_trained",
 }
 
 

@@ -4,9 +4,10 @@ WHAT is ``sim`` (simulator throughput), ``pipeline`` (TFRecord input pipeline ag
 the bytes per shower of each encoding), ``gan`` (3DGAN generator throughput on the CPU: graph, XLA, bfloat16; about
 30 minutes on 2 cores with the default batches), ``reco`` (Triforce networks and baselines, events per second at
 batch 1 and 1000 on the CPU), ``pointflow`` (CaloPointFlow shower sampling at batch 1, 100 and 1000 on the CPU,
-with the share of each sampling stage), ``crystal`` (a trained crystal ``wgan``, ``vae`` or ``vaewgan`` given with
-``--model``, at batch 1 and 10,000; not part of ``all``) or ``all`` (the default). The machine is printed first, so
-that a figure can be quoted with where it was measured. See ``docs/benchmarks.md``.
+with the share of each sampling stage), ``pyramid`` (Calorimeter Pyramid sampling per stage at batch 1, 100 and
+1000), ``crystal`` (a trained crystal ``wgan``, ``vae`` or ``vaewgan`` given with ``--model``, at batch 1 and 10,000;
+not part of ``all``) or ``all`` (the default). The machine is printed first, so that a figure can be quoted with
+where it was measured. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -101,16 +102,23 @@ def machine_description() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m caloml.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "what", nargs="*", choices=["sim", "pipeline", "gan", "reco", "pointflow", "crystal", "all"], default=["all"]
+        "what",
+        nargs="*",
+        choices=["sim", "pipeline", "gan", "reco", "pointflow", "pyramid", "crystal", "all"],
+        default=["all"],
     )
     parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement (sim, pipeline)")
     parser.add_argument("--seed", type=int, default=1)
     gan = parser.add_argument_group("gan, pointflow")
     gan.add_argument(
-        "--model", help="run directory or .keras file of a GAN3D or PointFlowVAE (default: random full-size weights)"
+        "--model",
+        help="run directory or .keras file of a GAN3D, PointFlowVAE or CalorimeterPyramid (default: random weights)",
     )
     gan.add_argument(
-        "--batches", type=_int_list, default=None, help="batch sizes (default gan 1,64,1024; pointflow 1,100,1000)"
+        "--batches",
+        type=_int_list,
+        default=None,
+        help="batch sizes (default gan 1,64,1024; pointflow, pyramid 1,100,1000)",
     )
     gan.add_argument("--modes", type=_mode_list, default=None, help="graph,xla,bf16,bf16_xla (default: all four)")
     gan.add_argument("--repeats", type=positive_int, default=3, help="timed calls per batch size (default 3)")
@@ -127,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pointflow = parser.add_argument_group("pointflow (also uses --model, --batches, --repeats, --max-call-seconds)")
     pointflow.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
     args = parser.parse_args(argv)
-    what = {"sim", "pipeline", "gan", "reco", "pointflow"} if "all" in args.what else set(args.what)
+    what = {"sim", "pipeline", "gan", "reco", "pointflow", "pyramid"} if "all" in args.what else set(args.what)
     print(f"machine: {machine_description()}")
     if "sim" in what:
         print_figures(benchmark_simulator(args.events, args.seed))
@@ -189,6 +197,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         benchmark_crystal(
             args.model or "",
             batches=args.batches or [1, 10000],
+            repeats=args.repeats,
+            seed=args.seed,
+            report=lambda name, value: print_figures({name: value}, flush=True),
+        )
+    if "pyramid" in what:
+        import_tensorflow_quietly()
+        from caloml.bench.pyramid import benchmark_pyramid
+
+        benchmark_pyramid(  # each figure is printed as soon as it is measured
+            args.model,
+            batches=args.batches or [1, 100, 1000],
             repeats=args.repeats,
             seed=args.seed,
             report=lambda name, value: print_figures({name: value}, flush=True),

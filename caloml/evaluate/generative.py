@@ -48,6 +48,7 @@ from caloml.evaluate.comparison import (
 from caloml.evaluate.crystal import evaluate_crystal, is_crystal_file
 from caloml.evaluate.features import SPECTRUM_EDGES_GEV, ShowerFeatures, extract_features, high_level_input
 from caloml.evaluate.gan_train_test import TrainClassifier, gan_train_test
+from caloml.evaluate.hit_patterns import compare_hit_patterns, draw_hit_pattern_plots
 from caloml.evaluate.inputs import InputPair, open_pair
 from caloml.evaluate.report import report_header, write_outputs
 from caloml.evaluate.two_sample import ClassifierSettings, check_classifier_sizes, classifier_two_sample_test
@@ -494,6 +495,7 @@ def evaluate_generated(
         ),
     }
     correlations = correlation_matrices(features_gen, features_ref)
+    hit_patterns, hit_sums = compare_hit_patterns(generated, reference, chunk_events=opts.chunk_events)
     timings["comparison"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -537,6 +539,7 @@ def evaluate_generated(
         "correlations": correlations,
         "classifier": classifier,
         "gan_train_test": gan,
+        "hit_patterns": hit_patterns,
     }
     record = json_plain(record)
     record["summary"] = summarize(record)
@@ -544,6 +547,8 @@ def evaluate_generated(
     with report_dir(out, opts.overwrite, _WHAT) as tmp:
         t0 = time.perf_counter()
         record["plots"] = _draw_plots(tmp, features_gen, features_ref, comparisons, flags, record, opts, binning)
+        if hit_sums is not None:
+            record["plots"] += draw_hit_pattern_plots(tmp, record["hit_patterns"], hit_sums)
         timings["plots"] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - start
         record["timings_s"] = {k: round(v, 2) for k, v in timings.items()}

@@ -28,6 +28,8 @@ Top-level keys of ``metrics.json``:
 ``classifier``      ``available``, and per input (``low_level``, ``high_level``): AUC, its spread over the
                     repeats and its statistical error, the Jensen-Shannon estimate, the network, per-repeat runs
 ``gan_train_test``  ``available`` and ``reason``, or the accuracies of the GAN-train / GAN-test table
+``hit_patterns``    hit-indicator Pearson-matrix differences, hits per layer / radius, the hit-count distribution
+                    and the double-hit rate (:mod:`caloml.evaluate.hit_patterns`)
 ``summary``         the numbers of the report's first table (see :func:`caloml.evaluate.generative.summarize`)
 ``timings_s``       wall time of each stage (s)
 ``plots``           the PNG files of the report
@@ -65,6 +67,7 @@ JSON_KEYS: tuple[str, ...] = (
     "correlations",
     "classifier",
     "gan_train_test",
+    "hit_patterns",
     "summary",
     "timings_s",
     "plots",
@@ -316,6 +319,8 @@ def render_html(record: dict) -> str:
         f"<p>Largest |difference| {_fmt(record['correlations']['max_abs_difference'])}, mean"
         f" {_fmt(record['correlations']['mean_abs_difference'])}.</p>",
         _images(plots, "correlations", wide=True),
+        "<h2>Hit patterns</h2>" if record["hit_patterns"].get("available") else "",
+        _images(plots, "hit_", wide=True),
         "<h2>Classifier two-sample test</h2>",
         _classifier_section(record),
         _images(plots, "classifier_roc"),

@@ -8,7 +8,7 @@ Serving's layout. A model family is one :meth:`caloml.cli_commands.CommandRegist
 from __future__ import annotations
 
 from caloml.cli_commands import CommandRegistry
-from caloml.export import crystal, gan, pointflow, triforce
+from caloml.export import crystal, gan, pointflow, pyramid, triforce
 
 __all__ = ["COMMANDS", "cli", "main"]
 
@@ -23,6 +23,7 @@ COMMANDS.register("triforce", triforce.add_triforce_parser, triforce.run_triforc
 COMMANDS.register("pointflow", pointflow.add_pointflow_parser, pointflow.run_pointflow)
 for _kind in ("wgan", "vae", "vaewgan"):  # the crystal-5x5 generators
     COMMANDS.register(_kind, crystal.add_crystal_export_parser(_kind), crystal.make_export_run(_kind))
+COMMANDS.register("pyramid", pyramid.add_pyramid_parser, pyramid.run_pyramid)
 
 main = COMMANDS.main
 cli = COMMANDS.cli

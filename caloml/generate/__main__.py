@@ -8,7 +8,7 @@ writes an HDF5 file. A model family is one :meth:`caloml.cli_commands.CommandReg
 from __future__ import annotations
 
 from caloml.cli_commands import CommandRegistry
-from caloml.generate import crystal, gan, pointflow
+from caloml.generate import crystal, gan, pointflow, pyramid
 
 __all__ = ["COMMANDS", "cli", "main"]
 
@@ -22,6 +22,7 @@ COMMANDS.register("gan", gan.add_gan_parser, gan.run_gan)
 COMMANDS.register("pointflow", pointflow.add_pointflow_parser, pointflow.run_pointflow)
 for _kind in ("wgan", "vae", "vaewgan"):  # the crystal-5x5 generators
     COMMANDS.register(_kind, crystal.add_crystal_parser(_kind), crystal.make_run(_kind))
+COMMANDS.register("pyramid", pyramid.add_pyramid_parser, pyramid.run_pyramid)
 
 main = COMMANDS.main
 cli = COMMANDS.cli

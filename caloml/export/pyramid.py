@@ -1,0 +1,147 @@
+"""Exporting a trained Calorimeter Pyramid as a TensorFlow SavedModel (``saved_models/pyramid-<geometry>/<v>/``).
+
+The SavedModel needs only TensorFlow (no caloml, no TensorFlow Probability, no custom Keras classes):
+``tf.saved_model.load(path)`` or TF Serving. One signature, ``sample`` (also ``serving_default``):
+``incident_energy`` (B,) float32 GeV and ``seed`` (2,) int32 -> ``showers`` (B, 45, 16, 9) float32 **MeV** per cell
+(layer, angular, radial cell; the CaloChallenge files' unit) and ``n_hits`` (B,) int32. The same seed and energies
+give the same showers; a client wanting independent batches passes a new seed per call. Incident energies outside
+the trained range (ends widened by a relative 1e-6, rounded inwards to float32) or not finite fail the call with
+``InvalidArgumentError`` (HTTP 400 in TF Serving), never clipped. ``export.json`` records the model's configuration
+and statistics, the signature and the software versions. See ``docs/pyramid.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+from typing import Any
+
+import caloml
+from caloml.cli_args import positive_int
+from caloml.export.serving import staged_version, write_export_info
+
+__all__ = ["SIGNATURES", "add_pyramid_parser", "export_pyramid", "export_trained", "run_pyramid"]
+
+#: The exported signature: name -> (inputs, outputs) as "name: shape dtype, unit" descriptions.
+SIGNATURES: dict[str, dict[str, dict[str, str]]] = {
+    "sample": {
+        "inputs": {
+            "incident_energy": "(B,) float32, GeV, inside the trained range",
+            "seed": "(2,) int32, stateless seed of every draw",
+        },
+        "outputs": {
+            "showers": "(B, 45, 16, 9) float32, MeV per cell (layer, angular, radial)",
+            "n_hits": "(B,) int32, non-empty cells",
+        },
+    },
+}
+#: MeV per GeV.
+_MEV_PER_GEV = 1000.0
+
+
+def export_pyramid(
+    model: Any,
+    saved_models_dir: str | Path = "saved_models",
+    version: int | None = None,
+    *,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Export ``model`` (a :class:`~caloml.models.pyramid.CalorimeterPyramid`) to
+    ``saved_models_dir/pyramid-calochallenge-2/<version>/``; returns the version directory. ``version`` None takes
+    the next integer; an existing version is never replaced (:class:`~caloml.errors.OutputExistsError`)."""
+    import keras
+    import tensorflow as tf
+
+    from caloml.models.pointflow_normalization import incident_energy_bounds_float32
+
+    trained = tuple(float(v) for v in model.statistics.incident_energy_range_gev)
+    low, high = incident_energy_bounds_float32(trained)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None,), tf.float32, name="incident_energy"),
+            tf.TensorSpec((2,), tf.int32, name="seed"),
+        ]
+    )
+    def sample(incident_energy: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        inside = tf.debugging.Assert(
+            tf.reduce_all((incident_energy >= low) & (incident_energy <= high)),  # False for NaN
+            [
+                f"incident_energy outside the range the model was trained on, [{trained[0]:g}, {trained[1]:g}] GeV,"
+                " or not finite"
+            ],
+        )
+        with tf.control_dependencies([inside]):
+            energy = tf.identity(incident_energy)
+        out = model.sample(energy, tf.cast(seed, tf.int64))
+        return {"showers": out["showers"] * _MEV_PER_GEV, "n_hits": out["n_hits"]}
+
+    geometry = "calochallenge-2"
+    info: dict[str, Any] = {
+        "model": "pyramid",
+        "geometry": geometry,
+        "grid_shape": list(model.grid_shape),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_config": model.get_config(),
+        "incident_energy_range_gev": list(trained),
+        "signatures": SIGNATURES,
+        "serving_default": "sample",
+        "units": {"showers": "MeV per cell", "incident_energy": "GeV"},
+        "caloml_version": caloml.__version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seed": model.seed,
+        "source": None,
+        **(provenance or {}),
+    }
+    model_dir = Path(saved_models_dir) / f"pyramid-{geometry}"
+    with staged_version(model_dir, version) as (tmp, number):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("sample", sample)  # the first endpoint is also serving_default
+        archive.write_out(str(tmp), verbose=False)
+        write_export_info(tmp, {**info, "version": number})
+    return model_dir / str(number)
+
+
+def export_trained(model: Any, config: Any, run_dir: Path) -> Path:
+    """The trainer's ``--export`` hook: export the selected model to ``saved_models/`` with its run's provenance."""
+    return export_pyramid(model, provenance={"source": str(run_dir), "seed": config.runtime.seed})
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+def add_pyramid_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``pyramid``: a trained Calorimeter Pyramid as a TF Serving SavedModel."""
+    parser = subparsers.add_parser(
+        "pyramid",
+        help="export a trained Calorimeter Pyramid (saved_models/pyramid-<geometry>/<version>/)",
+        description=(
+            "Export a trained Calorimeter Pyramid (a run directory or a .keras file) as a TensorFlow SavedModel in"
+            " TF Serving's layout, with the signature sample (incident_energy GeV, seed (2,) int32 -> showers in"
+            " MeV, n_hits). An existing version is never replaced."
+        ),
+    )
+    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
+    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
+    parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
+    return parser
+
+
+def run_pyramid(args: argparse.Namespace) -> int:
+    """Load the model, export it and print the version directory."""
+    from caloml.generate.trained_model import load_trained_model, resolve_model_file
+    from caloml.quiet import import_tensorflow_quietly
+
+    resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
+    import_tensorflow_quietly()
+    from caloml.models.pyramid import CalorimeterPyramid
+
+    trained = load_trained_model(args.model, CalorimeterPyramid)
+    provenance: dict[str, Any] = {"source": str(trained.path), "model_file": str(trained.model_file)}
+    if trained.training_seed is not None:
+        provenance["seed"] = trained.training_seed
+    path = export_pyramid(trained.model, args.saved_models, args.version, provenance=provenance)
+    print(f"exported {trained.path} to {path} (signature: sample [serving_default])")
+    return 0
