@@ -13,13 +13,15 @@ and statistics, the signature and the software versions. See ``docs/pyramid.md``
 from __future__ import annotations
 
 import argparse
-import datetime
 from pathlib import Path
 from typing import Any
 
-import caloml
-from caloml.cli_args import positive_int
-from caloml.export.serving import staged_version, write_export_info
+from caloml.export.serving import add_version_arguments, export_archive, software_provenance
+from caloml.generate.trained_model import load_trained_model, resolve_model_file
+from caloml.quiet import import_tensorflow_quietly
+
+# TensorFlow and caloml.models (which imports TensorFlow) stay imported inside the functions: ``python -m
+# caloml.export`` imports this module to build its parser, and a wrong path must fail before TensorFlow is loaded.
 
 __all__ = ["SIGNATURES", "add_pyramid_parser", "export_pyramid", "export_trained", "run_pyramid"]
 
@@ -50,7 +52,6 @@ def export_pyramid(
     """Export ``model`` (a :class:`~caloml.models.pyramid.CalorimeterPyramid`) to
     ``saved_models_dir/pyramid-calochallenge-2/<version>/``; returns the version directory. ``version`` None takes
     the next integer; an existing version is never replaced (:class:`~caloml.errors.OutputExistsError`)."""
-    import keras
     import tensorflow as tf
 
     from caloml.models.pointflow_normalization import incident_energy_bounds_float32
@@ -88,22 +89,10 @@ def export_pyramid(
         "signatures": SIGNATURES,
         "serving_default": "sample",
         "units": {"showers": "MeV per cell", "incident_energy": "GeV"},
-        "caloml_version": caloml.__version__,
-        "tensorflow_version": tf.__version__,
-        "keras_version": keras.__version__,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seed": model.seed,
-        "source": None,
-        **(provenance or {}),
+        **software_provenance(model, provenance),
     }
-    model_dir = Path(saved_models_dir) / f"pyramid-{geometry}"
-    with staged_version(model_dir, version) as (tmp, number):
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("sample", sample)  # the first endpoint is also serving_default
-        archive.write_out(str(tmp), verbose=False)
-        write_export_info(tmp, {**info, "version": number})
-    return model_dir / str(number)
+    # the first endpoint is also serving_default
+    return export_archive(model, Path(saved_models_dir) / f"pyramid-{geometry}", version, {"sample": sample}, info)
 
 
 def export_trained(model: Any, config: Any, run_dir: Path) -> Path:
@@ -124,24 +113,17 @@ def add_pyramid_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         ),
     )
     parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
-    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
-    parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
+    add_version_arguments(parser)
     return parser
 
 
 def run_pyramid(args: argparse.Namespace) -> int:
     """Load the model, export it and print the version directory."""
-    from caloml.generate.trained_model import load_trained_model, resolve_model_file
-    from caloml.quiet import import_tensorflow_quietly
-
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     from caloml.models.pyramid import CalorimeterPyramid
 
     trained = load_trained_model(args.model, CalorimeterPyramid)
-    provenance: dict[str, Any] = {"source": str(trained.path), "model_file": str(trained.model_file)}
-    if trained.training_seed is not None:
-        provenance["seed"] = trained.training_seed
-    path = export_pyramid(trained.model, args.saved_models, args.version, provenance=provenance)
+    path = export_pyramid(trained.model, args.saved_models, args.version, provenance=trained.export_provenance())
     print(f"exported {trained.path} to {path} (signature: sample [serving_default])")
     return 0

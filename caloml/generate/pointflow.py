@@ -41,6 +41,7 @@ from caloml.sim.particles import PDG_ID
 __all__ = [
     "PointFlowGenerationRequest",
     "add_pointflow_parser",
+    "check_generation_arguments",
     "draw_incident_energies",
     "generate_pointflow_file",
     "iter_pointflow_batches",
@@ -255,8 +256,9 @@ def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     return parser
 
 
-def run_pointflow(args: argparse.Namespace) -> int:
-    """Load the model, check the request, generate into ``args.out`` and print one summary line."""
+def check_generation_arguments(args: argparse.Namespace) -> Path:
+    """Check a generation command's ``--out``, ``--overwrite``, ``--energies-like``, ``--energy-range`` and
+    ``--model`` before TensorFlow is loaded (one-line CalomlError), then load TensorFlow; returns the output path."""
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
@@ -268,6 +270,12 @@ def run_pointflow(args: argparse.Namespace) -> int:
             raise CalomlError(f"--energy-range {low:g} {high:g}: need finite GeV values with 0 < low <= high")
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
+    return out
+
+
+def run_pointflow(args: argparse.Namespace) -> int:
+    """Load the model, check the request, generate into ``args.out`` and print one summary line."""
+    out = check_generation_arguments(args)
     from caloml.models.pointflow import PointFlowVAE
 
     trained = load_trained_model(args.model, PointFlowVAE)

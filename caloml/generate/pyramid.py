@@ -27,9 +27,18 @@ import caloml
 from caloml.cli_args import positive_int
 from caloml.data.calochallenge import CaloChallengeWriter
 from caloml.data.hdf5 import provenance_attrs
-from caloml.errors import CalomlError, OutputExistsError
+from caloml.errors import CalomlError
 from caloml.evaluate.hit_patterns import HITS_PLACED_ATTR, HITS_REQUESTED_ATTR
-from caloml.generate.pointflow import PointFlowGenerationRequest, draw_incident_energies, reference_incident_energies
+from caloml.generate.pointflow import (
+    PointFlowGenerationRequest,
+    check_generation_arguments,
+    draw_incident_energies,
+    reference_incident_energies,
+)
+from caloml.generate.trained_model import load_trained_model
+
+# TensorFlow and caloml.models (which imports TensorFlow) stay imported inside the functions: ``python -m
+# caloml.generate`` imports this module to build its parser, and a wrong path must fail before TensorFlow is loaded.
 
 __all__ = [
     "add_pyramid_parser",
@@ -146,20 +155,7 @@ def add_pyramid_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def run_pyramid(args: argparse.Namespace) -> int:
     """Load the model, check the request, generate into ``args.out`` and print one summary line."""
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
-    if args.energies_like is not None and not Path(args.energies_like).is_file():
-        raise CalomlError(f"{args.energies_like}: no such reference file (--energies-like)")
-    if args.energy_range is not None:
-        low, high = args.energy_range
-        if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
-            raise CalomlError(f"--energy-range {low:g} {high:g}: need finite GeV values with 0 < low <= high")
-    from caloml.generate.trained_model import load_trained_model, resolve_model_file
-    from caloml.quiet import import_tensorflow_quietly
-
-    resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
-    import_tensorflow_quietly()
+    out = check_generation_arguments(args)
     from caloml.models.pyramid import CalorimeterPyramid
 
     trained = load_trained_model(args.model, CalorimeterPyramid)

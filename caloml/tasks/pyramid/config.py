@@ -15,7 +15,7 @@ from caloml.errors import CalomlError
 from caloml.geometry import CALOCHALLENGE_2
 from caloml.models.pyramid import STAGES
 from caloml.sim.particles import PARTICLES
-from caloml.training.config import RuntimeConfig
+from caloml.training.config import TaskConfig
 from caloml.training.task import TrainerSection
 
 __all__ = ["GEOMETRY", "PRESETS", "STAGE_CHOICES", "PyramidConfig", "check_config", "energy_range", "hit_threshold"]
@@ -83,13 +83,12 @@ class PyramidTrainer(TrainerSection):
 
 
 @dataclass
-class PyramidConfig:
+class PyramidConfig(TaskConfig):
     """The whole Pyramid run configuration."""
 
     data: PyramidData = field(default_factory=PyramidData)
     model: PyramidModelSection = field(default_factory=PyramidModelSection)
     trainer: PyramidTrainer = field(default_factory=PyramidTrainer)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
