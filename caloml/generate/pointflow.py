@@ -40,6 +40,7 @@ from caloml.sim.particles import PDG_ID
 
 __all__ = [
     "PointFlowGenerationRequest",
+    "add_generation_arguments",
     "add_pointflow_parser",
     "check_generation_arguments",
     "draw_incident_energies",
@@ -229,6 +230,18 @@ def _default_data_particle(run_config: dict[str, Any]) -> str | None:
 
 
 # -- command line -------------------------------------------------------------------------------------------------
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options a flow generator's command shares: ``--model``, ``-n``, ``--energy-range`` (GeV) or
+    ``--energies-like``, ``--seed`` and ``--out`` (checked by :func:`check_generation_arguments`)."""
+    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
+    parser.add_argument("-n", "--events", type=positive_int, required=True, help="number of showers")
+    energy = parser.add_mutually_exclusive_group()
+    energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV, log-uniform")
+    energy.add_argument("--energies-like", metavar="REF.h5", help="reuse a reference file's incident energies")
+    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE.h5", help="output HDF5 file")
+
+
 def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """``pointflow``: showers of a trained CaloPointFlow model into its geometry's file layout."""
     parser = subparsers.add_parser(
@@ -242,13 +255,7 @@ def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
             " reference file (--energies-like). The file appears atomically."
         ),
     )
-    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
-    parser.add_argument("-n", "--events", type=positive_int, required=True, help="number of showers")
-    energy = parser.add_mutually_exclusive_group()
-    energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV, log-uniform")
-    energy.add_argument("--energies-like", metavar="REF.h5", help="reuse a reference file's incident energies")
-    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.h5", help="output HDF5 file")
+    add_generation_arguments(parser)
     parser.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
     parser.add_argument("--batch-size", type=positive_int, default=100, help="showers per batch (default 100)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")

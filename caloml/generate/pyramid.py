@@ -31,6 +31,7 @@ from caloml.errors import CalomlError
 from caloml.evaluate.hit_patterns import HITS_PLACED_ATTR, HITS_REQUESTED_ATTR
 from caloml.generate.pointflow import (
     PointFlowGenerationRequest,
+    add_generation_arguments,
     check_generation_arguments,
     draw_incident_energies,
     reference_incident_energies,
@@ -141,13 +142,7 @@ def add_pyramid_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
             " reference file (--energies-like). The file appears atomically."
         ),
     )
-    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
-    parser.add_argument("-n", "--events", type=positive_int, required=True, help="number of showers")
-    energy = parser.add_mutually_exclusive_group()
-    energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV, log-uniform")
-    energy.add_argument("--energies-like", metavar="REF.h5", help="reuse a reference file's incident energies")
-    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.h5", help="output HDF5 file")
+    add_generation_arguments(parser)
     parser.add_argument("--batch-size", type=positive_int, default=100, help="showers per batch (default 100)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     return parser
