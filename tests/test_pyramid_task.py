@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from command_line import run_command_line
 
 from caloml.errors import CalomlError
 from caloml.evaluate.hit_patterns import compare_hit_patterns
@@ -184,15 +185,8 @@ def test_export_reloads_without_caloml(model, run_dir, workdir):
     inputs = {"energy": np.array([1.5, 40.0, 900.0], np.float32), "seed": np.array([3, 9], np.int32)}
     np.savez(workdir / "inputs.npz", **inputs)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", RELOAD, str(path), str(workdir / "inputs.npz"), str(workdir / "out.npz")],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    command = [sys.executable, "-c", RELOAD, str(path), str(workdir / "inputs.npz"), str(workdir / "out.npz")]
+    result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     served = np.load(workdir / "out.npz")
     expected = model.sample(inputs["energy"], tf.constant([3, 9], tf.int64))
@@ -228,15 +222,7 @@ def test_bad_input_is_one_line(run_dir, workdir):
         ),
     ]
     for argv, message in cases:
-        result = subprocess.run(
-            [sys.executable, "-m", *argv],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        result = run_command_line(*argv, cwd=workdir, timeout=600, env=env)
         assert result.returncode == 2, (argv, result.stderr[-2000:])
         lines = [line for line in result.stderr.splitlines() if line.startswith("caloml: error:")]
         assert len(lines) == 1, result.stderr[-2000:]

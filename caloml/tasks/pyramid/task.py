@@ -24,6 +24,7 @@ import tensorflow as tf
 from caloml.errors import CalomlError
 from caloml.geometry import POINT_CLOUD_GRIDS
 from caloml.models.pyramid import STAGES, CalorimeterPyramid, PyramidStatistics
+from caloml.tasks.default_data import training_data_flags
 from caloml.tasks.pointflow.data import check_records, resolve_records, scan_records
 from caloml.tasks.pyramid.config import (
     PRESETS,
@@ -69,14 +70,7 @@ class PyramidTask:
         parser.add_argument("--stage", choices=STAGE_CHOICES, help="train one stage, or all jointly (default)")
 
     def flags(self, args: argparse.Namespace) -> dict[str, Any]:
-        return {
-            "data.records": args.data,
-            "data.validation_records": args.validation_data,
-            "data.particle": args.particle,
-            "data.train_events": args.events,
-            "data.energy_range_gev": args.energy_range,
-            "trainer.stage": args.stage,
-        }
+        return {**training_data_flags(args), "trainer.stage": args.stage}
 
     def default_run_dir(self, config: PyramidConfig) -> Path:
         data = config.data
