@@ -211,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             repeats=args.repeats,
             seed=args.seed,
             report=lambda name, value: print_figures({name: value}, flush=True),
+            max_call_seconds=args.max_call_seconds,
         )
     return 0
 

@@ -5,9 +5,9 @@ The four stages of :class:`caloml.models.pyramid.CalorimeterPyramid` (``layers``
 energies log-uniform in the model's trained range). For each batch size: showers per second of the whole chain,
 wall-clock and process CPU milliseconds per shower, showers per second of each stage alone, and the double hits
 found (requested hits minus non-empty cells: 0 by construction). Each figure is the best of ``repeats`` timed calls
-after one untimed warm-up call (tracing). Without a trained model it measures a model of the task's default sizes
-with random weights and :func:`synthetic_statistics` (the cost depends on the number of hits, about 1000 per shower
-there as in dataset 2). See ``docs/pyramid.md``.
+after one untimed warm-up call (tracing); a batch size predicted to take too long is skipped with a note. Without a
+trained model it measures a model of the task's default sizes with random weights and :func:`synthetic_statistics`
+(the cost depends on the number of hits, about 1000 per shower there as in dataset 2). See ``docs/pyramid.md``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from caloml.bench.reported_figures import ReportedFigures, sweep_batches
+from caloml.generate.trained_model import load_trained_model
 from caloml.models.pyramid import STAGES, CalorimeterPyramid, PyramidStatistics
 
 __all__ = ["benchmark_pyramid", "synthetic_statistics"]
@@ -40,8 +42,6 @@ def _load(model_path: str | Path | None, seed: int) -> tuple[Any, str]:
     if model_path is None:
         model = CalorimeterPyramid(synthetic_statistics(seed), seed=seed)
         return model, "CalorimeterPyramid, default sizes, random weights, synthetic statistics"
-    from caloml.generate.trained_model import load_trained_model
-
     return load_trained_model(model_path, CalorimeterPyramid).model, str(model_path)
 
 
@@ -52,28 +52,25 @@ def benchmark_pyramid(
     seed: int = 1,
     report: Callable[[str, float | str], None] | None = None,
     model: Any = None,
+    max_call_seconds: float = 300.0,
 ) -> dict[str, float | str]:
     """Measure shower sampling stage by stage; figures ``name`` -> value (unit in the name's suffix) or a note.
 
     ``model_path``: a run directory or ``.keras`` file of a CalorimeterPyramid; ``model``: a model object instead.
-    ``report(name, value)`` is called for each figure as soon as it is measured.
+    ``report(name, value)`` is called for each figure as soon as it is measured. A batch size whose one call is
+    predicted (from the smaller one) to take more than ``max_call_seconds`` is skipped with a note
+    (:func:`caloml.bench.reported_figures.sweep_batches`).
     """
     import tensorflow as tf
 
-    figures: dict[str, float | str] = {}
-
-    def put(name: str, value: float | str) -> None:
-        figures[name] = value
-        if report is not None:
-            report(name, value)
-
+    figures = ReportedFigures(report)
     if model is None:
         model, description = _load(model_path, seed)
     else:
         description = type(model).__name__
-    put("pyramid_model", description)
-    put("pyramid_parameters", float(model.count_params()))
-    put("pyramid_load_average_1min_at_start", os.getloadavg()[0])
+    figures["pyramid_model"] = description
+    figures["pyramid_parameters"] = float(model.count_params())
+    figures["pyramid_load_average_1min_at_start"] = os.getloadavg()[0]
     stage_functions = {
         "layers": tf.function(lambda energy, _, seed: model.sample_layers(energy, seed)),
         "radii": tf.function(model.sample_radii),
@@ -97,11 +94,13 @@ def benchmark_pyramid(
 
     low, high = (float(v) for v in model.statistics.incident_energy_range_gev)
     rng = np.random.default_rng(seed)
-    for batch in sorted(batches):
+
+    def measure(batch: int, timed: int, warm_up: bool) -> float:
         energy = tf.constant(np.exp(rng.uniform(np.log(low), np.log(high), batch)).astype(np.float32))
-        chain(energy, seed, {})  # warm-up: tracing
+        if warm_up:
+            chain(energy, seed, {})  # tracing
         best: tuple[float, float, dict[str, float], int, np.ndarray] | None = None
-        for repeat in range(max(1, repeats)):
+        for repeat in range(max(1, timed)):
             timings: dict[str, float] = {}
             wall, cpu = time.perf_counter(), time.process_time()
             requested, showers = chain(energy, seed + repeat, timings)
@@ -110,12 +109,22 @@ def benchmark_pyramid(
                 best = (wall, cpu, timings, requested, showers)
         assert best is not None
         wall, cpu, timings, requested, showers = best
-        put(f"pyramid_showers_per_s_b{batch}", batch / wall)
-        put(f"pyramid_ms_per_shower_b{batch}", 1e3 * wall / batch)
-        put(f"pyramid_cpu_ms_per_shower_b{batch}", 1e3 * cpu / batch)
+        figures[f"pyramid_showers_per_s_b{batch}"] = batch / wall
+        figures[f"pyramid_ms_per_shower_b{batch}"] = 1e3 * wall / batch
+        figures[f"pyramid_cpu_ms_per_shower_b{batch}"] = 1e3 * cpu / batch
         for stage in STAGES:
-            put(f"pyramid_{stage}_showers_per_s_b{batch}", batch / max(timings[stage], 1e-12))
-        put(f"pyramid_mean_hits_b{batch}", float(np.count_nonzero(showers)) / batch)
-        put(f"pyramid_double_hits_b{batch}", float(requested - np.count_nonzero(showers)))
-    put("pyramid_load_average_1min_at_end", os.getloadavg()[0])
+            figures[f"pyramid_{stage}_showers_per_s_b{batch}"] = batch / max(timings[stage], 1e-12)
+        figures[f"pyramid_mean_hits_b{batch}"] = float(np.count_nonzero(showers)) / batch
+        figures[f"pyramid_double_hits_b{batch}"] = float(requested - np.count_nonzero(showers))
+        return wall
+
+    sweep_batches(
+        figures,
+        batches,
+        measure,
+        lambda batch: f"pyramid_showers_per_s_b{batch}",
+        repeats=repeats,
+        max_call_seconds=max_call_seconds,
+    )
+    figures["pyramid_load_average_1min_at_end"] = os.getloadavg()[0]
     return figures
