@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from caloml.models.base import attribute_config
 from caloml.models.flows import ResidualConditioner, standard_normal_log_prob
 
 __all__ = ["ConditionalSpline1D", "PositionEmbedding", "SetSummary"]
@@ -117,19 +118,8 @@ class ConditionalSpline1D(keras.layers.Layer):
         return x
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            context_dim=self.context_dim,
-            n_layers=self.n_layers,
-            n_bins=self.n_bins,
-            spline_bound=self.spline_bound,
-            hidden_units=self.hidden_units,
-            n_blocks=self.n_blocks,
-            min_bin_size=self.min_bin_size,
-            min_slope=self.min_slope,
-            seed=self.seed,
-        )
-        return config
+        names = "context_dim n_layers n_bins spline_bound hidden_units n_blocks min_bin_size min_slope seed"
+        return {**super().get_config(), **attribute_config(self, names)}
 
 
 @keras.saving.register_keras_serializable(package="caloml")
@@ -171,9 +161,7 @@ class PositionEmbedding(keras.layers.Layer):
         return self.lookup(indices)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(axis_sizes=list(self.axis_sizes), units=self.units, seed=self.seed)
-        return config
+        return {**super().get_config(), **attribute_config(self, "axis_sizes units seed")}
 
 
 @keras.saving.register_keras_serializable(package="caloml")
@@ -207,6 +195,4 @@ class SetSummary(keras.layers.Layer):
         return tf.concat([size, mean], axis=-1)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(feature_dim=self.feature_dim, units=self.units, seed=self.seed)
-        return config
+        return {**super().get_config(), **attribute_config(self, "feature_dim units seed")}
