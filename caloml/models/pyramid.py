@@ -42,6 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from caloml.errors import CalomlError
+from caloml.models.base import CalomlModel, attribute_config
 from caloml.models.flows import ConditionalFlow
 from caloml.models.pointflow_normalization import incident_energy_bounds
 from caloml.models.pyramid_quantization import CountCDF, gumbel_dequantize, top_k_mask
@@ -182,7 +183,7 @@ def _segment_sum(values: tf.Tensor, shower: tf.Tensor, n_showers: tf.Tensor) -> 
 
 
 @keras.saving.register_keras_serializable(package="caloml")
-class CalorimeterPyramid(keras.Model):
+class CalorimeterPyramid(CalomlModel, keras.Model):
     """The Pyramid's four stages in one Keras model, trained with ``fit`` on batches
     ``{"showers": (B, L, A, R) GeV, "incident_energy": (B,) GeV}``; :meth:`sample` generates showers."""
 
@@ -249,15 +250,8 @@ class CalorimeterPyramid(keras.Model):
         self.cell_summary = SetSummary(3 * eu, su, seed=seed + 10, name="cell_summary")
         self.cell_flow = ConditionalSpline1D(4 + 3 * eu + su, seed=seed + 11, name="cell_flow", **spline)
         # training draws are stateless, seeded by (seed, draw number); the counter is saved with the model
-        self.random_draws = self.add_weight(
-            shape=(),
-            dtype="int64",
-            initializer="zeros",
-            trainable=False,
-            aggregation="only_first_replica",
-            name="random_draws",
-        )
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", *STAGES)}
+        self.add_draw_counter(seed + 40_000)
+        self.track_metrics(("loss", *STAGES))
         self.built = True
 
     # ------------------------------------------------------------------ conditions
@@ -484,51 +478,10 @@ class CalorimeterPyramid(keras.Model):
 
     # ------------------------------------------------------------------ training
 
-    def compile(self, optimizer: Any = None, **kwargs: Any) -> None:
-        """Adam(1e-3) by default, built here (compile inside the ``strategy.scope()`` of the model)."""
-        for key in ("loss", "loss_weights", "metrics", "weighted_metrics"):
-            if key in kwargs:
-                raise TypeError(f"CalorimeterPyramid.compile() takes no {key!r}: the model has its own loss")
-        super().compile(optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(1e-3), **kwargs)
-        self.optimizer.build(self.trainable_variables)
-
-    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
-        """Skip Keras' symbolic build: the networks are built in ``__init__`` and the optimizer in ``compile``."""
-        if self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def get_compile_config(self) -> dict[str, Any]:
-        config = dict(super().get_compile_config() or {})
-        for key in ("loss", "loss_weights", "metrics", "weighted_metrics"):
-            config.pop(key, None)
-        return config
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Recompile a loaded model (its optimizer state is then restored from the saved weights)."""
-        self.compile(**keras.saving.deserialize_keras_object(dict(config)))
-
-    @property
-    def metrics(self) -> list[keras.metrics.Metric]:
-        return list(self._trackers.values())
-
-    def _next_seed(self) -> tf.Tensor:
-        draw = self.random_draws.value
-        self.random_draws.assign_add(tf.ones_like(draw))
-        seed = tf.stack([tf.constant(self.seed + 40_000, tf.int64), tf.cast(draw, tf.int64)])
-        context = tf.distribute.get_replica_context()
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int32))
-
-    def _update_trackers(self, terms: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        for name, tracker in self._trackers.items():
-            tracker.update_state(terms[name])
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
-
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """One gradient step on the trained stages' summed negative log-likelihood (mean over the global batch)."""
         batch = data[0] if isinstance(data, (tuple, list)) else data
-        seed = self._next_seed()
+        seed = self.next_seed(per_replica=True)
         with tf.GradientTape() as tape:
             terms = self.negative_log_likelihood(batch, seed)
             loss = tf.nn.compute_average_loss(terms["loss"])
@@ -538,30 +491,26 @@ class CalorimeterPyramid(keras.Model):
             if g is not None
         ]
         self.optimizer.apply_gradients(pairs)
-        return self._update_trackers(terms)
+        self.update_metrics(terms)
+        return self.metric_results()
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         """The metrics of a batch, without a gradient step."""
         batch = data[0] if isinstance(data, (tuple, list)) else data
-        return self._update_trackers(self.negative_log_likelihood(batch, self._next_seed()))
+        self.update_metrics(self.negative_log_likelihood(batch, self.next_seed(per_replica=True)))
+        return self.metric_results()
 
     # ------------------------------------------------------------------ config
 
     def get_config(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "trainable": self.trainable,
+            **attribute_config(self, "name trainable"),
             "statistics": self.statistics.to_dict(),
-            "n_flow_layers": self.n_flow_layers,
-            "n_bins": self.n_bins,
-            "spline_bound": self.spline_bound,
-            "hidden_units": self.hidden_units,
-            "conditioner_blocks": self.conditioner_blocks,
-            "embedding_units": self.embedding_units,
-            "summary_units": self.summary_units,
-            "n_energy_layers": self.n_energy_layers,
-            "train_stages": list(self.train_stages),
-            "seed": self.seed,
+            **attribute_config(
+                self,
+                "n_flow_layers n_bins spline_bound hidden_units conditioner_blocks embedding_units summary_units",
+                "n_energy_layers train_stages seed",
+            ),
         }
 
     @classmethod
