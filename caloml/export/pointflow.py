@@ -19,7 +19,12 @@ import numpy as np
 
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError
-from caloml.export.serving import add_version_arguments, export_archive, software_provenance
+from caloml.export.serving import (
+    add_version_arguments,
+    checked_sample_signature,
+    export_archive,
+    software_provenance,
+)
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.geometry import point_cloud_grid_of_shape
 from caloml.quiet import import_tensorflow_quietly
@@ -126,21 +131,9 @@ def export_pointflow(
     trained = tuple(float(v) for v in model.normalization.incident_energy_range_gev)
     low, high = accepted_energy_range(trained)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec((None,), tf.float32, name="incident_energy"),
-            tf.TensorSpec((2,), tf.int32, name="seed"),
-        ]
+    sample = checked_sample_signature(
+        lambda energy, seed: sample_showers(model, energy, seed, int(n_points)), low, high, trained
     )
-    def sample(incident_energy: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        inside = tf.debugging.Assert(
-            tf.reduce_all((incident_energy >= low) & (incident_energy <= high)),  # False for NaN
-            [f"incident_energy outside the range the model was trained on, [{trained[0]:g}, {trained[1]:g}] GeV,"
-             " or not finite"],
-        )  # fmt: skip
-        with tf.control_dependencies([inside]):
-            energy = tf.identity(incident_energy)
-        return sample_showers(model, energy, seed, int(n_points))
 
     @tf.function(
         input_signature=[

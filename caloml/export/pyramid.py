@@ -16,7 +16,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from caloml.export.serving import add_version_arguments, export_archive, software_provenance
+from caloml.export.serving import (
+    add_version_arguments,
+    checked_sample_signature,
+    export_archive,
+    software_provenance,
+)
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.quiet import import_tensorflow_quietly
 
@@ -59,25 +64,11 @@ def export_pyramid(
     trained = tuple(float(v) for v in model.statistics.incident_energy_range_gev)
     low, high = incident_energy_bounds_float32(trained)
 
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec((None,), tf.float32, name="incident_energy"),
-            tf.TensorSpec((2,), tf.int32, name="seed"),
-        ]
-    )
-    def sample(incident_energy: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        inside = tf.debugging.Assert(
-            tf.reduce_all((incident_energy >= low) & (incident_energy <= high)),  # False for NaN
-            [
-                f"incident_energy outside the range the model was trained on, [{trained[0]:g}, {trained[1]:g}] GeV,"
-                " or not finite"
-            ],
-        )
-        with tf.control_dependencies([inside]):
-            energy = tf.identity(incident_energy)
+    def draw(energy: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
         out = model.sample(energy, tf.cast(seed, tf.int64))
         return {"showers": out["showers"] * _MEV_PER_GEV, "n_hits": out["n_hits"]}
 
+    sample = checked_sample_signature(draw, low, high, trained)
     geometry = "calochallenge-2"
     info: dict[str, Any] = {
         "model": "pyramid",

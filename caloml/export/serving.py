@@ -112,6 +112,42 @@ def software_provenance(model: Any, provenance: Mapping[str, Any] | None = None)
     }
 
 
+def checked_incident_energy(incident_energy: Any, low: Any, high: Any, trained_gev: tuple[float, ...]) -> Any:
+    """``incident_energy`` (B,) GeV unchanged, with an assertion that fails the signature call
+    (``InvalidArgumentError``) when a value is outside the float32 bounds ``[low, high]`` or not finite."""
+    import tensorflow as tf  # lazy, see software_provenance
+
+    inside = tf.debugging.Assert(
+        tf.reduce_all((incident_energy >= low) & (incident_energy <= high)),  # False for NaN
+        [
+            f"incident_energy outside the range the model was trained on, [{trained_gev[0]:g}, {trained_gev[1]:g}]"
+            " GeV, or not finite"
+        ],
+    )
+    with tf.control_dependencies([inside]):
+        return tf.identity(incident_energy)
+
+
+def checked_sample_signature(
+    sample: Callable[[Any, Any], dict[str, Any]], low: Any, high: Any, trained_gev: tuple[float, ...]
+) -> Any:
+    """The traced ``sample`` signature of a generator's export: ``incident_energy`` (B,) float32 GeV and ``seed``
+    (2,) int32 -> ``sample(energy, seed)``, after :func:`checked_incident_energy` with the float32 bounds
+    ``[low, high]`` of the trained range ``trained_gev``."""
+    import tensorflow as tf  # lazy, see software_provenance
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None,), tf.float32, name="incident_energy"),
+            tf.TensorSpec((2,), tf.int32, name="seed"),
+        ]
+    )
+    def signature(incident_energy: tf.Tensor, seed: tf.Tensor) -> dict[str, Any]:
+        return sample(checked_incident_energy(incident_energy, low, high, trained_gev), seed)
+
+    return signature
+
+
 def add_version_arguments(parser: argparse.ArgumentParser) -> None:
     """The export commands' output options: ``--saved-models DIR`` (the base, ``saved_models``) and ``--version N``
     (default: the next integer version)."""
