@@ -24,6 +24,9 @@ import tensorflow as tf
 
 from caloml.errors import CalomlError
 from caloml.models.base import attribute_config
+from caloml.models.crystal_vae import CrystalVAE
+from caloml.models.crystal_vaewgan import CrystalVAEWGAN
+from caloml.models.crystal_wgan import CrystalWGAN
 from caloml.observables.crystal import crystal_observables, separation_powers
 from caloml.tasks.crystal.config import CrystalConfig, presets
 from caloml.tasks.crystal.data import CrystalInputs, crystal_dataset, prepare_crystal_data
@@ -125,10 +128,6 @@ class CrystalTask:
         }
 
     def build_model(self, config: CrystalConfig, data: CrystalInputs) -> keras.Model:
-        from caloml.models.crystal_vae import CrystalVAE
-        from caloml.models.crystal_vaewgan import CrystalVAEWGAN
-        from caloml.models.crystal_wgan import CrystalWGAN
-
         arguments = self.model_arguments(config, data)
         t = config.trainer
         if self.name == "vae":
@@ -147,10 +146,6 @@ class CrystalTask:
         return dict(model.compiled_optimizers())
 
     def check_init_source(self, config: CrystalConfig, source: keras.Model) -> None:
-        from caloml.models.crystal_vae import CrystalVAE
-        from caloml.models.crystal_vaewgan import CrystalVAEWGAN
-        from caloml.models.crystal_wgan import CrystalWGAN
-
         expected: dict[str, tuple[type, ...]] = {
             "wgan": (CrystalWGAN,),
             "vae": (CrystalVAE,),
