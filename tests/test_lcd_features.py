@@ -119,3 +119,59 @@ def test_fast_enough_for_the_simulator() -> None:
     start = time.perf_counter()
     expert_features(ecal, hcal)
     assert time.perf_counter() - start < 1.0
+
+
+def _reference_expert_features(ecal_gev: np.ndarray, hcal_gev: np.ndarray) -> dict[str, np.ndarray]:
+    """The implementation before the single-pass scan, kept as a readable reference: the grid observables."""
+    ecal = grid.project(ecal_gev, hit_threshold_gev=HIT_THRESHOLD_GEV)
+    hcal = grid.project(hcal_gev, hit_threshold_gev=HIT_THRESHOLD_GEV)
+
+    def ratio(numerator, denominator):
+        out = np.zeros(np.shape(numerator))
+        np.divide(numerator, denominator, out=out, where=denominator != 0)
+        return out
+
+    assert ecal.hits is not None and hcal.hits is not None
+    features = {
+        "ECAL_E": ecal.total,
+        "HCAL_E": hcal.total,
+        "ECAL_nHits": ecal.hits.astype(np.float64),
+        "HCAL_nHits": hcal.hits.astype(np.float64),
+        "HCAL_ECAL_ERatio": ratio(hcal.total, ecal.total),
+        "HCAL_ECAL_nHitsRatio": ratio(hcal.hits.astype(np.float64), ecal.hits.astype(np.float64)),
+        "ECAL_ratioFirstLayerToTotalE": ratio(ecal.z[:, 0], ecal.total),
+        "ECAL_ratioFirstLayerToSecondLayerE": ratio(ecal.z[:, 0], ecal.z[:, 1]),
+        "HCAL_ratioFirstLayerToTotalE": ratio(hcal.z[:, 0], hcal.total),
+        "HCAL_ratioFirstLayerToSecondLayerE": ratio(hcal.z[:, 0], hcal.z[:, 1]),
+        "R9": grid.r9_from_projection(ecal.xy),
+    }
+    for prefix, projections in (("ECAL", ecal), ("HCAL", hcal)):
+        for axis, profile in (("X", projections.x), ("Y", projections.y), ("Z", projections.z)):
+            values = grid.profile_moments(profile, 6)
+            for order in range(1, 7):
+                features[f"{prefix}moment{axis}{order}"] = values[:, order - 1]
+    return {key: np.asarray(features[key], dtype=np.float32) for key in EXPERT_FEATURE_KEYS}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_identical_to_the_reference_implementation_on_random_showers(dtype) -> None:
+    """Hit counts exactly; sums to float32 rounding (the order of the additions changed); the central moments of
+    odd order, which cancel, on the scale of the width M2^(k/2)."""
+    rng = np.random.default_rng(7)
+    ecal, hcal = _random_events(rng, 9, dtype)
+    ecal[3] = 0.0  # an empty ECAL
+    hcal[4] = 0.0  # an empty HCAL
+    ecal[5, :, :, 1] = 0.0  # an empty second layer
+    ecal[6, 2:5, 7:9, 3] = 7.0  # a dense core
+    fast = expert_features(ecal, hcal)
+    slow = _reference_expert_features(ecal, hcal)
+    for key in ("ECAL_nHits", "HCAL_nHits", "HCAL_ECAL_nHitsRatio"):
+        np.testing.assert_array_equal(fast[key], slow[key], err_msg=key)
+    for key in EXPERT_FEATURE_KEYS:
+        if "moment" in key and key[-1] in "35":
+            width = slow[key[:-1] + "2"].astype(np.float64) ** (int(key[-1]) / 2)
+            np.testing.assert_allclose(fast[key], slow[key], rtol=0, atol=1e-5 * width.max() + 1e-12, err_msg=key)
+        else:
+            np.testing.assert_allclose(fast[key], slow[key], rtol=2e-6, atol=0, err_msg=key)
+    assert np.all(fast["ECAL_E"][3] == 0.0) and np.all(fast["HCAL_E"][4] == 0.0)
+    assert fast["ECAL_ratioFirstLayerToSecondLayerE"][5] == 0.0
