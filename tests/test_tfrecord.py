@@ -199,3 +199,93 @@ def test_uncompressed_shards(lcd_file: Path, tmp_path: Path) -> None:
     assert metadata["encoding"]["compression"] == "NONE"
     assert [s["file"] for s in metadata["shards"]] == ["shard-00000-of-00002.tfrecord", "shard-00001-of-00002.tfrecord"]
     assert verify(tmp_path / "plain") == {"n_events": 40, "n_shards": 2}
+
+
+def test_raw_bytes_layout_round_trip_and_wire_format(make_lcd: Callable[..., dict]) -> None:
+    """Version 2: indices and energies as raw little-endian bytes; dense and sparse decoding give the events back."""
+    events = make_lcd(6)
+    events["ECAL"][3] = 0.0  # empty events in the middle and at the end of the batch
+    events["ECAL"][5] = 0.0
+    events["ECAL"][4, -1, -1, -1] = 0.75  # the last cell: index 65024 needs all 16 bits
+    scalars = ["energy", "pdgID", "openingAngle"]
+    records = encode_events(events, ["ECAL", "HCAL"], scalars, version=2)
+    feature = tf.train.Example.FromString(records[4]).features.feature
+    flat = events["ECAL"][4].reshape(-1)
+    (index_bytes,) = feature["ECAL/indices_raw"].bytes_list.value
+    (value_bytes,) = feature["ECAL/values_raw"].bytes_list.value
+    np.testing.assert_array_equal(np.frombuffer(index_bytes, "<u2"), np.flatnonzero(flat))
+    np.testing.assert_array_equal(np.frombuffer(value_bytes, "<f4"), flat[flat > 0])
+    assert "ECAL/delta" not in feature
+    assert feature["ECAL/sum"].float_list.value == [pytest.approx(flat.sum(dtype=np.float64), rel=1e-6)]
+    metadata = {
+        "arrays": {"ECAL": {"shape": [51, 51, 25]}, "HCAL": {"shape": [11, 11, 60]}},
+        "scalars": {"energy": {"shape": [], "dtype": "float32"}, "pdgID": {"shape": [], "dtype": "int32"},
+                    "openingAngle": {"shape": [], "dtype": "float32"}},
+    }  # fmt: skip
+    dense = decode_batch(tf.constant(records), metadata)
+    for key in ["ECAL", "HCAL", *scalars]:
+        np.testing.assert_array_equal(dense[key].numpy(), events[key], err_msg=key)
+    sparse = decode_batch(tf.constant(records), metadata, output="sparse")
+    for i in range(6):
+        coords = sparse["ECAL/coords"][i].numpy()
+        np.testing.assert_array_equal(coords, np.argwhere(events["ECAL"][i] > 0))
+        np.testing.assert_array_equal(sparse["ECAL/values"][i].numpy(), events["ECAL"][i][tuple(coords.T)])
+
+
+def test_int32_indices_beyond_65536_cells_and_a_batch_mixing_both_layouts() -> None:
+    rng = np.random.default_rng(3)
+    cells = np.where(rng.random((4, 70, 40, 30)) < 0.01, rng.random((4, 70, 40, 30)), 0.0).astype(np.float32)
+    cells[1, -1, -1, -1] = 2.0  # index 83999 > 65535
+    events = {"big": cells}
+    new = encode_events(events, ["big"], [], version=2)
+    feature = tf.train.Example.FromString(new[1]).features.feature
+    (index_bytes,) = feature["big/indices_raw"].bytes_list.value
+    assert np.frombuffer(index_bytes, "<i4")[-1] == 70 * 40 * 30 - 1
+    old = encode_events(events, ["big"], [], version=1)
+    metadata = {"arrays": {"big": {"shape": [70, 40, 30]}}, "scalars": {}}
+    mixed = [new[0], old[1], new[2], old[3]]
+    np.testing.assert_array_equal(decode_batch(tf.constant(mixed), metadata)["big"].numpy(), cells)
+    sparse = decode_batch(tf.constant(mixed), metadata, output="sparse")
+    for i in range(4):
+        np.testing.assert_array_equal(sparse["big/coords"][i].numpy(), np.argwhere(cells[i] > 0))
+
+
+def test_old_layout_directories_stay_readable(lcd_file: Path, lcd_events: dict, tmp_path: Path) -> None:
+    """A directory written in version 1 (index deltas) and one in version 2 decode to the same events."""
+    from caloml.data.pipeline import make_dataset
+
+    batches = {}
+    for version in (1, 2):
+        out = tmp_path / f"v{version}"
+        metadata = convert_to_tfrecords([lcd_file], out, shard_events=20, encoding_version=version)
+        assert read_metadata(out)["encoding"]["version"] == version == metadata["encoding"]["version"]
+        assert verify(out) == {"n_events": 40, "n_shards": 2}
+        dataset = make_dataset(out, global_batch_size=40, shuffle=False, repeat=False, keys=["ECAL", "energy"])
+        batches[version] = next(iter(dataset))
+    for key in ("ECAL", "energy"):
+        np.testing.assert_array_equal(batches[1][key].numpy(), batches[2][key].numpy(), err_msg=key)
+    order = np.argsort(batches[2]["energy"].numpy())
+    np.testing.assert_allclose(  # the file stores 50 x GeV: float32 rounding
+        batches[2]["ECAL"].numpy()[order], lcd_events["ECAL"][np.argsort(lcd_events["energy"])], rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="encoding_version"):
+        convert_to_tfrecords([lcd_file], tmp_path / "v3", encoding_version=3)
+
+
+def test_raw_bytes_shards_with_bad_indices_fail_verification(
+    records_dir: Path, tmp_path: Path, make_lcd: Callable[..., dict]
+) -> None:
+    corrupt = tmp_path / "bad"
+    shutil.copytree(records_dir, corrupt)
+    metadata = read_metadata(corrupt)
+    events = make_lcd(2)
+    records = encode_events(events, list(metadata["arrays"]), list(metadata["scalars"]), version=2)
+    example = tf.train.Example.FromString(records[1])
+    index_bytes = example.features.feature["ECAL/indices_raw"].bytes_list.value[0]
+    swapped = np.frombuffer(index_bytes, "<u2")[::-1].tobytes()  # decreasing indices
+    example.features.feature["ECAL/indices_raw"].bytes_list.value[0] = swapped
+    shard = shard_paths(corrupt, metadata)[0]
+    with tf.io.TFRecordWriter(str(shard), tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
+        writer.write(example.SerializeToString())
+    with pytest.raises(DataError, match="inconsistent"):
+        verify(corrupt)

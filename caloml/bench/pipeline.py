@@ -6,17 +6,18 @@
   (shuffled, batch ``batch_size``), after a warm-up, over ``n_events`` events;
 * ``h5py_showers_per_s``: the same number of events read by a plain h5py loop in random order, one event per
   read (``f["ECAL"][i] / 50`` and ``f["energy"][i]``), as a naive user would;
-* ``speedup``: their ratio;
+* ``speedup`` and ``pipeline_over_h5py`` (the same figure, named as in the issue's targets): their ratio;
 * ``pipeline_cpu_ms_per_shower``, ``h5py_cpu_ms_per_shower``: CPU time (all threads of the process) per shower,
   which does not depend on what else runs on the machine (the pipeline spreads it over the cores);
 * bytes per shower of the calorimeter arrays: ``bytes_per_shower_hdf5`` (the file), ``bytes_per_shower_records``
   (the TFRecord directory), and from a sample re-encoded in GZIP TFRecords: ``..._dense_tfrecord`` (float32),
   ``..._sparse_tfrecord`` (absolute int64 indices) and ``..._sparse_delta_tfrecord`` (caloml's encoding).
 
-Targets on the 2-core development machine: at least 2,000 showers/s and 3x the h5py loop. Measured there (LCD
-electrons, about 20% occupancy): GZIP shards about 2,500 showers/s and 1.9x (0.75 CPU-ms per shower, of which
-inflating costs 0.3), uncompressed shards about 4,000 showers/s and 3x (0.45 CPU-ms); h5py 1,300-1,400 showers/s.
-See ``docs/benchmarks.md``.
+With ``compare_version1``, the same file converted in the previous record layout (encoding version 1, index deltas
+as varints) is measured in the same run: ``version1_showers_per_s``, ``version1_over_h5py``,
+``version1_cpu_ms_per_shower``.
+
+Target on the 2-core development machine: 3x the h5py loop. See ``docs/benchmarks.md`` for the figures.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ def benchmark_pipeline(
     warmup_batches: int = 8,
     seed: int = 0,
     compare_uncompressed: bool = True,
+    compare_version1: bool = True,
 ) -> dict[str, float]:
     """Measure the input pipeline on ``h5_path`` and its TFRecords ``records_dir`` (converted first if absent).
 
@@ -110,6 +112,7 @@ def benchmark_pipeline(
         "pipeline_showers_per_s": pipeline_rate,
         "h5py_showers_per_s": h5py_rate,
         "speedup": pipeline_rate / h5py_rate,
+        "pipeline_over_h5py": pipeline_rate / h5py_rate,
         "pipeline_cpu_ms_per_shower": pipeline_cpu_ms,
         "h5py_cpu_ms_per_shower": h5py_cpu_ms,
         "bytes_per_shower_hdf5": sizes["hdf5"],
@@ -121,10 +124,18 @@ def benchmark_pipeline(
         "n_events": float(n_events),
         "batch_size": float(batch_size),
     }
+    shard_events = max(1, int(metadata["shards"][0]["n_events"]))
+    if compare_version1:
+        with tempfile.TemporaryDirectory() as tmp:
+            old = Path(tmp) / "records"
+            convert_to_tfrecords([h5_path], old, shard_events=shard_events, encoding_version=1)
+            rate, cpu_ms = _pipeline_rate(old, array_key, batch_size, n_events, warmup_batches, seed)
+        figures.update(
+            version1_showers_per_s=rate, version1_over_h5py=rate / h5py_rate, version1_cpu_ms_per_shower=cpu_ms
+        )
     if compare_uncompressed:
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / "records"
-            shard_events = max(1, int(metadata["shards"][0]["n_events"]))
             plain_metadata = convert_to_tfrecords([h5_path], plain, shard_events=shard_events, compression="NONE")
             rate, cpu_ms = _pipeline_rate(plain, array_key, batch_size, n_events, warmup_batches, seed)
         plain_bytes = sum(int(s["bytes"]) for s in plain_metadata["shards"]) / max(1, int(plain_metadata["n_events"]))

@@ -1,22 +1,23 @@
-"""The encoding of calorimeter events as ``tf.train.Example`` records, written without TensorFlow.
+"""The encodings of calorimeter events as ``tf.train.Example`` records, written without TensorFlow.
 
-Encoding ``caloml-sparse-delta`` version 1, one Example per event, GeV float32:
+One Example per event, GeV float32. Encoding ``caloml-sparse-delta``, two versions, both read by
+:func:`caloml.data.tfrecord.decode_batch` (a batch may even mix them):
 
-* for each calorimeter array ``K`` (``ECAL``, ``HCAL``, ``showers``): ``K/delta`` int64 list, the flat C-order
-  indices of the non-zero cells stored as differences (first = first index, then index[i] - index[i-1]);
-  ``K/values`` float32 list, their energies; ``K/last`` int64, the last index (0 if none: lets the decoder
-  compute the positions of a whole batch with one cumulative sum); ``K/sum`` float32, the sum of the array (for
-  event filters);
-* every other per-event key of the source (``energy``, angles, ``pdgID``, features, ``incident_energies``...):
-  a float feature (integer and boolean keys: int64), with the per-event shape recorded in the metadata.
+* **version 2** (raw bytes, written by :func:`caloml.data.tfrecord.convert_to_tfrecords`): for each calorimeter
+  array ``K`` (``ECAL``, ``HCAL``, ``showers``), ``K/indices_raw`` one ``bytes`` value, the flat C-order indices
+  of the non-zero cells, increasing, little-endian uint16 when the array has at most 65,536 cells, else int32
+  (:func:`index_dtype`); ``K/values_raw`` one ``bytes`` value, their energies as little-endian float32;
+  ``K/sum`` float32, the sum of the array (for event filters). The reader turns each into a tensor with one
+  ``tf.io.decode_raw`` per batch: no varint parsing, no cumulative sum.
+* **version 1**: ``K/delta`` int64 list, the flat indices as differences (first = first index); ``K/values``
+  float32 list; ``K/last`` int64, the last index (0 if none); ``K/sum`` float32.
 
-The cumulative sum of ``K/delta`` gives the flat indices, which are both the scatter positions of the dense array
-(voxel models) and the hit coordinates of point-cloud models (unravelled over the array shape).
+Every other per-event key of the source (``energy``, angles, ``pdgID``, features, ``incident_energies``...) is a
+float feature (integer and boolean keys: int64), with the per-event shape recorded in the metadata.
 
 The records are serialized directly in the protocol-buffer wire format of ``tf.train.Example`` (a map of Feature
-messages holding packed float32 or varint lists), with NumPy doing the per-cell work: building Example objects
-through the protobuf API costs about 2 ms per LCD shower, this about 0.3 ms. Decoding is
-:func:`caloml.data.tfrecord.decode_batch`. See ``docs/data.md``.
+messages holding packed lists or bytes), with NumPy doing the per-cell work: building Example objects through the
+protobuf API costs about 2 ms per LCD shower, this about 0.3 ms. See ``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,18 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["ENCODING_NAME", "ENCODING_VERSION", "encode_events"]
+__all__ = ["ENCODING_NAME", "ENCODING_VERSION", "READABLE_VERSIONS", "encode_events", "index_dtype"]
 
 ENCODING_NAME = "caloml-sparse-delta"
-ENCODING_VERSION = 1
+#: The version written by the conversion (raw bytes).
+ENCODING_VERSION = 2
+#: The versions the reader decodes.
+READABLE_VERSIONS = (1, 2)
+
+
+def index_dtype(cells_per_event: int) -> np.dtype:
+    """Little-endian dtype of the raw cell indices (version 2): uint16 up to 65,536 cells, else int32."""
+    return np.dtype("<u2") if cells_per_event <= 1 << 16 else np.dtype("<i4")
 
 
 def _sparse_rows(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -85,19 +94,41 @@ def _feature(kind: bytes, packed: bytes) -> bytes:
 _FLOAT, _INT64 = b"\x12", b"\x1a"
 
 
-def encode_events(
-    events: Mapping[str, np.ndarray], array_keys: Sequence[str], scalar_keys: Sequence[str]
-) -> list[bytes]:
-    """Serialized ``tf.train.Example`` records (encoding ``caloml-sparse-delta`` v1) of a batch of events in GeV.
+def _bytes_feature(payload: bytes) -> bytes:
+    """A Feature message holding a bytes_list of one value (possibly empty)."""
+    return _delimited(b"\x0a", _delimited(b"\x0a", payload))
 
-    ``array_keys`` are encoded sparse (``K/delta``, ``K/values``, ``K/last``, ``K/sum``), ``scalar_keys`` as float
-    (or int64 for integer and boolean arrays) lists of their per-event values. No TensorFlow needed.
+
+def encode_events(
+    events: Mapping[str, np.ndarray], array_keys: Sequence[str], scalar_keys: Sequence[str], *, version: int = 1
+) -> list[bytes]:
+    """Serialized ``tf.train.Example`` records (encoding ``caloml-sparse-delta``) of a batch of events in GeV.
+
+    ``array_keys`` are encoded sparse: version 1 (the default, for records written by hand) as ``K/delta``,
+    ``K/values``, ``K/last``, ``K/sum``; version 2 (:data:`ENCODING_VERSION`, what the conversion writes) as
+    ``K/indices_raw``, ``K/values_raw``, ``K/sum``. ``scalar_keys`` as float (or int64 for integer and boolean
+    arrays) lists of their per-event values. No TensorFlow needed.
     """
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"encoding version must be one of {READABLE_VERSIONS}, got {version}")
     n = len(events[array_keys[0]]) if array_keys else len(events[scalar_keys[0]])
     columns: dict[str, list[bytes]] = {}
     for key in array_keys:
         cells = np.asarray(events[key])
         splits, indices, values = _sparse_rows(cells)
+        if version == 2:
+            width = index_dtype(int(np.prod(cells.shape[1:]))).itemsize
+            index_bytes = indices.astype(index_dtype(int(np.prod(cells.shape[1:]))), copy=False).tobytes()
+            value_bytes = values.astype("<f4", copy=False).tobytes()
+            columns[f"{key}/indices_raw"] = [
+                _bytes_feature(index_bytes[width * splits[i] : width * splits[i + 1]]) for i in range(n)
+            ]
+            columns[f"{key}/values_raw"] = [
+                _bytes_feature(value_bytes[4 * splits[i] : 4 * splits[i + 1]]) for i in range(n)
+            ]
+            sums = cells.reshape(n, -1).sum(axis=1, dtype=np.float64).astype(np.float32)
+            columns[f"{key}/sum"] = _scalar_features(sums[:, None])
+            continue
         deltas = np.diff(indices, prepend=0)
         filled = np.diff(splits) > 0
         starts = splits[:-1][filled]  # first cell of each non-empty event: its absolute index

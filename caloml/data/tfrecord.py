@@ -40,7 +40,13 @@ from tqdm import tqdm
 from caloml import __version__
 from caloml.atomic_files import atomic_directory
 from caloml.data.checks import format_shape
-from caloml.data.example_encoding import ENCODING_NAME, ENCODING_VERSION, encode_events
+from caloml.data.example_encoding import (
+    ENCODING_NAME,
+    ENCODING_VERSION,
+    READABLE_VERSIONS,
+    encode_events,
+    index_dtype,
+)
 from caloml.data.hdf5 import HDF5EventReader, open_reader
 from caloml.errors import DataError, OutputExistsError
 from caloml.geometry import CLIC_HCAL
@@ -207,6 +213,7 @@ def convert_to_tfrecords(
     chunk_events: int = 256,
     progress: bool = False,
     compression: str = "GZIP",
+    encoding_version: int = ENCODING_VERSION,
 ) -> dict[str, Any]:
     """Convert HDF5 files (all LCD or all CaloChallenge, detected) into ``out`` (``tf_records/NAME``).
 
@@ -214,6 +221,7 @@ def convert_to_tfrecords(
     (equal sizes), so memory stays bounded by one chunk. Keys present in every source are kept. The directory is
     built next to ``out`` and renamed at the end; an existing ``out`` raises :class:`OutputExistsError` unless
     ``overwrite``. ``compression="NONE"`` writes uncompressed shards (25% larger, no inflating when reading).
+    ``encoding_version=1`` writes the previous record layout (index deltas as varints), still read.
     Returns the metadata written to ``out/metadata.json``.
     """
     if shard_events < 1:
@@ -221,6 +229,8 @@ def convert_to_tfrecords(
     compression = compression.upper()
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {sorted(COMPRESSIONS)}, got {compression!r}")
+    if encoding_version not in READABLE_VERSIONS:
+        raise ValueError(f"encoding_version must be one of {READABLE_VERSIONS}, got {encoding_version}")
     out = Path(out)
     check_output(out, overwrite)
     if not sources:
@@ -234,7 +244,9 @@ def convert_to_tfrecords(
             else:
                 owned.append(open_reader(source, chunk_events=chunk_events))
                 readers.append(owned[-1])
-        return _convert(readers, out, shard_events, overwrite, chunk_events, progress, compression, __version__)
+        return _convert(
+            readers, out, shard_events, overwrite, chunk_events, progress, compression, __version__, encoding_version
+        )
     finally:
         for reader in owned:
             reader.close()
@@ -249,6 +261,7 @@ def _convert(
     progress: bool,
     compression: str,
     version: str,
+    encoding_version: int,
 ) -> dict[str, Any]:
     import tensorflow as tf
 
@@ -269,7 +282,7 @@ def _convert(
         try:
             for source, start, stop in _chunk_schedule(readers, chunk_events):
                 events = readers[source].read(slice(start, stop))
-                for record in encode_events(events, array_keys, scalar_keys):
+                for record in encode_events(events, array_keys, scalar_keys, version=encoding_version):
                     if writer is None:
                         writer = tf.io.TFRecordWriter(str(tmp / names[shard]), options)
                     writer.write(record)
@@ -290,10 +303,9 @@ def _convert(
             "format": FORMAT_NAME,
             "encoding": {
                 "name": ENCODING_NAME,
-                "version": ENCODING_VERSION,
+                "version": encoding_version,
                 "compression": compression,
-                "arrays": "K/delta int64 (flat C-order index differences), K/values float32, K/last int64"
-                " (last index), K/sum float32",
+                "arrays": _ARRAY_FEATURES[encoding_version],
             },
             "layout": first.layout,
             "geometry": first.geometry_name,
@@ -324,6 +336,13 @@ def _convert(
     return metadata
 
 
+_ARRAY_FEATURES = {
+    1: "K/delta int64 (flat C-order index differences), K/values float32, K/last int64 (last index), K/sum float32",
+    2: "K/indices_raw bytes (flat C-order indices of the non-zero cells, little-endian uint16 up to 65536 cells per"
+    " event, else int32), K/values_raw bytes (little-endian float32), K/sum float32",
+}
+
+
 def _array_geometry(reader: HDF5EventReader, key: str) -> str:
     if key == "HCAL":
         return CLIC_HCAL.name
@@ -348,10 +367,10 @@ def read_metadata(records_dir: str | Path) -> dict[str, Any]:
     if missing:
         raise DataError(f"{path}: metadata lacks '{missing[0]}'")
     encoding = metadata["encoding"]
-    if encoding.get("name") != ENCODING_NAME or encoding.get("version") != ENCODING_VERSION:
+    if encoding.get("name") != ENCODING_NAME or encoding.get("version") not in READABLE_VERSIONS:
         raise DataError(
             f"{path}: encoding {encoding.get('name')} v{encoding.get('version')} is not supported"
-            f" (this caloml reads {ENCODING_NAME} v{ENCODING_VERSION})"
+            f" (this caloml reads {ENCODING_NAME} v{', v'.join(str(v) for v in READABLE_VERSIONS)})"
         )
     return metadata
 
@@ -373,15 +392,19 @@ def feature_spec(metadata: Mapping[str, Any], *, scalars_only: bool = False) -> 
     """``tf.io.parse_example`` features of the records described by ``metadata``.
 
     With ``scalars_only``, only the per-event scalars and the ``K/sum`` of each array (what event filters need).
+    The cells are parsed in both encoding versions (the features of the other version are absent, hence empty), so
+    that a batch decodes whichever version its records are in.
     """
     import tensorflow as tf
 
     spec: dict[str, Any] = {}
     for key in metadata["arrays"]:
         if not scalars_only:
+            spec[f"{key}/indices_raw"] = tf.io.FixedLenFeature([], tf.string, default_value="")
+            spec[f"{key}/values_raw"] = tf.io.FixedLenFeature([], tf.string, default_value="")
             spec[f"{key}/delta"] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)
             spec[f"{key}/values"] = tf.io.RaggedFeature(tf.float32, row_splits_dtype=tf.int64)
-            spec[f"{key}/last"] = tf.io.FixedLenFeature([], tf.int64)
+            spec[f"{key}/last"] = tf.io.FixedLenFeature([], tf.int64, default_value=0)
         spec[f"{key}/sum"] = tf.io.FixedLenFeature([], tf.float32)
     for key, info in metadata["scalars"].items():
         dtype = tf.float32 if "float" in info["dtype"] else tf.int64
@@ -408,6 +431,26 @@ def _batch_positions(deltas: tf.RaggedTensor, last: tf.Tensor, size: int) -> tf.
     return tf.cumsum(flat)
 
 
+def _raw_cells(parsed: Mapping[str, Any], key: str, size: int) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+    """The cell indices (B, None) int64 and energies (B, None) float32 of the version-2 features of array ``key``.
+
+    The raw bytes of the whole batch are joined and decoded at once (``tf.io.decode_raw`` needs equal lengths
+    per string); the byte lengths give the row lengths. Empty for version-1 records.
+    """
+    import tensorflow as tf
+
+    dtype = index_dtype(size)
+    index_bytes, value_bytes = parsed[f"{key}/indices_raw"], parsed[f"{key}/values_raw"]
+    lengths = tf.cast(tf.strings.length(value_bytes), tf.int64) // 4
+    tf_dtype = tf.uint16 if dtype.itemsize == 2 else tf.int32
+    indices = tf.cast(tf.io.decode_raw(tf.strings.reduce_join(index_bytes), tf_dtype, little_endian=True), tf.int64)
+    values = tf.io.decode_raw(tf.strings.reduce_join(value_bytes), tf.float32, little_endian=True)
+    return (
+        tf.RaggedTensor.from_row_lengths(indices, lengths, validate=False),
+        tf.RaggedTensor.from_row_lengths(values, lengths, validate=False),
+    )
+
+
 def decode_batch(
     serialized: tf.Tensor, metadata: Mapping[str, Any], *, output: str = "dense"
 ) -> dict[str, tf.Tensor | tf.RaggedTensor]:
@@ -427,22 +470,32 @@ def decode_batch(
     for key, info in metadata["arrays"].items():
         shape = [int(s) for s in info["shape"]]
         size = int(np.prod(shape))
-        deltas = parsed[f"{key}/delta"]
+        raw_indices, raw_values = _raw_cells(parsed, key, size)  # version 2 records
+        deltas = parsed[f"{key}/delta"]  # version 1 records
         values = parsed[f"{key}/values"]
-        positions = _batch_positions(deltas, parsed[f"{key}/last"], size)
         if output == "dense":
+            positions = tf.concat(
+                [
+                    _batch_positions(deltas, parsed[f"{key}/last"], size),
+                    raw_indices.flat_values + tf.repeat(tf.range(batch) * size, raw_indices.row_lengths()),
+                ],
+                axis=0,
+            )
             dense = tf.raw_ops.SparseToDense(
                 sparse_indices=positions,
                 output_shape=tf.reshape(batch * size, [1]),
-                sparse_values=values.flat_values,
+                sparse_values=tf.concat([values.flat_values, raw_values.flat_values], axis=0),
                 default_value=tf.constant(0.0, tf.float32),
                 validate_indices=False,
             )
             result[key] = tf.reshape(dense, [-1, *shape])
         else:
-            coords = tf.transpose(tf.unravel_index(positions % size, tf.constant(shape, tf.int64)))
-            result[f"{key}/coords"] = tf.RaggedTensor.from_row_splits(coords, deltas.row_splits, validate=False)
-            result[f"{key}/values"] = values
+            positions = _batch_positions(deltas, parsed[f"{key}/last"], size)
+            old_indices = tf.RaggedTensor.from_row_splits(positions % size, deltas.row_splits, validate=False)
+            indices = tf.concat([old_indices, raw_indices], axis=1)  # each event's cells, from either version
+            coords = tf.transpose(tf.unravel_index(indices.flat_values, tf.constant(shape, tf.int64)))
+            result[f"{key}/coords"] = tf.RaggedTensor.from_row_splits(coords, indices.row_splits, validate=False)
+            result[f"{key}/values"] = tf.concat([values, raw_values], axis=1)
     for key, info in metadata["scalars"].items():
         value = parsed[key]
         if info["dtype"] != value.dtype.name:
@@ -480,6 +533,16 @@ def verify(records_dir: str | Path, *, batch_size: int = 256) -> dict[str, Any]:
             bad |= tf.reduce_any(deltas.flat_values < 0) | tf.reduce_any(indices < 0) | tf.reduce_any(indices >= size)
             bad |= tf.reduce_any(tf.not_equal(deltas.row_lengths(), values.row_lengths()))
             bad |= tf.reduce_any(tf.not_equal(tf.gather(indices, ends), tf.boolean_mask(last, filled)))
+            width = index_dtype(size).itemsize  # version 2: whole indices and values, in the array, increasing
+            index_bytes = tf.cast(tf.strings.length(parsed[f"{key}/indices_raw"]), tf.int64)
+            value_bytes = tf.cast(tf.strings.length(parsed[f"{key}/values_raw"]), tf.int64)
+            bad |= tf.reduce_any(index_bytes % width != 0) | tf.reduce_any(value_bytes % 4 != 0)
+            bad |= tf.reduce_any(tf.not_equal(index_bytes // width, value_bytes // 4))
+            raw_indices, _ = _raw_cells(parsed, key, size)  # misaligned bytes fail here: a corrupt shard
+            flat = raw_indices.flat_values
+            bad |= tf.reduce_any(flat < 0) | tf.reduce_any(flat >= size)
+            positions = flat + raw_indices.value_rowids() * size  # increasing over the batch if within each event
+            bad |= tf.reduce_any(positions[1:] <= positions[:-1])
         return tf.stack([tf.cast(tf.shape(serialized)[0], tf.int64), tf.cast(bad, tf.int64)])
 
     total = 0
