@@ -54,38 +54,77 @@ class Window:
     offset_y_mm: np.ndarray
 
 
+#: Spots per block of the binning pass: the block's temporaries stay in the CPU cache.
+_BLOCK_SPOTS = 1 << 15
+
+
 def bin_windows(spots: Spots, detector: SimulationDetector, windows: list[Window], n_events: int) -> list[np.ndarray]:
     """Sum the spots of each window's section into its stored window.
+
+    One pass over the spots for all the windows, by blocks that stay in the CPU cache: each spot's cell index in
+    its section's window (one index space for all the windows, plus a last bin for the spots outside every
+    window), then one ``np.bincount``. Each cell sums its spots in their order, in float64, as a bincount per
+    window would.
 
     Returns:
         one array per window, shape (B, n_x, n_y, n_layers), float32, GeV.
     """
-    spot_section = detector.section[spots.layer]
+    n_sections = len(detector.sections)
+    # Per-section tables, gathered per spot. A section without a window keeps n_x = 0: none of its spots is inside.
+    inv = np.zeros(n_sections, np.float32)
+    n_x = np.zeros(n_sections, np.int64)
+    n_y = np.zeros(n_sections, np.int64)
+    x_stride = np.zeros(n_sections, np.int64)
+    y_stride = np.zeros(n_sections, np.int64)
+    event_stride = np.zeros(n_sections, np.int64)
+    base = np.zeros(n_sections, np.int64)
+    shift_x = np.zeros((n_sections, n_events), np.float32)
+    shift_y = np.zeros((n_sections, n_events), np.float32)
+    total = 0
+    for window in windows:
+        grid = detector.sections[window.section]
+        assert isinstance(grid, CartesianCalorimeter)
+        k = window.section
+        cell_inv = 1.0 / grid.cell_mm
+        # Cell index in the window = floor((position - offset) / cell) - (index of the window's first cell).
+        first_x = np.floor((window.centre_x_mm - window.offset_x_mm) * cell_inv) - grid.n_x // 2
+        first_y = np.floor((window.centre_y_mm - window.offset_y_mm) * cell_inv) - grid.n_y // 2
+        shift_x[k] = (window.offset_x_mm * cell_inv + first_x).astype(np.float32)
+        shift_y[k] = (window.offset_y_mm * cell_inv + first_y).astype(np.float32)
+        inv[k], n_x[k], n_y[k] = np.float32(cell_inv), grid.n_x, grid.n_y
+        x_stride[k], y_stride[k] = grid.n_y * grid.stack.n_layers, grid.stack.n_layers
+        event_stride[k], base[k] = grid.n_cells, total
+        total += n_events * grid.n_cells
+    outside = total  # the last bin collects the spots outside every window
+    spot_cell = np.empty(spots.size, np.int64)
+    for start in range(0, spots.size, _BLOCK_SPOTS):
+        block = slice(start, start + _BLOCK_SPOTS)
+        event, layer = spots.event[block], spots.layer[block]
+        section = detector.section[layer]
+        row = section * n_events + event
+        # Cell coordinates in cells from the window's corner, float32 (the spots' precision). A spot is inside
+        # iff 0 <= coordinate < n on both axes (the same test as on floor(coordinate)); the truncation of an
+        # inside coordinate to an integer is then its floor.
+        fx = spots.x_mm[block] * inv[section]
+        fx -= shift_x.ravel()[row]
+        fy = spots.y_mm[block] * inv[section]
+        fy -= shift_y.ravel()[row]
+        inside = (fx >= 0) & (fx < n_x[section])
+        inside &= fy >= 0
+        inside &= fy < n_y[section]
+        cell = base[section] + event * event_stride[section]
+        cell += fx.astype(np.int64) * x_stride[section]
+        cell += fy.astype(np.int64) * y_stride[section]
+        cell += detector.section_layer[layer]
+        np.copyto(spot_cell[block], outside, where=~inside)
+        np.copyto(spot_cell[block], cell, where=inside)
+    sums = np.bincount(spot_cell, weights=spots.visible_gev, minlength=outside + 1)
     out = []
     for window in windows:
         grid = detector.sections[window.section]
         assert isinstance(grid, CartesianCalorimeter)
-        mine = spot_section == window.section
-        if np.count_nonzero(mine) > mine.size // 2:
-            # Most spots are in this section: work on all of them (no copies) and mask at the end.
-            event, layer, x, y, energy = spots.event, spots.layer, spots.x_mm, spots.y_mm, spots.visible_gev
-            layer = detector.section_layer[layer]
-        else:
-            event, layer = spots.event[mine], detector.section_layer[spots.layer[mine]]
-            x, y, energy = spots.x_mm[mine], spots.y_mm[mine], spots.visible_gev[mine]
-            mine = np.ones(event.size, bool)
-        inv = 1.0 / grid.cell_mm
-        # Cell index in the window = floor((position - offset) / cell) - (index of the window's first cell).
-        first_x = np.floor((window.centre_x_mm - window.offset_x_mm) * inv) - grid.n_x // 2
-        first_y = np.floor((window.centre_y_mm - window.offset_y_mm) * inv) - grid.n_y // 2
-        shift_x = (window.offset_x_mm * inv + first_x).astype(np.float32)
-        shift_y = (window.offset_y_mm * inv + first_y).astype(np.float32)
-        ix = np.floor(x * np.float32(inv) - shift_x[event]).astype(np.int64)
-        iy = np.floor(y * np.float32(inv) - shift_y[event]).astype(np.int64)
-        inside = mine & (ix >= 0) & (ix < grid.n_x) & (iy >= 0) & (iy < grid.n_y)
-        flat = ((event * grid.n_x + ix) * grid.n_y + iy) * grid.stack.n_layers + layer
-        cells = np.bincount(flat[inside], weights=energy[inside], minlength=n_events * grid.n_cells)
-        out.append(cells.astype(np.float32).reshape(n_events, *grid.shape))
+        first = int(base[window.section])
+        out.append(sums[first : first + n_events * grid.n_cells].astype(np.float32).reshape(n_events, *grid.shape))
     return out
 
 
