@@ -131,7 +131,8 @@ def _reference_expert_features(ecal_gev: np.ndarray, hcal_gev: np.ndarray) -> di
         np.divide(numerator, denominator, out=out, where=denominator != 0)
         return out
 
-    assert ecal.hits is not None and hcal.hits is not None
+    assert ecal.hits is not None
+    assert hcal.hits is not None
     features = {
         "ECAL_E": ecal.total,
         "HCAL_E": hcal.total,
@@ -173,5 +174,6 @@ def test_identical_to_the_reference_implementation_on_random_showers(dtype) -> N
             np.testing.assert_allclose(fast[key], slow[key], rtol=0, atol=1e-5 * width.max() + 1e-12, err_msg=key)
         else:
             np.testing.assert_allclose(fast[key], slow[key], rtol=2e-6, atol=0, err_msg=key)
-    assert np.all(fast["ECAL_E"][3] == 0.0) and np.all(fast["HCAL_E"][4] == 0.0)
+    assert np.all(fast["ECAL_E"][3] == 0.0)
+    assert np.all(fast["HCAL_E"][4] == 0.0)
     assert fast["ECAL_ratioFirstLayerToSecondLayerE"][5] == 0.0

@@ -16,6 +16,7 @@ from caloml.geometry import CLIC_ECAL_FRONT_MM, CLIC_HCAL_FRONT_MM, CartesianCal
 from caloml.observables.angle import measured_angle
 from caloml.sim import readout
 from caloml.sim.crystal import simulate_crystal_batch
+from caloml.sim.detector import SimulationDetector
 from caloml.sim.electromagnetic import ShowerAxes, em_showers
 from caloml.sim.hadronic import charged_pions
 from caloml.sim.layouts import SimulationLayout
@@ -90,6 +91,17 @@ def simulate_batch(
         showers = readout.bin_cylindrical(spots, grid, n)
         return {"incident_energies": primaries.energy_gev[:, None].astype(np.float32), "showers": showers}
 
+    windows, bary = lcd_windows(rng, spots, detector, primaries)
+    ecal, hcal = readout.bin_windows(spots, detector, windows, n)
+    return assemble_lcd_event_keys(layout, particle, primaries, ecal, hcal, bary, truth)
+
+
+def lcd_windows(
+    rng: np.random.Generator, spots: Spots, detector: SimulationDetector, primaries: Primaries
+) -> tuple[list[readout.Window], readout.Barycentre]:
+    """Where the ECAL and HCAL windows of each event lie (the cell grids' random offsets are drawn here), and the
+    barycentre of the ECAL core spots they are centred on."""
+    n = primaries.energy_gev.size
     ecal_grid, hcal_grid = detector.sections
     assert isinstance(ecal_grid, CartesianCalorimeter)
     assert isinstance(hcal_grid, CartesianCalorimeter)
@@ -98,18 +110,13 @@ def simulate_batch(
     hcal_depth = CLIC_HCAL_FRONT_MM - CLIC_ECAL_FRONT_MM
     ecal_offset = rng.random((2, n)) * ecal_grid.cell_mm
     hcal_offset = rng.random((2, n)) * hcal_grid.cell_mm
-    ecal, hcal = readout.bin_windows(
-        spots,
-        detector,
-        [
-            readout.Window(0, bary.x_mm, bary.y_mm, ecal_offset[0], ecal_offset[1]),
-            readout.Window(
-                1, bary.x_mm, bary.y_mm + (hcal_depth - bary.depth_mm) * cot_theta, hcal_offset[0], hcal_offset[1]
-            ),
-        ],
-        n,
-    )
-    return assemble_lcd_event_keys(layout, particle, primaries, ecal, hcal, bary, truth)
+    windows = [
+        readout.Window(0, bary.x_mm, bary.y_mm, ecal_offset[0], ecal_offset[1]),
+        readout.Window(
+            1, bary.x_mm, bary.y_mm + (hcal_depth - bary.depth_mm) * cot_theta, hcal_offset[0], hcal_offset[1]
+        ),
+    ]
+    return windows, bary
 
 
 def assemble_lcd_event_keys(
