@@ -1,13 +1,15 @@
 """``python -m caloml.bench [WHAT ...]``: benchmarks that print one ``name: value unit`` line per figure.
 
-WHAT is ``sim`` (simulator throughput), ``pipeline`` (TFRecord input pipeline against a plain h5py loop and
-the bytes per shower of each encoding), ``gan`` (3DGAN generator throughput on the CPU: graph, XLA, bfloat16; about
-30 minutes on 2 cores with the default batches), ``reco`` (Triforce networks and baselines, events per second at
-batch 1 and 1000 on the CPU), ``pointflow`` (CaloPointFlow shower sampling at batch 1, 100 and 1000 on the CPU,
-with the share of each sampling stage), ``pyramid`` (Calorimeter Pyramid sampling per stage at batch 1, 100 and
-1000), ``crystal`` (a trained crystal ``wgan``, ``vae`` or ``vaewgan`` given with ``--model``, at batch 1 and 10,000;
-not part of ``all``) or ``all`` (the default). The machine is printed first, so that a figure can be quoted with
-where it was measured. See ``docs/benchmarks.md``.
+WHAT is ``sim`` (simulator throughput), ``filtered`` (the e-vs-pi charged pions with and without the filtered
+simulation, CPU seconds per passing pion), ``features`` (the Triforce expert features from the cells, events/s),
+``pipeline`` (TFRecord input pipeline against a plain h5py loop and the bytes per shower of each encoding), ``gan``
+(3DGAN generator throughput on the CPU: graph, XLA, bfloat16; about 30 minutes on 2 cores with the default batches),
+``reco`` (Triforce networks and baselines, events per second at batch 1 and 1000 on the CPU), ``pointflow``
+(CaloPointFlow shower sampling at batch 1, 100 and 1000 on the CPU, with the share of each sampling stage),
+``pyramid`` (Calorimeter Pyramid sampling per stage at batch 1, 100 and 1000), ``crystal`` (a trained crystal
+``wgan``, ``vae`` or ``vaewgan`` given with ``--model``, at batch 1 and 10,000; not part of ``all``) or ``all`` (the
+default). The machine is printed first, so that a figure can be quoted with where it was measured. See
+``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from caloml.bench.simulator import benchmark_simulator
+from caloml.bench.features import benchmark_features
+from caloml.bench.simulator import benchmark_filtered_simulation, benchmark_simulator
 from caloml.cli_args import positive_int
 from caloml.data.tfrecord import convert_to_tfrecords
 from caloml.errors import run_cli
@@ -35,6 +38,8 @@ def _unit(name: str) -> str:
         return "GFLOP/CPU-s"
     if "gflop_per_s" in name:
         return "GFLOP/s"
+    if "_cpu_s_per_" in name:
+        return "CPU-s"
     if "_ms_per_" in name:
         return "ms"
     if name.endswith("_events_per_s"):
@@ -104,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "what",
         nargs="*",
-        choices=["sim", "pipeline", "gan", "reco", "pointflow", "pyramid", "crystal", "all"],
+        choices=["sim", "filtered", "features", "pipeline", "gan", "reco", "pointflow", "pyramid", "crystal", "all"],
         default=["all"],
     )
     parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement (sim, pipeline)")
@@ -135,10 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     pointflow = parser.add_argument_group("pointflow (also uses --model, --batches, --repeats, --max-call-seconds)")
     pointflow.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
     args = parser.parse_args(argv)
-    what = {"sim", "pipeline", "gan", "reco", "pointflow", "pyramid"} if "all" in args.what else set(args.what)
+    everything = {"sim", "filtered", "features", "pipeline", "gan", "reco", "pointflow", "pyramid"}
+    what = everything if "all" in args.what else set(args.what)
     print(f"machine: {machine_description()}")
     if "sim" in what:
         print_figures(benchmark_simulator(args.events, args.seed))
+    if "filtered" in what:
+        print_figures(benchmark_filtered_simulation(2 * args.events, args.seed))
+    if "features" in what:
+        print_figures(benchmark_features(min(args.events, 1000), args.seed))
     if "pipeline" in what:
         # The benchmark modules below import TensorFlow: each is imported only when asked for, after the arguments
         # were parsed and TensorFlow's start-up lines hidden.
