@@ -36,6 +36,8 @@ def _unit(name: str) -> str:
         return "GFLOP"
     if "gflop_per_cpu_s" in name:
         return "GFLOP/CPU-s"
+    if "showers_per_cpu_s" in name:
+        return "showers/CPU-s"
     if "gflop_per_s" in name:
         return "GFLOP/s"
     if "_cpu_s_per_" in name:
