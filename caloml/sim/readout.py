@@ -67,9 +67,12 @@ class _WindowCells:
     outside: int
 
 
-def _window_cells(spots: Spots, detector: SimulationDetector, windows: list[Window], n_events: int) -> _WindowCells:
+def _window_cells(
+    spots: Spots, detector: SimulationDetector, windows: list[Window], n_events: int, *, cell_index: bool = True
+) -> _WindowCells:
     """The cell of every spot in its section's window, in one pass over the spots by blocks that stay in the CPU
-    cache; window ``w``'s cells are ``base[section] + event * n_cells + ((ix * n_y) + iy) * n_layers + layer``."""
+    cache; window ``w``'s cells are ``base[section] + event * n_cells + ((ix * n_y) + iy) * n_layers + layer``.
+    Without ``cell_index``, only whether a spot is inside: 0 inside, ``outside`` outside."""
     n_sections = len(detector.sections)
     # Per-section tables, gathered per spot. A section without a window keeps n_x = 0: none of its spots is inside.
     inv = np.zeros(n_sections, np.float32)
@@ -112,6 +115,9 @@ def _window_cells(spots: Spots, detector: SimulationDetector, windows: list[Wind
         inside = (fx >= 0) & (fx < n_x[section])
         inside &= fy >= 0
         inside &= fy < n_y[section]
+        if not cell_index:
+            spot_cell[block] = np.where(inside, 0, total)
+            continue
         cell = base[section] + event * event_stride[section]
         cell += fx.astype(np.int64) * x_stride[section]
         cell += fy.astype(np.int64) * y_stride[section]
@@ -144,19 +150,18 @@ def bin_windows(spots: Spots, detector: SimulationDetector, windows: list[Window
 def window_sums(spots: Spots, detector: SimulationDetector, windows: list[Window], n_events: int) -> np.ndarray:
     """Energy of each event in each window, shape (B, windows), float64, GeV, without filling any cell.
 
-    The same spots as :func:`bin_windows` counts, summed per event in float64 in another order: the sums of the
-    float32 cells differ from these by float32 rounding only (a relative 2^-23 at most, all energies being >= 0).
+    The same spots as :func:`bin_windows` counts (the same inside test), summed per event in float64 in another
+    order: the sums of the float32 cells differ from these by float32 rounding only (a relative 2^-23 at most,
+    all energies being >= 0).
     """
-    cells = _window_cells(spots, detector, windows, n_events)
-    out = np.zeros((n_events, len(windows)))
+    cells = _window_cells(spots, detector, windows, n_events, cell_index=False)
+    window_of_section = np.full(len(detector.sections), len(windows), np.int64)
     for w, window in enumerate(windows):
-        grid = detector.sections[window.section]
-        first = int(cells.base[window.section])
-        # cell -> event of this window; other windows' cells and the outside bin fall outside [0, n_events)
-        event = (cells.spot_cell - first) // grid.n_cells
-        mine = (cells.spot_cell >= first) & (event < n_events) & (cells.spot_cell < cells.outside)
-        out[:, w] = np.bincount(event[mine], weights=spots.visible_gev[mine], minlength=n_events)
-    return out
+        window_of_section[window.section] = w
+    key = window_of_section[detector.section[spots.layer]] * n_events + spots.event
+    np.copyto(key, len(windows) * n_events, where=cells.spot_cell == cells.outside)
+    sums = np.bincount(key, weights=spots.visible_gev, minlength=(len(windows) + 1) * n_events)
+    return sums[: len(windows) * n_events].reshape(len(windows), n_events).T.copy()
 
 
 def bin_cylindrical(spots: Spots, grid: CylindricalCalorimeter, n_events: int) -> np.ndarray:
