@@ -76,8 +76,11 @@ def place_in_sensor_plane(
     """
     azimuth = rng.random(radius_mm.shape, dtype=np.float32) * np.float32(2.0 * np.pi)
     radius = radius_mm.astype(np.float32, copy=False)
-    x = axis_x_mm.astype(np.float32) + radius * np.cos(azimuth)
-    y = axis_y_mm.astype(np.float32) + radius * np.sin(azimuth) / sin_theta.astype(np.float32)
+    x = radius * np.cos(azimuth)
+    x += axis_x_mm.astype(np.float32, copy=False)
+    y = radius * np.sin(azimuth)
+    y /= sin_theta.astype(np.float32, copy=False)
+    y += axis_y_mm.astype(np.float32, copy=False)
     return x, y
 
 
