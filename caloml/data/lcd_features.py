@@ -14,8 +14,11 @@ divide the stored 50 x GeV values by :data:`caloml.units.LCD_STORED_PER_GEV`) an
   see :func:`caloml.observables.grid.profile_moments`.
 * ``R9`` - the ECAL summed over the depth: the largest 3 x 3 window sum over the total.
 
-Every division by zero gives 0. The big cell arrays are read once each (:func:`caloml.observables.grid.project`);
-everything else derives from the projections, so that the simulator can afford the features on every batch.
+Every division by zero gives 0. The big cell arrays are read once each, by blocks that stay in the CPU cache for
+the three reductions (the (x, y) and z projections and the hit count); everything else derives from the
+projections, the 36 moments in one set of array operations, so that the simulator can afford the features on every
+batch. The results are those of :mod:`caloml.observables.grid` (``project``, ``profile_moments``,
+``r9_from_projection``) up to float32 rounding.
 See ``docs/data.md``.
 """
 
