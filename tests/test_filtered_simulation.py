@@ -68,3 +68,16 @@ def test_needs_an_lcd_layout() -> None:
         simulate_filtered_batch(
             np.random.default_rng(0), LAYOUTS["calochallenge-2"], "chpi", _primaries(0, 2, (10.0, 20.0)), 0.1
         )
+
+
+def test_whole_requests_filtered_like_simulate_events_then_the_cut() -> None:
+    from caloml.sim.run import SimulationRequest, simulate_events, simulate_filtered_events
+
+    request = SimulationRequest("lcd-rec", "chpi", 40, 9, (10.0, 20.0), chunk_events=16)
+    everything = simulate_events(request)
+    passing = np.flatnonzero(MaxHcalEcalRatio(1.0).keep(everything))
+    events, indices = simulate_filtered_events(request, 1.0)
+    np.testing.assert_array_equal(indices, passing)
+    assert 0 < passing.size < 40
+    for key, value in events.items():
+        np.testing.assert_array_equal(value, everything[key][passing], err_msg=key)

@@ -117,8 +117,9 @@ def encode_events(
         cells = np.asarray(events[key])
         splits, indices, values = _sparse_rows(cells)
         if version == 2:
-            width = index_dtype(int(np.prod(cells.shape[1:]))).itemsize
-            index_bytes = indices.astype(index_dtype(int(np.prod(cells.shape[1:]))), copy=False).tobytes()
+            dtype = index_dtype(int(np.prod(cells.shape[1:])))
+            width = dtype.itemsize
+            index_bytes = indices.astype(dtype, copy=False).tobytes()
             value_bytes = values.astype("<f4", copy=False).tobytes()
             columns[f"{key}/indices_raw"] = [
                 _bytes_feature(index_bytes[width * splits[i] : width * splits[i + 1]]) for i in range(n)

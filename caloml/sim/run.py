@@ -26,6 +26,7 @@ from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError
 from caloml.sim.engine import simulate_batch
+from caloml.sim.filtered import simulate_filtered_batch
 from caloml.sim.layouts import DEGREE, LAYOUTS
 from caloml.sim.particles import PARTICLES, Primaries, sample_primaries
 
@@ -122,7 +123,11 @@ class SimulationRequest:
 
 def _simulate_chunk(request: SimulationRequest, chunk_seed: np.random.SeedSequence, n_events: int) -> dict:
     rng = np.random.default_rng(chunk_seed)
-    layout = LAYOUTS[request.geometry]
+    return simulate_batch(rng, LAYOUTS[request.geometry], request.particle, _chunk_primaries(request, rng, n_events))
+
+
+def _chunk_primaries(request: SimulationRequest, rng: np.random.Generator, n_events: int) -> Primaries:
+    """The primaries of one chunk, the first draws of its generator."""
     assert request.energy_range_gev is not None, "resolve() first"
     assert request.theta_range_rad is not None, "resolve() first"
     primaries = sample_primaries(
@@ -135,7 +140,7 @@ def _simulate_chunk(request: SimulationRequest, chunk_seed: np.random.SeedSequen
     if request.energy_points_gev:
         energy = rng.choice(np.asarray(request.energy_points_gev), n_events)
         primaries = Primaries(energy, primaries.theta_rad, primaries.phi_rad)
-    return simulate_batch(rng, layout, request.particle, primaries)
+    return primaries
 
 
 def _chunk_plan(request: SimulationRequest) -> list[tuple[np.random.SeedSequence, int]]:
@@ -183,6 +188,30 @@ def simulate_events(request: SimulationRequest, workers: int | None = 1) -> dict
     """All events of ``request`` in memory (GeV, the layout's keys): for notebooks and tests."""
     chunks = list(iter_chunks(request, workers))
     return {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+
+
+def simulate_filtered_events(
+    request: SimulationRequest, max_hcal_over_ecal: float
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The events of ``request`` (LCD layouts) with ``HCAL_E < max_hcal_over_ecal * ECAL_E``, and their indices.
+
+    The same events, bit for bit, as :func:`simulate_events` followed by the cut (the e-vs-pi charged pions:
+    ``max_hcal_over_ecal=0.1``), at the price of what passes: only the candidates of the pre-selection of
+    :func:`caloml.sim.filtered.simulate_filtered_batch` are binned into cells. One process; returns the passing
+    events (GeV, the layout's keys) and their indices (K,) among the request's ``n_events``.
+    """
+    request = request.resolve()
+    parts, indices, offset = [], [], 0
+    for seed, size in _chunk_plan(request):
+        rng = np.random.default_rng(seed)
+        primaries = _chunk_primaries(request, rng, size)
+        events, passing = simulate_filtered_batch(
+            rng, LAYOUTS[request.geometry], request.particle, primaries, max_hcal_over_ecal
+        )
+        parts.append(events)
+        indices.append(offset + passing)
+        offset += size
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}, np.concatenate(indices)
 
 
 def simulate_file(
