@@ -17,8 +17,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +95,7 @@ def benchmark_filtered_simulation(
     cut = MaxHcalEcalRatio(max_hcal_over_ecal)
     simulate_batch(np.random.default_rng(0), layout, "chpi", batches[0][1])  # warm-up
 
-    def generator(state: dict) -> np.random.Generator:
+    def generator(state: Mapping[str, Any]) -> np.random.Generator:
         rng = np.random.default_rng()
         rng.bit_generator.state = state
         return rng
