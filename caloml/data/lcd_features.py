@@ -41,6 +41,8 @@ HIT_THRESHOLD_GEV = HIT_THRESHOLD_STORED / LCD_STORED_PER_GEV
 _MOMENT_ORDERS = 6
 #: Bytes of cells per block of the pass over the cells (the block stays in the CPU cache).
 _BLOCK_BYTES = 1 << 20
+#: Events per group of the R9 window sums (64 x 51 x 51 float32 sums: about 650 kB).
+_R9_EVENTS = 64
 
 EXPERT_FEATURE_KEYS: tuple[str, ...] = (
     "ECAL_E",
@@ -83,7 +85,7 @@ def expert_features(ecal_gev: np.ndarray, hcal_gev: np.ndarray) -> dict[str, np.
     if ecal_gev.shape[0] != hcal_gev.shape[0]:
         raise DataError(f"expert_features: {ecal_gev.shape[0]} ECAL events but {hcal_gev.shape[0]} HCAL events")
 
-    ecal = _scan(ecal_gev)
+    ecal = _scan(ecal_gev, with_r9=True)
     hcal = _scan(hcal_gev)
     ecal_e = ecal.z.sum(axis=1)
     hcal_e = hcal.z.sum(axis=1)
@@ -104,57 +106,71 @@ def expert_features(ecal_gev: np.ndarray, hcal_gev: np.ndarray) -> dict[str, np.
     }
     profiles: dict[str, np.ndarray] = {}
     for prefix, scan in (("ECAL", ecal), ("HCAL", hcal)):
-        xy = scan.xy.astype(np.float64)  # the transverse profiles are summed in float64
-        profiles[f"{prefix}momentX"] = xy @ np.ones(xy.shape[2])
-        profiles[f"{prefix}momentY"] = np.ones(xy.shape[1]) @ xy
+        profiles[f"{prefix}momentX"] = scan.x
+        profiles[f"{prefix}momentY"] = scan.y
         profiles[f"{prefix}momentZ"] = scan.z
     for name, values in zip(profiles, _all_profile_moments(list(profiles.values())), strict=True):
         for order in range(1, _MOMENT_ORDERS + 1):
             features[f"{name}{order}"] = values[:, order - 1]
-    features["R9"] = _r9(ecal.xy)
+    assert ecal.r9 is not None
+    features["R9"] = ecal.r9
     return {key: np.asarray(features[key], dtype=np.float32) for key in EXPERT_FEATURE_KEYS}
 
 
 @dataclass(frozen=True)
 class _Scan:
-    """What one pass over a batch of cells gives: ``xy`` (N, nx, ny) in the cells' precision, ``z`` (N, nz)
-    float64 (summed in the cells' precision), ``hits`` (N,) int64."""
+    """What one pass over a batch of cells gives: ``z`` (N, nz) the longitudinal profile (summed in the cells'
+    precision), ``x`` (N, nx) and ``y`` (N, ny) the transverse profiles (the (x, y) projection, in the cells'
+    precision, summed in float64), ``hits`` (N,) int64, and R9 (N,) if asked for; float64, GeV."""
 
-    xy: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
     z: np.ndarray
     hits: np.ndarray
+    r9: np.ndarray | None
 
 
-def _scan(cells: np.ndarray) -> _Scan:
+def _scan(cells: np.ndarray, *, with_r9: bool = False) -> _Scan:
     """Project cells (N, nx, ny, nz) (GeV) onto (x, y) and z and count the hits, in one pass over the memory.
 
     Blocks of about a megabyte of events are read once from memory and then stay in the CPU cache for the
-    three reductions, each a vectorised kernel: a matrix-vector product over the depth (the (x, y) projection),
-    a vector-matrix product over the (x, y) cells (the longitudinal profile) and a comparison counted per event
-    with ``np.count_nonzero`` (a contiguous byte mask, the fastest count NumPy has).
+    reductions, each a vectorised kernel: a matrix-vector product over the depth (the (x, y) projection, whose x
+    and y profiles follow while it is in the cache; R9 after the pass, by groups of events), a vector-matrix
+    product over the (x, y) cells (the longitudinal profile) and a comparison counted per event with
+    ``np.count_nonzero`` (a contiguous byte mask, the fastest count NumPy has).
     """
     if not np.issubdtype(cells.dtype, np.floating):
         cells = cells.astype(np.float64)
     n, nx, ny, nz = cells.shape
     cells_per_event = nx * ny * nz
-    xy = np.empty((n, nx * ny), dtype=cells.dtype)
+    x = np.empty((n, nx))
+    y = np.empty((n, ny))
     z = np.empty((n, nz), dtype=cells.dtype)
     hits = np.empty(n, dtype=np.int64)
+    r9 = np.empty(n) if with_r9 else None
     over_depth = np.ones(nz, dtype=cells.dtype)
     over_xy = np.ones(nx * ny, dtype=cells.dtype)
     step = max(1, _BLOCK_BYTES // max(1, cells_per_event * cells.itemsize))
     mask = np.empty((min(step, n), cells_per_event), dtype=bool)
+    xy = np.empty((n, nx * ny), dtype=cells.dtype)
     for start in range(0, n, step):
         stop = min(n, start + step)
         block = np.ascontiguousarray(cells[start:stop]).reshape(stop - start, nx * ny, nz)
-        np.matmul(block, over_depth, out=xy[start:stop])
+        block_xy = xy[start:stop]
+        np.matmul(block, over_depth, out=block_xy)
         np.matmul(over_xy, block, out=z[start:stop])
+        xy64 = block_xy.reshape(stop - start, nx, ny).astype(np.float64)  # the transverse profiles in float64
+        np.matmul(xy64, np.ones(ny), out=x[start:stop])
+        np.matmul(np.ones(nx), xy64, out=y[start:stop])
         block_mask = mask[: stop - start]
         # a Python float threshold compares in the cells' precision, as the Triforce files' float32 cells
         np.greater(block.reshape(stop - start, cells_per_event), HIT_THRESHOLD_GEV, out=block_mask)
         for row, event_mask in enumerate(block_mask):
             hits[start + row] = np.count_nonzero(event_mask)
-    return _Scan(xy=xy.reshape(n, nx, ny), z=z.astype(np.float64, copy=False), hits=hits)
+    if r9 is not None:  # by groups of events whose window sums stay in the cache
+        for start in range(0, n, _R9_EVENTS):
+            r9[start : start + _R9_EVENTS] = _r9(xy[start : start + _R9_EVENTS].reshape(-1, nx, ny))
+    return _Scan(x=x, y=y, z=z.astype(np.float64, copy=False), hits=hits, r9=r9)
 
 
 def _all_profile_moments(profiles: list[np.ndarray]) -> list[np.ndarray]:
