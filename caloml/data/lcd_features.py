@@ -177,24 +177,29 @@ def _all_profile_moments(profiles: list[np.ndarray]) -> list[np.ndarray]:
     """:func:`caloml.observables.grid.profile_moments` of several profiles (N, n_i) at once, float64.
 
     The profiles are laid side by side in one (N, sum n_i) array, so that each order costs a few whole-array
-    operations and one matrix product with the (sum n_i, profiles) indicator of the segments, whatever the
-    number of profiles. Returns one (N, 6) array per profile: M1 the mean 0-based index, then the central
-    moments over the total energy; 0 for a profile with zero total.
+    operations and one ``np.add.reduceat`` over the segments, whatever the number of profiles (not a matrix
+    product: a multithreaded BLAS would spin on these small products). Returns one (N, 6) array per profile: M1
+    the mean 0-based index, then the central moments over the total energy; 0 for a profile with zero total.
     """
     lengths = [profile.shape[1] for profile in profiles]
     side_by_side = np.concatenate(profiles, axis=1)  # (N, L)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     segment = np.repeat(np.arange(len(profiles)), lengths)
-    indicator = np.zeros((side_by_side.shape[1], len(profiles)))
-    indicator[np.arange(side_by_side.shape[1]), segment] = 1.0
     index = np.concatenate([np.arange(length, dtype=np.float64) for length in lengths])
-    total = side_by_side @ indicator  # (N, profiles)
+
+    def segment_sums(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, starts, axis=1)  # (N, profiles)
+
+    total = segment_sums(side_by_side)
     out = np.zeros((side_by_side.shape[0], len(profiles), _MOMENT_ORDERS))
-    out[:, :, 0] = _safe_divide((side_by_side * index) @ indicator, total)
+    out[:, :, 0] = _safe_divide(segment_sums(side_by_side * index), total)
     delta = index - out[:, :, 0][:, segment]  # (N, L)
     power = delta.copy()
+    weighted = np.empty_like(power)
     for order in range(2, _MOMENT_ORDERS + 1):  # loop over the orders, not the events or the profiles
         power *= delta
-        out[:, :, order - 1] = _safe_divide((side_by_side * power) @ indicator, total)
+        np.multiply(side_by_side, power, out=weighted)
+        out[:, :, order - 1] = _safe_divide(segment_sums(weighted), total)
     return [out[:, i] for i in range(len(profiles))]
 
 
