@@ -46,8 +46,8 @@ def simulate_filtered_batch(
     windows in float64 (:func:`caloml.sim.readout.window_sums`: ``E_s``, ``H_s``) and keeps the candidates with
     ``H_s < r * E_s * m``, ``m`` = :data:`PRESELECTION_MARGIN`. It is a *necessary* condition of the exact cut
     ``H_c < r * E_c`` on the stored sums ``E_c``, ``H_c`` (float32 sums of the float32 cells): all deposits are
-    >= 0, so each float32 rounding (a cell, the stored sum, the product ``r * E_c``) changes a value by a relative
-    2^-24 at most and the float64 sums differ by far less; with ``d`` = 2^-20 covering them all,
+    >= 0, so each float32 rounding (a cell, the stored sum, the ratio ``r``, the product ``r * E_c``) changes a
+    value by a relative 2^-24 at most and the float64 sums differ by far less; with ``d`` = 2^-20 covering them all,
     ``E_c <= E_s (1 + d)`` and ``H_c >= H_s (1 - d)``, so ``H_c < r E_c`` implies ``H_s (1 - d) < r E_s (1 + d)``,
     that is ``H_s < r E_s m``. An event rejected by the pre-selection would therefore have failed the cut. The
     candidates' cells are binned from the same spots in the same order (each cell is the same float64 sum), and
