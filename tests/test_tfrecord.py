@@ -250,23 +250,25 @@ def test_int32_indices_beyond_65536_cells_and_a_batch_mixing_both_layouts() -> N
         np.testing.assert_array_equal(sparse["big/coords"][i].numpy(), np.argwhere(cells[i] > 0))
 
 
-def test_old_layout_directories_stay_readable(lcd_file: Path, lcd_events: dict, tmp_path: Path) -> None:
-    """A directory written in version 1 (index deltas) and one in version 2 decode to the same events."""
+@pytest.mark.parametrize(
+    ("compression", "asked", "version"), [("GZIP", None, 1), ("NONE", None, 2), ("GZIP", 2, 2), ("NONE", 1, 1)]
+)
+def test_both_layouts_decode_to_the_same_events(
+    lcd_file: Path, lcd_events: dict, tmp_path: Path, compression: str, asked: int | None, version: int
+) -> None:
+    """GZIP shards default to version 1 (index differences), uncompressed ones to version 2 (raw bytes); either
+    can be asked for, and every directory decodes to the same events."""
     from caloml.data.pipeline import make_dataset
 
-    batches = {}
-    for version in (1, 2):
-        out = tmp_path / f"v{version}"
-        metadata = convert_to_tfrecords([lcd_file], out, shard_events=20, encoding_version=version)
-        assert read_metadata(out)["encoding"]["version"] == version == metadata["encoding"]["version"]
-        assert verify(out) == {"n_events": 40, "n_shards": 2}
-        dataset = make_dataset(out, global_batch_size=40, shuffle=False, repeat=False, keys=["ECAL", "energy"])
-        batches[version] = next(iter(dataset))
-    for key in ("ECAL", "energy"):
-        np.testing.assert_array_equal(batches[1][key].numpy(), batches[2][key].numpy(), err_msg=key)
-    order = np.argsort(batches[2]["energy"].numpy())
+    out = tmp_path / "records"
+    metadata = convert_to_tfrecords([lcd_file], out, shard_events=20, compression=compression, encoding_version=asked)
+    assert read_metadata(out)["encoding"]["version"] == version == metadata["encoding"]["version"]
+    assert verify(out) == {"n_events": 40, "n_shards": 2}
+    dataset = make_dataset(out, global_batch_size=40, shuffle=False, repeat=False, keys=["ECAL", "energy"])
+    batch = next(iter(dataset))
+    order = np.argsort(batch["energy"].numpy())
     np.testing.assert_allclose(  # the file stores 50 x GeV: float32 rounding
-        batches[2]["ECAL"].numpy()[order], lcd_events["ECAL"][np.argsort(lcd_events["energy"])], rtol=1e-6
+        batch["ECAL"].numpy()[order], lcd_events["ECAL"][np.argsort(lcd_events["energy"])], rtol=1e-6
     )
     with pytest.raises(ValueError, match="encoding_version"):
         convert_to_tfrecords([lcd_file], tmp_path / "v3", encoding_version=3)

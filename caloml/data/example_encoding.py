@@ -3,14 +3,16 @@
 One Example per event, GeV float32. Encoding ``caloml-sparse-delta``, two versions, both read by
 :func:`caloml.data.tfrecord.decode_batch` (a batch may even mix them):
 
-* **version 2** (raw bytes, written by :func:`caloml.data.tfrecord.convert_to_tfrecords`): for each calorimeter
-  array ``K`` (``ECAL``, ``HCAL``, ``showers``), ``K/indices_raw`` one ``bytes`` value, the flat C-order indices
-  of the non-zero cells, increasing, little-endian uint16 when the array has at most 65,536 cells, else int32
-  (:func:`index_dtype`); ``K/values_raw`` one ``bytes`` value, their energies as little-endian float32;
-  ``K/sum`` float32, the sum of the array (for event filters). The reader turns each into a tensor with one
-  ``tf.io.decode_raw`` per batch: no varint parsing, no cumulative sum.
-* **version 1**: ``K/delta`` int64 list, the flat indices as differences (first = first index); ``K/values``
-  float32 list; ``K/last`` int64, the last index (0 if none); ``K/sum`` float32.
+* **version 1** (what :func:`caloml.data.tfrecord.convert_to_tfrecords` writes into GZIP shards: the smallest,
+  and the fastest to read when inflating dominates): for each calorimeter array ``K`` (``ECAL``, ``HCAL``,
+  ``showers``), ``K/delta`` int64 list, the flat C-order indices of the non-zero cells as differences (first =
+  first index); ``K/values`` float32 list, their energies; ``K/last`` int64, the last index (0 if none: the decoder
+  finds a batch's positions with one cumulative sum); ``K/sum`` float32, the sum of the array (for event filters).
+* **version 2** (raw bytes, what the conversion writes into uncompressed shards: the fastest to read):
+  ``K/indices_raw`` one ``bytes`` value, the increasing flat indices as little-endian uint16 when the array has at
+  most 65,536 cells, else int32 (:func:`index_dtype`); ``K/values_raw`` one ``bytes`` value, the energies as
+  little-endian float32; ``K/sum``. The reader turns each into a tensor with one ``tf.io.decode_raw`` per batch:
+  no varint parsing, no cumulative sum.
 
 Every other per-event key of the source (``energy``, angles, ``pdgID``, features, ``incident_energies``...) is a
 float feature (integer and boolean keys: int64), with the per-event shape recorded in the metadata.
@@ -26,11 +28,21 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["ENCODING_NAME", "ENCODING_VERSION", "READABLE_VERSIONS", "encode_events", "index_dtype"]
+__all__ = [
+    "ENCODING_NAME",
+    "ENCODING_VERSION",
+    "RAW_BYTES_VERSION",
+    "READABLE_VERSIONS",
+    "encode_events",
+    "index_dtype",
+]
 
 ENCODING_NAME = "caloml-sparse-delta"
-#: The version written by the conversion (raw bytes).
-ENCODING_VERSION = 2
+#: The version the conversion writes into GZIP shards (index differences: the smallest, and the fastest to read
+#: when inflating dominates).
+ENCODING_VERSION = 1
+#: The version the conversion writes into uncompressed shards (raw bytes: no parsing, the fastest to read).
+RAW_BYTES_VERSION = 2
 #: The versions the reader decodes.
 READABLE_VERSIONS = (1, 2)
 
@@ -104,10 +116,10 @@ def encode_events(
 ) -> list[bytes]:
     """Serialized ``tf.train.Example`` records (encoding ``caloml-sparse-delta``) of a batch of events in GeV.
 
-    ``array_keys`` are encoded sparse: version 1 (the default, for records written by hand) as ``K/delta``,
-    ``K/values``, ``K/last``, ``K/sum``; version 2 (:data:`ENCODING_VERSION`, what the conversion writes) as
-    ``K/indices_raw``, ``K/values_raw``, ``K/sum``. ``scalar_keys`` as float (or int64 for integer and boolean
-    arrays) lists of their per-event values. No TensorFlow needed.
+    ``array_keys`` are encoded sparse: version 1 (the default; what the conversion writes into GZIP shards) as
+    ``K/delta``, ``K/values``, ``K/last``, ``K/sum``; version 2 (:data:`RAW_BYTES_VERSION`, what it writes into
+    uncompressed shards) as ``K/indices_raw``, ``K/values_raw``, ``K/sum``. ``scalar_keys`` as float (or int64 for
+    integer and boolean arrays) lists of their per-event values. No TensorFlow needed.
     """
     if version not in READABLE_VERSIONS:
         raise ValueError(f"encoding version must be one of {READABLE_VERSIONS}, got {version}")

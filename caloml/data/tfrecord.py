@@ -6,14 +6,15 @@ Output directory (``tf_records/NAME/``)::
     shard-00000-of-00004.tfrecord.gz       GZIP-compressed TFRecord files, one ``tf.train.Example`` per event
     ...
 
-Each shard holds one ``tf.train.Example`` per event in the encoding of :mod:`caloml.data.example_encoding`, version 2
-(raw-bytes indices and energies) unless ``encoding_version=1`` (index differences as varints) is asked for; the
-metadata records the version, and both are read. Decoding is :mod:`caloml.data.record_decoding` (re-exported here).
+Each shard holds one ``tf.train.Example`` per event in the encoding of :mod:`caloml.data.example_encoding`:
+version 1 (index differences as varints) in GZIP shards, version 2 (raw-bytes indices and energies) in
+uncompressed shards, unless ``encoding_version`` asks for the other; the metadata records the version, and both
+are read. Decoding is :mod:`caloml.data.record_decoding` (re-exported here).
 
 Sizes and reading costs (GZIP or uncompressed shards, LCD showers): version 1 is the smallest on disk (1-byte
 varint differences), version 2 skips the varint parsing and the cumulative sum of the positions, which makes
-uncompressed shards the fastest to read (0.34 against 0.48 CPU-ms per shower); with GZIP shards the inflating of
-the float32 energies dominates either way. Figures in ``docs/data.md`` and ``docs/benchmarks.md``.
+uncompressed shards the fastest to read (0.35 against 0.48 CPU-ms per shower); with GZIP shards the inflating
+dominates and the smaller version 1 reads faster (0.56 against 0.64 CPU-ms per shower). Figures in ``docs/data.md`` and ``docs/benchmarks.md``.
 
 TensorFlow is imported inside the functions that need it, so that checking sources and outputs stays cheap and
 the command lines that import this module (``python -m caloml.data``) parse their arguments without it.
@@ -40,6 +41,7 @@ from caloml.data.checks import format_shape
 from caloml.data.example_encoding import (
     ENCODING_NAME,
     ENCODING_VERSION,
+    RAW_BYTES_VERSION,
     READABLE_VERSIONS,
     encode_events,
     index_dtype,
@@ -211,7 +213,7 @@ def convert_to_tfrecords(
     chunk_events: int = 256,
     progress: bool = False,
     compression: str = "GZIP",
-    encoding_version: int = ENCODING_VERSION,
+    encoding_version: int | None = None,
 ) -> dict[str, Any]:
     """Convert HDF5 files (all LCD or all CaloChallenge, detected) into ``out`` (``tf_records/NAME``).
 
@@ -219,7 +221,8 @@ def convert_to_tfrecords(
     (equal sizes), so memory stays bounded by one chunk. Keys present in every source are kept. The directory is
     built next to ``out`` and renamed at the end; an existing ``out`` raises :class:`OutputExistsError` unless
     ``overwrite``. ``compression="NONE"`` writes uncompressed shards (25% larger, no inflating when reading).
-    ``encoding_version=1`` writes the previous record layout (index deltas as varints), still read.
+    ``encoding_version`` (default: 1 for GZIP shards, 2 for uncompressed ones, the fastest to read of each)
+    chooses the record layout, index differences (1) or raw bytes (2).
     Returns the metadata written to ``out/metadata.json``.
     """
     if shard_events < 1:
@@ -227,6 +230,8 @@ def convert_to_tfrecords(
     compression = compression.upper()
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {sorted(COMPRESSIONS)}, got {compression!r}")
+    if encoding_version is None:
+        encoding_version = ENCODING_VERSION if compression == "GZIP" else RAW_BYTES_VERSION
     if encoding_version not in READABLE_VERSIONS:
         raise ValueError(f"encoding_version must be one of {READABLE_VERSIONS}, got {encoding_version}")
     out = Path(out)
