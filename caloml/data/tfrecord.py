@@ -11,10 +11,11 @@ version 1 (index differences as varints) in GZIP shards, version 2 (raw-bytes in
 uncompressed shards, unless ``encoding_version`` asks for the other; the metadata records the version, and both
 are read. Decoding is :mod:`caloml.data.record_decoding` (re-exported here).
 
-Sizes and reading costs (GZIP or uncompressed shards, LCD showers): version 1 is the smallest on disk (1-byte
-varint differences), version 2 skips the varint parsing and the cumulative sum of the positions, which makes
-uncompressed shards the fastest to read (0.35 against 0.48 CPU-ms per shower); with GZIP shards the inflating
-dominates and the smaller version 1 reads faster (0.56 against 0.64 CPU-ms per shower). Figures in ``docs/data.md`` and ``docs/benchmarks.md``.
+Sizes and reading costs (GZIP or uncompressed shards, LCD showers): version 1 is the smallest on disk (1-byte varint
+differences), version 2 skips the varint parsing and the cumulative sum of the positions, which makes uncompressed
+shards the fastest to read (0.35 against 0.48 CPU-ms per shower); with GZIP shards the inflating dominates and the
+smaller version 1 reads faster (0.56 against 0.64 CPU-ms per shower). Figures in ``docs/data.md`` and
+``docs/benchmarks.md``.
 
 TensorFlow is imported inside the functions that need it, so that checking sources and outputs stays cheap and
 the command lines that import this module (``python -m caloml.data``) parse their arguments without it.
