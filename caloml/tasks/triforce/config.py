@@ -136,7 +136,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # HCAL/ECAL < 0.1, so about 50,000 pions would remain): above data.max_simulated_showers (2,000,000), so it is
     # refused unless --events, --data or a larger data.max_simulated_showers is given. The filtered simulation
     # (caloml.sim.run.simulate_filtered_events) bins only the candidate pions but still draws every pion's shower:
-    # about 2.2 CPU-ms per pion, some 6 core-hours for the 10,000,000 (docs/benchmarks.md): still refused.
+    # about 1.9 CPU-ms per pion, some 5 core-hours for the 10,000,000 (docs/benchmarks.md): still refused.
     "paper": {
         "data": {"events_per_particle": 500000, **PAPER_SPLIT_DATA, "shuffle_buffer": 4096},
         "trainer": {"epochs": 3, "global_batch_size": 1000},
