@@ -84,22 +84,40 @@ def kernel_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def _execute(book: Any, workdir: Path, kernel_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Run ``book`` in ``workdir`` on this interpreter's kernel; returns every output (CellExecutionError on a
+    failing cell)."""
+    pytest.importorskip("ipykernel")
+    monkeypatch.setenv("JUPYTER_PATH", str(kernel_path))
+    client = nbclient.NotebookClient(
+        book, kernel_name=KERNEL_NAME, timeout=900, resources={"metadata": {"path": str(workdir)}}
+    )
+    client.execute()
+    return [output for cell in _code_cells(book) for output in cell.outputs]
+
+
+def test_the_readme_snippet_runs_as_the_start_of_the_quickstart(
+    kernel_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = nbformat.read(EXAMPLES / "01-quickstart.ipynb", as_version=4)
+    snippet = _code_cells(book)[1]
+    book.cells = book.cells[: book.cells.index(snippet) + 1]
+    _execute(book, tmp_path, kernel_path, monkeypatch)
+    text = "".join(output.get("text", "") for output in snippet.outputs if output.output_type == "stream")
+    assert "(16, 51, 51, 25)" in text
+    assert (tmp_path / "tf_records" / "electrons" / "metadata.json").is_file()
+
+
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=[pytest.mark.slow] if name in SLOW else []) for name in TINY]
 )
 def test_the_notebook_runs_and_shows_its_plots(
     name: str, kernel_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("ipykernel")
-    monkeypatch.setenv("JUPYTER_PATH", str(kernel_path))
     book = nbformat.read(EXAMPLES / f"{name}.ipynb", as_version=4)
     position = next(i for i, cell in enumerate(book.cells) if "parameters" in cell.metadata.get("tags", []))
     book.cells.insert(position + 1, nbformat.v4.new_code_cell(TINY[name]))
-    client = nbclient.NotebookClient(
-        book, kernel_name=KERNEL_NAME, timeout=900, resources={"metadata": {"path": str(tmp_path)}}
-    )
-    client.execute()
-    outputs = [output for cell in _code_cells(book) for output in cell.outputs]
+    outputs = _execute(book, tmp_path, kernel_path, monkeypatch)
     assert not [output for output in outputs if output.output_type == "error"]
     assert any("image/png" in output.get("data", {}) for output in outputs), "no plot appeared"
     (results,) = [cell for cell in book.cells if "results" in cell.metadata.get("tags", [])]
