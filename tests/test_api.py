@@ -1,7 +1,9 @@
-"""The in-memory route: events in memory give the same batches as the TFRecord pipeline of the same events."""
+"""The Python API: in-memory events give the same batches as the TFRecord pipeline; the packages export their names."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +64,25 @@ def test_keys_shuffle_and_user_errors(lcd_events_and_records: tuple[dict, Path])
     bad[2] = np.nan
     with pytest.raises(DataError, match="'energy': event 2"):
         dataset_from_events({"energy": bad}, batch_size=8)
+
+
+def test_the_packages_export_the_names_their_docs_mention() -> None:
+    code = (
+        "import sys\n"
+        "import caloml, caloml.sim, caloml.data, caloml.export, caloml.generate, caloml.evaluate, caloml.training\n"
+        "from caloml.sim import SimulationRequest, simulate_events, simulate_file, LAYOUTS, PARTICLES\n"
+        "from caloml.export import export_gan, export_triforce, export_pointflow, export_pyramid, export_crystal\n"
+        "from caloml.generate import generate_showers, generate_pointflow_file, generate_pyramid_file\n"
+        "assert caloml.sim.__doc__ and 'simulate_events' in caloml.sim.__doc__\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "False", "importing the packages must not import TensorFlow"
+    import caloml.models
+    import caloml.training
+
+    for name in ("GAN3D", "PointFlowVAE", "CalorimeterPyramid", "CrystalVAEWGAN", "TriforceDNN", "BDTClassifier"):
+        assert name in caloml.models.__all__
+        assert getattr(caloml.models, name).__name__ == name
+    assert callable(caloml.training.train)
+    assert callable(dataset_from_events)
