@@ -105,6 +105,8 @@ class CalomlModel(_KerasModel):
         contract = self.batch_contract()
         if contract is not None:
             contract.check_fit_input(x, y)
+        if hasattr(x, "element_spec") and not args:
+            kwargs.setdefault("shuffle", False)  # a dataset shuffles itself: Keras ignores the flag, with a warning
         return super().fit(x, y, *args, **kwargs)
 
     # ------------------------------------------------------------------ metrics
