@@ -6,7 +6,8 @@ The flow is one way: HDF5 files in the real layouts (:mod:`~caloml.data.lcd`, :m
 transforms (:mod:`~caloml.data.transforms`). ``python -m caloml.data`` is the command line.
 
 Importing this package does not import TensorFlow (command lines import it to parse their arguments):
-:func:`make_dataset` and :func:`make_distributed_dataset` are loaded on first use. The layout modules register
+:func:`make_dataset`, :func:`make_distributed_dataset` and :func:`dataset_from_events` (events in memory, the same
+transforms) are loaded on first use. The layout modules register
 their readers here, on import, for :func:`open_reader`. See ``docs/data.md``.
 """
 
@@ -40,6 +41,7 @@ from caloml.data.transforms import (
 )
 
 if TYPE_CHECKING:
+    from caloml.data.in_memory import dataset_from_events
     from caloml.data.pipeline import make_dataset, make_distributed_dataset
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "check_non_negative",
     "check_values",
     "convert_to_tfrecords",
+    "dataset_from_events",
     "detect_layout",
     "expert_features",
     "inspect_path",
@@ -80,6 +83,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "dataset_from_events": "caloml.data.in_memory",
     "make_dataset": "caloml.data.pipeline",
     "make_distributed_dataset": "caloml.data.pipeline",
 }

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import keras
 import tensorflow as tf
 
+from caloml.models.batch_contract import BatchContract
+
 #: ``compile`` keywords a caloml model refuses: its losses and metrics are its own.
 REFUSED_COMPILE_KEYS = ("loss", "loss_weights", "metrics", "weighted_metrics")
 
@@ -91,6 +93,21 @@ class CalomlModel(_KerasModel):
     def compile_from_config(self, config: dict[str, Any]) -> None:
         """Recompile a loaded model (the optimizers' state is then restored from the saved weights)."""
         self.compile(**keras.saving.deserialize_keras_object(dict(config)))
+
+    # ------------------------------------------------------------------ batches
+
+    def batch_contract(self) -> BatchContract | None:
+        """The keys, shapes and units of the batches ``fit`` takes (None: not checked); see the model's docs."""
+        return None
+
+    def fit(self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """``keras.Model.fit``, after checking ``x`` against :meth:`batch_contract` (one-line BatchContractError)."""
+        contract = self.batch_contract()
+        if contract is not None:
+            contract.check_fit_input(x, y)
+        if hasattr(x, "element_spec") and not args:
+            kwargs.setdefault("shuffle", False)  # a dataset shuffles itself: Keras ignores the flag, with a warning
+        return super().fit(x, y, *args, **kwargs)
 
     # ------------------------------------------------------------------ metrics
 

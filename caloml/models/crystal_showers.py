@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from caloml.errors import CalomlError
 from caloml.models.base import CalomlModel, attribute_config
+from caloml.models.batch_contract import BatchContract, BatchKey
 
 __all__ = [
     "FRACTION_OFFSET",
@@ -234,9 +235,14 @@ class CrystalShowerModel(CalomlModel, keras.Model):
 
     def batch_features(self, data: Any) -> tuple[tf.Tensor, tf.Tensor]:
         """(u (B, n * n), c (B, 1)) of a training batch ``{"showers": (B, n, n) GeV, "energy": (B,) GeV}``."""
-        batch = data[0] if isinstance(data, tuple | list) else data
+        batch = self.batch_contract().batch(data)
         energy = tf.reshape(tf.cast(batch["energy"], tf.float32), (-1,))
         return showers_to_features(batch["showers"], energy), self.condition(energy)
+
+    def batch_contract(self) -> BatchContract:
+        """``showers`` (B, n_side, n_side) GeV per crystal and ``energy`` (B,) GeV."""
+        keys = (BatchKey("showers", (self.n_side, self.n_side), "GeV"), BatchKey("energy", (), "GeV"))
+        return BatchContract(type(self).__name__, keys)
 
     def fit(self, *args: Any, **kwargs: Any) -> Any:
         """``keras.Model.fit``; a non-finite loss (a diverging critic) stops training with a one-line CalomlError.

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from caloml.errors import CalomlError
 from caloml.models.base import CalomlModel, attribute_config
+from caloml.models.batch_contract import BatchContract, BatchKey
 from caloml.models.gan3d_discriminator import Discriminator3D, InversePower, MeasuredAngle, TotalEnergy
 from caloml.models.gan3d_generator import IMAGE_SHAPE, Generator3D
 
@@ -297,6 +298,11 @@ class GAN3D(CalomlModel, keras.Model):
             "generator_optimizer": self.generator_optimizer,
         }
 
+    def batch_contract(self) -> BatchContract:
+        """``ECAL`` (B, 51, 51, 25) GeV, ``energy`` (B,) GeV and the angle condition (B,) rad."""
+        keys = (BatchKey("ECAL", IMAGE_SHAPE[:3], "GeV"), BatchKey("energy", (), "GeV"))
+        return BatchContract(type(self).__name__, (*keys, BatchKey(self.condition_angle, (), "rad")))
+
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """One step of Algorithm 1 on a batch dict; returns the running means of the losses.
 
@@ -315,7 +321,7 @@ class GAN3D(CalomlModel, keras.Model):
         """
         if self.discriminator_optimizer is None or self.generator_optimizer is None:
             raise RuntimeError("GAN3D.compile() must be called before training")
-        batch = data[0] if isinstance(data, (tuple, list)) else data
+        batch = self.batch_contract().batch(data)
         cells = tf.cast(batch["ECAL"], tf.float32)
         cells = tf.reshape(cells, tf.concat([tf.shape(cells)[:1], IMAGE_SHAPE], axis=0))
         energy_scaled = _column(batch["energy"]) / self.energy_scale_gev

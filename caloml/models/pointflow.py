@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from caloml.models.base import CalomlModel, attribute_config
+from caloml.models.batch_contract import BatchContract, BatchKey
 from caloml.models.flows import FLOW_KINDS, ConditionalFlow
 from caloml.models.pointflow_encoder import PointEncoder
 from caloml.models.pointflow_normalization import (
@@ -347,9 +348,20 @@ class PointFlowVAE(CalomlModel, keras.Model):
 
     # ------------------------------------------------------------------ training
 
+    def batch_contract(self) -> BatchContract:
+        """The point clouds of :class:`caloml.data.transforms.ToPointCloud` (see :meth:`elbo_terms`)."""
+        keys = (
+            BatchKey("points", (None, POINT_DIM), "cell coordinates and log GeV"),
+            BatchKey("mask", (None,), "bool"),
+            BatchKey("n_hits", (), "count"),
+            BatchKey("incident_energy", (), "GeV"),
+            BatchKey("total_energy", (), "GeV"),
+        )
+        return BatchContract(type(self).__name__, keys)
+
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """One gradient step on a batch dict (see :meth:`elbo_terms`); returns the running means of the metrics."""
-        batch = data[0] if isinstance(data, (tuple, list)) else data
+        batch = self.batch_contract().batch(data)
         seed = self.next_seed(per_replica=True)
         with tf.GradientTape() as tape:
             terms = self.elbo_terms(batch, seed)
@@ -362,7 +374,7 @@ class PointFlowVAE(CalomlModel, keras.Model):
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         """The metrics of a batch (a one-sample estimate of the negative ELBO), without a gradient step."""
-        batch = data[0] if isinstance(data, (tuple, list)) else data
+        batch = self.batch_contract().batch(data)
         self.update_metrics(self.elbo_terms(batch, self.next_seed(per_replica=True)))
         return self.metric_results()
 

@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from caloml.errors import CalomlError
 from caloml.models.base import CalomlModel, attribute_config
+from caloml.models.batch_contract import BatchContract, BatchKey
 from caloml.models.flows import ConditionalFlow
 from caloml.models.pointflow_normalization import incident_energy_bounds
 from caloml.models.pyramid_quantization import CountCDF, gumbel_dequantize, top_k_mask
@@ -478,9 +479,14 @@ class CalorimeterPyramid(CalomlModel, keras.Model):
 
     # ------------------------------------------------------------------ training
 
+    def batch_contract(self) -> BatchContract:
+        """``showers`` (B, layers, angles, radii) GeV and ``incident_energy`` (B,) GeV."""
+        keys = (BatchKey("showers", (None, None, None), "GeV"), BatchKey("incident_energy", (), "GeV"))
+        return BatchContract(type(self).__name__, keys)
+
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
         """One gradient step on the trained stages' summed negative log-likelihood (mean over the global batch)."""
-        batch = data[0] if isinstance(data, (tuple, list)) else data
+        batch = self.batch_contract().batch(data)
         seed = self.next_seed(per_replica=True)
         with tf.GradientTape() as tape:
             terms = self.negative_log_likelihood(batch, seed)
@@ -496,7 +502,7 @@ class CalorimeterPyramid(CalomlModel, keras.Model):
 
     def test_step(self, data: Any) -> dict[str, tf.Tensor]:
         """The metrics of a batch, without a gradient step."""
-        batch = data[0] if isinstance(data, (tuple, list)) else data
+        batch = self.batch_contract().batch(data)
         self.update_metrics(self.negative_log_likelihood(batch, self.next_seed(per_replica=True)))
         return self.metric_results()
 

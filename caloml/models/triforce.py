@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from caloml.data.reconstruction_tasks import INPUT_SHAPES
 from caloml.models.base import CalomlModel, attribute_config
+from caloml.models.batch_contract import BatchContract, BatchKey
 
 __all__ = [
     "ENERGY_KEY",
@@ -299,16 +300,17 @@ class TriforceModel(CalomlModel, keras.Model):
             out[key] = tf.reshape(value, (-1, *shape)) if shape else tf.reshape(value, (-1,))
         return out
 
+    def batch_contract(self) -> BatchContract:
+        """The input keys (:data:`INPUT_SHAPES`, GeV; ``recoEta`` and ``recoPhi`` rad), ``class_label`` (B,) int and
+        ``energy`` (B,) GeV, in one dict or an ``(inputs, targets)`` pair of dicts."""
+        units = {"recoEta": "", "recoPhi": "rad"}
+        keys = [BatchKey(key, INPUT_SHAPES[key], units.get(key, "GeV")) for key in self.input_keys]
+        keys += [BatchKey(LABEL_KEY, (), "int"), BatchKey(ENERGY_KEY, (), "GeV")]
+        return BatchContract(type(self).__name__, tuple(keys), pairs=True)
+
     def _unpack(self, data: Any) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
         """(inputs, class labels (B,) int32, true energies (B,) GeV) from a dict batch or an ``(x, y)`` pair."""
-        if isinstance(data, (tuple, list)):
-            x, y = data[0], (data[1] if len(data) > 1 else {})
-            targets = {**x, **y} if isinstance(y, Mapping) else dict(x)
-        else:
-            targets = dict(data)
-        for key in (LABEL_KEY, ENERGY_KEY):
-            if key not in targets:
-                raise KeyError(f"{type(self).__name__}: training batches need '{key}', the batch has {sorted(targets)}")
+        targets = dict(self.batch_contract().batch(data))
         labels = tf.reshape(tf.cast(targets[LABEL_KEY], tf.int32), (-1,))
         energy = tf.reshape(tf.cast(targets[ENERGY_KEY], tf.float32), (-1,))
         return self.select_inputs(targets), labels, energy
