@@ -5,4 +5,8 @@ files' own units (50 x GeV for the LCD cells, MeV for CaloChallenge) at the edge
 layers and conventions are in ``docs/design.md``.
 """
 
+from caloml.quiet import quiet_tensorflow_logs
+
 __version__ = "0.1.0"
+
+quiet_tensorflow_logs()  # TensorFlow's start-up lines stay hidden unless asked for (docs/cli.md, verbosity)
