@@ -51,12 +51,21 @@ def quiet_tensorflow_logs() -> None:
     if not is_quiet():
         return
     os.environ.setdefault(_LEVEL_VARIABLE, QUIET_CPP_LOG_LEVEL)
-    logger = logging.getLogger("tensorflow")
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.WARNING)
-        _STATE["set_logger_level"] = True
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+    if "tensorflow" in sys.modules:
+        _quiet_python_logger()
+    elif not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+def _quiet_python_logger() -> None:
+    """The ``tensorflow`` logger at WARNING; TensorFlow sets it to INFO in an interactive session (a notebook) when
+    it creates it, so this runs after the import (and asks for the logger, which creates it)."""
+    tensorflow = sys.modules.get("tensorflow")
+    get_logger = getattr(tensorflow, "get_logger", None)
+    logger = get_logger() if callable(get_logger) else logging.getLogger("tensorflow")
+    if not _LOGGER_LEVEL_BEFORE:
+        _LOGGER_LEVEL_BEFORE.append(logger.level)
+    logger.setLevel(logging.WARNING)
 
 
 def set_verbose(verbose: bool = True) -> None:
@@ -70,9 +79,8 @@ def set_verbose(verbose: bool = True) -> None:
         return
     if os.environ.get(_LEVEL_VARIABLE) == QUIET_CPP_LOG_LEVEL:
         del os.environ[_LEVEL_VARIABLE]
-    if _STATE["set_logger_level"]:
-        logging.getLogger("tensorflow").setLevel(logging.NOTSET)
-        _STATE["set_logger_level"] = False
+    if _LOGGER_LEVEL_BEFORE:
+        logging.getLogger("tensorflow").setLevel(_LOGGER_LEVEL_BEFORE.pop())
     sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _QuietTensorFlowImport)]
 
 
@@ -119,6 +127,8 @@ def import_tensorflow_quietly(configure: Callable[[], None] | None = None, *, st
     with hidden_stderr_descriptor() if is_quiet() else _nothing_hidden():
         import tensorflow as tf
 
+        if is_quiet():
+            _quiet_python_logger()
         _STATE["imported"] = True
         if start_runtime:
             if configure is not None:
@@ -163,9 +173,13 @@ class _QuietLoader(importlib.abc.Loader):
             module.__spec__.loader = self._loader
         with hidden_stderr_descriptor():
             self._loader.exec_module(module)
+        if is_quiet():
+            _quiet_python_logger()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
 
 
-_STATE: dict[str, bool] = {"verbose": False, "imported": False, "runtime_started": False, "set_logger_level": False}
+_STATE: dict[str, bool] = {"verbose": False, "imported": False, "runtime_started": False}
+#: The ``tensorflow`` logger's level before caloml set it (restored by ``set_verbose``; empty: not set).
+_LOGGER_LEVEL_BEFORE: list[int] = []

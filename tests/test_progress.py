@@ -4,12 +4,15 @@ training display whose epoch line comes before the validation summary."""
 from __future__ import annotations
 
 import io
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from command_line import run_command_line
 
 from caloml.progress import ProgressLines, format_duration, progress_bar
 from caloml.training.progress_callback import TrainingProgress, progress_mode
@@ -126,3 +129,14 @@ def test_the_validation_summary_is_on_its_own_line(mode: str, monkeypatch: pytes
         assert "Epoch 1/2" in lines
         bar_line = lines[lines.index("epoch 1: metric = 0.5") - 1]
         assert "4/4" in bar_line.rsplit("\r", 1)[-1]  # the finished bar, then the summary
+
+
+def test_a_simulation_logged_to_a_file_has_plain_progress_lines(tmp_path: Path) -> None:
+    result = run_command_line(
+        "caloml.data", "simulate", "-n", "40", "--workers", "1", "--out", tmp_path / "x.h5", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # progress goes to stdout in a log; stderr stays for errors
+    assert "\x1b" not in result.stdout
+    assert "\r" not in result.stdout
+    assert re.search(r"^simulate electron: 40 showers in [0-9.]+ s, .*showers/s$", result.stdout, re.M), result.stdout

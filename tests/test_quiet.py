@@ -5,6 +5,7 @@ The training command line's quiet default is checked by ``test_tensorboard.py`` 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -85,12 +86,17 @@ def test_verbose_shows_what_quiet_hides() -> None:
 
     if not quiet.is_quiet():
         pytest.skip("the user set TF_CPP_MIN_LOG_LEVEL")
+    import tensorflow as tf
+
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == QUIET_CPP_LOG_LEVEL
+    assert tf.get_logger().level == logging.WARNING  # no INFO:tensorflow:Assets written to ...
     try:
         quiet.set_verbose()
         assert not quiet.is_quiet()
         assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+        assert tf.get_logger().level == logging.NOTSET  # as before caloml set it (not an interactive session)
     finally:
         quiet.set_verbose(False)
     assert quiet.is_quiet()
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == QUIET_CPP_LOG_LEVEL
+    assert tf.get_logger().level == logging.WARNING
