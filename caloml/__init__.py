@@ -7,4 +7,8 @@ layers and conventions are in ``docs/design.md``, the names each subpackage expo
 does not import TensorFlow; ``caloml COMMAND`` (``python -m caloml``) runs the command lines.
 """
 
+from caloml.quiet import quiet_tensorflow_logs
+
 __version__ = "0.1.0"
+
+quiet_tensorflow_logs()  # TensorFlow's start-up lines stay hidden unless asked for (docs/cli.md, verbosity)

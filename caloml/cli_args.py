@@ -6,6 +6,8 @@ import argparse
 
 import numpy as np
 
+from caloml.quiet import set_verbose
+
 
 def positive_int(text: str) -> int:
     """An integer of at least 1 (argparse reports anything else as a usage error)."""
@@ -32,3 +34,19 @@ def parse_angle(text: str) -> float:
         return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an angle: {text!r} (radians, or degrees as 90deg)") from None
+
+
+def add_verbose_flag(parser: argparse._ActionsContainer) -> None:
+    """Add ``--verbose`` (show TensorFlow's own log lines, hidden by default; see :mod:`caloml.quiet`)."""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # a sub-command's default must not override the main parser's value
+        help="show TensorFlow's start-up and log lines (hidden by default)",
+    )
+
+
+def apply_verbosity(args: argparse.Namespace) -> None:
+    """Make the process verbose when ``args`` asks for it (``--verbose``); call before TensorFlow is imported."""
+    if getattr(args, "verbose", False):
+        set_verbose(True)

@@ -5,7 +5,8 @@ the command's parser (named like the command) and returns it; the second takes t
 an exit status (None for 0). A command line is one :class:`CommandRegistry`; adding a command (a new model to
 generate from, a new evaluation) is one :meth:`CommandRegistry.register` call. A ``__main__`` module is then its
 registry, its ``register`` calls, ``main = COMMANDS.main``, ``cli = COMMANDS.cli`` and ``if __name__ ==
-"__main__": cli()``; the commands are described in ``docs/cli.md``.
+"__main__": cli()``; the commands are described in ``docs/cli.md``. Every command takes ``--verbose``
+(TensorFlow's own log lines, hidden by default: :mod:`caloml.quiet`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from caloml.cli_args import add_verbose_flag, apply_verbosity
 from caloml.errors import run_cli
 
 AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
@@ -37,17 +39,20 @@ class CommandRegistry:
     def build_parser(self) -> argparse.ArgumentParser:
         """The argument parser, one sub-parser per registered command."""
         parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        add_verbose_flag(parser)
         subparsers = parser.add_subparsers(dest="command", required=True, metavar=self.metavar)
         for name, (add_parser, run) in self.commands.items():
             subparser = add_parser(subparsers)
             if subparser.prog.split()[-1] != name:
                 raise ValueError(f"the add-parser function of {name!r} added {subparser.prog!r}")
             subparser.set_defaults(run=run)
+            add_verbose_flag(subparser)
         return parser
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns its exit status."""
         args = self.build_parser().parse_args(argv)
+        apply_verbosity(args)
         return int(args.run(args) or 0)
 
     def cli(self, argv: Sequence[str] | None = None) -> NoReturn:

@@ -37,7 +37,7 @@ import yaml
 import caloml.train as train_cli
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError, run_cli
-from caloml.quiet import import_tensorflow_quietly
+from caloml.quiet import import_tensorflow_quietly, set_verbose, verbose_requested
 from caloml.training.config import resolve_config
 from caloml.training.scan import (
     GRID_PRESETS,
@@ -93,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise CalomlError("name the model to scan first: python -m caloml.scan MODEL --grid ... --run-root DIR")
     model = argv[0]
     args, rest = build_scan_parser(model).parse_known_args(argv[1:])
+    if verbose_requested(rest):  # a training option (python -m caloml.train's --verbose)
+        set_verbose()
     import_tensorflow_quietly(start_runtime=False)
     task = train_cli.load_task(model)
     self_fitting = train_cli.fits_itself(task)

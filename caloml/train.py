@@ -33,9 +33,9 @@ from typing import Any
 
 import yaml
 
-from caloml.cli_args import positive_int
+from caloml.cli_args import add_verbose_flag, positive_int
 from caloml.errors import CalomlError, run_cli
-from caloml.quiet import import_tensorflow_quietly
+from caloml.quiet import import_tensorflow_quietly, set_verbose, verbose_requested
 from caloml.training.config import config_to_dict, resolve_config
 
 #: Task name -> "module:attribute" of a TrainingTask instance (imported only when chosen).
@@ -106,6 +106,7 @@ def build_parser(task: Any) -> argparse.ArgumentParser:
     shared.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="any config key")
     shared.add_argument("--overwrite", action="store_true", help="move an existing different run aside")
     shared.add_argument("--print-config", action="store_true", help="print the resolved configuration and stop")
+    add_verbose_flag(shared)
     task.add_arguments(parser.add_argument_group(f"{task.name} options"))
     return parser
 
@@ -152,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"usage: python -m caloml.train MODEL [options]   (MODEL: {names}; MODEL --help for options)")
             return 0
         raise CalomlError(f"name the model to train first: python -m caloml.train MODEL ... (MODEL: {names})")
+    if verbose_requested(argv):  # before the task's import of TensorFlow
+        set_verbose()
     import_tensorflow_quietly(start_runtime=False)  # the tasks import TensorFlow; its runtime starts below
     task = load_task(argv[0])
     args = build_parser(task).parse_args(argv[1:])

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from caloml.bench.features import benchmark_features
 from caloml.bench.simulator import benchmark_filtered_simulation, benchmark_simulator
-from caloml.cli_args import positive_int
+from caloml.cli_args import add_verbose_flag, apply_verbosity, positive_int
 from caloml.data.tfrecord import convert_to_tfrecords
 from caloml.errors import run_cli
 from caloml.quiet import import_tensorflow_quietly
@@ -141,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     reco.add_argument("--no-baselines", action="store_true", help="skip the BDT, XGBoost and linear regression")
     pointflow = parser.add_argument_group("pointflow (also uses --model, --batches, --repeats, --max-call-seconds)")
     pointflow.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
+    apply_verbosity(args)
     everything = {"sim", "filtered", "features", "pipeline", "gan", "reco", "pointflow", "pyramid"}
     what = everything if "all" in args.what else set(args.what)
     print(f"machine: {machine_description()}")

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from caloml import __version__
 from caloml.atomic_files import atomic_directory
@@ -52,6 +51,7 @@ from caloml.data.record_decoding import _batch_positions, _raw_cells, decode_bat
 from caloml.errors import DataError, OutputExistsError
 from caloml.geometry import CLIC_HCAL
 from caloml.json_values import json_plain
+from caloml.progress import progress_bar
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -282,7 +282,7 @@ def _convert(
     )
     with atomic_directory(out, check=lambda: check_output(out, overwrite)) as tmp:
         shard, written, writer = 0, 0, None
-        bar = tqdm(total=n_events, unit="event", desc=f"convert {out.name}", disable=not progress or None)
+        bar = progress_bar(n_events, unit="event", desc=f"convert {out.name}", enabled=progress)
         try:
             for source, start, stop in _chunk_schedule(readers, chunk_events):
                 events = readers[source].read(slice(start, stop))

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 import caloml
 from caloml.cli_args import parse_angle, positive_int
@@ -54,6 +53,7 @@ from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.observables.angle import measured_angle
+from caloml.progress import progress_bar
 from caloml.quiet import import_tensorflow_quietly
 from caloml.sim.particles import PDG_ID as _PDG_IDS  # PDG codes of caloml's particles
 
@@ -229,9 +229,7 @@ def generate_file(
     out = Path(out)
     request = request.resolve(model)
     config = {**request.to_config(model), **(provenance or {})}
-    bar = tqdm(
-        total=request.n_events, unit="shower", desc=f"generate {model.particle}", disable=None if progress else True
-    )
+    bar = progress_bar(request.n_events, unit="shower", desc=f"generate {model.particle}", enabled=progress)
     with LCDWriter(out, overwrite=overwrite, attrs=provenance_attrs(config, caloml_generator="gan3d")) as writer, bar:
         for batch in iter_generated_batches(model, request):
             writer.append(batch)

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 import caloml
 from caloml.cli_args import positive_int
@@ -32,6 +31,7 @@ from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.geometry import POINT_CLOUD_GRIDS, point_cloud_grid_of_shape
+from caloml.progress import progress_bar
 from caloml.quiet import import_tensorflow_quietly
 from caloml.sim.particles import PDG_ID
 
@@ -201,7 +201,7 @@ def generate_pointflow_file(
         writer = CaloChallengeWriter(out, overwrite=overwrite, attrs=attrs)
     else:
         writer = LCDWriter(out, overwrite=overwrite, attrs=attrs)
-    bar = tqdm(total=request.n_events, unit="shower", desc="generate pointflow", disable=None if progress else True)
+    bar = progress_bar(request.n_events, unit="shower", desc="generate pointflow", enabled=progress)
     with writer, bar:
         for chunk, showers in iter_pointflow_batches(
             model, energies, seed=request.seed, n_points=request.n_points, batch_size=request.batch_size

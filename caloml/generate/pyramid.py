@@ -37,6 +37,7 @@ from caloml.generate.pointflow import (
     reference_incident_energies,
 )
 from caloml.generate.trained_model import load_trained_model
+from caloml.progress import progress_bar
 
 # TensorFlow and caloml.models (which imports TensorFlow) stay imported inside the functions: ``python -m
 # caloml.generate`` imports this module to build its parser, and a wrong path must fail before TensorFlow is loaded.
@@ -86,9 +87,10 @@ def generate_pyramid_file(
     batch_size: int = 100,
     overwrite: bool = False,
     provenance: dict[str, Any] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Generate ``n_events`` showers into ``out`` (CaloChallenge layout, MeV), atomically; returns the configuration
-    with ``hits_requested`` and ``hits_placed``."""
+    with ``hits_requested`` and ``hits_placed``. ``progress``: a progress display (:mod:`caloml.progress`)."""
     if n_events < 1 or batch_size < 1:
         raise CalomlError(f"the number of showers and the batch size must be positive, got {n_events}, {batch_size}")
     if energies_like is not None and energy_range_gev is not None:
@@ -119,9 +121,11 @@ def generate_pyramid_file(
     }
     requested, placed = 0, 0
     writer = _CountingWriter(out, overwrite=overwrite, attrs=provenance_attrs(config, caloml_generator="pyramid"))
-    with writer as w:
+    bar = progress_bar(len(energies), unit="shower", desc="generate pyramid", enabled=progress)
+    with writer as w, bar:
         for chunk, showers, hits in iter_pyramid_batches(model, energies, seed=int(seed), batch_size=batch_size):
             w.append({"incident_energies": chunk[:, None], "showers": showers})
+            bar.update(len(chunk))
             requested += int(hits.sum())
             placed += int(np.count_nonzero(showers))
         writer.set_attribute(HITS_REQUESTED_ATTR, requested)

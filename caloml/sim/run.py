@@ -17,7 +17,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 import caloml
 from caloml.data.calochallenge import CaloChallengeWriter
@@ -25,6 +24,7 @@ from caloml.data.crystal import CrystalWriter
 from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError
+from caloml.progress import progress_bar
 from caloml.sim.engine import simulate_batch
 from caloml.sim.filtered import simulate_filtered_batch
 from caloml.sim.layouts import DEGREE, LAYOUTS
@@ -234,10 +234,7 @@ def simulate_file(
         layout.file_layout
     ]
     attrs = provenance_attrs(config)
-    # disable=None: a progress bar on a terminal, none in logs.
-    bar = tqdm(
-        total=request.n_events, unit="shower", desc=f"simulate {request.particle}", disable=None if progress else True
-    )
+    bar = progress_bar(request.n_events, unit="shower", desc=f"simulate {request.particle}", enabled=progress)
     with writer_class(Path(out), overwrite=overwrite, attrs=attrs) as writer, bar:
         for chunk in iter_chunks(request, workers):
             writer.append(chunk)

@@ -33,6 +33,7 @@ from caloml.sim.run import SimulationRequest
 from caloml.tasks.default_data import cached_simulation, training_data_flags
 from caloml.training.config import TaskConfig, TrainerSection
 from caloml.training.task import SelectionMetric
+from caloml.training.tensorboard import ShowerSamples
 
 #: LCD generation-set incidence angles (radians).
 THETA_RANGE_RAD = (60.0 * DEGREE, 120.0 * DEGREE)
@@ -356,6 +357,26 @@ class GAN3DTask:
             compute,
             "mean over primary-energy bins of |<SF>gen - <SF>val| / <SF>val on the validation conditions",
         )
+
+    # -- TensorBoard
+    def tensorboard_samples(
+        self, model: keras.Model, config: GanConfig, data: GanInputs, n_events: int = 32
+    ) -> ShowerSamples:
+        """The first ``n_events`` training showers passing the cuts and showers generated for their energies and
+        angles (noise seeded by ``runtime.seed``, the same every epoch): the epoch's TensorBoard pictures."""
+        key = config.model.condition_angle
+        dataset = make_dataset(
+            data.train_records,
+            global_batch_size=n_events,
+            shuffle=False,
+            keys=[CELL_KEY, "energy", key],
+            transforms=event_filters(config),
+        )
+        batch = next(iter(dataset))
+        energy, angle = batch["energy"].numpy(), batch[key].numpy()
+        noise = np.random.default_rng(config.runtime.seed).standard_normal((len(energy), model.latent_size - 2))
+        generated = model({"energy_gev": energy, "theta_rad": angle, "noise": noise.astype(np.float32)}, training=False)
+        return ShowerSamples(np.asarray(generated), batch[CELL_KEY].numpy(), energy)
 
 
 def event_filters(config: GanConfig) -> list[Any]:

@@ -66,6 +66,7 @@ class TrainerSection:
         init_from: start from the weights of a run directory, ``.keras`` file or checkpoint (transfer training);
             the optimizer state and the epoch counter start fresh.
         export: after training, export the selected model to ``saved_models/`` (TF Serving layout).
+        tensorboard_update_freq: steps between the per-step losses written to TensorBoard (0: none).
     """
 
     epochs: int = 1
@@ -75,6 +76,7 @@ class TrainerSection:
     selection_window: int = 10
     init_from: str = ""
     export: bool = False
+    tensorboard_update_freq: int = 10
 
 
 @dataclasses.dataclass

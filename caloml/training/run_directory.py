@@ -34,6 +34,7 @@ RESUMABLE_CHANGES = (
     "runtime.strategy",
     "runtime.cpu_replicas",
     "runtime.progress",
+    "trainer.tensorboard_update_freq",  # logging only (and absent from the runs made before it existed)
 )
 
 

@@ -43,6 +43,7 @@ from caloml.atomic_files import atomic_write_json
 from caloml.errors import CalomlError
 from caloml.training.config import config_to_dict, write_config
 from caloml.training.run_directory import RunDirectory
+from caloml.training.run_logging import logging_callbacks
 from caloml.training.strategy import is_chief, make_strategy, worker_tag
 from caloml.training.task import SelectionMetric, TrainingTask
 
@@ -153,7 +154,7 @@ def _train(
         callbacks.append(SelectionLogger(selection, run, write=chief))
     callbacks.append(EpochCheckpoint(manager, epoch, run, history if chief else None))
     log_dir = run.logs if chief else scratch / "logs"  # type: ignore[operator]
-    callbacks.append(keras.callbacks.TensorBoard(log_dir=str(log_dir), update_freq="epoch", write_graph=False))
+    callbacks += logging_callbacks(task, config, data, log_dir=log_dir, chief=chief)  # progress, TensorBoard
 
     if initial_epoch < trainer.epochs:
         seeded = replace(config, runtime=replace(config.runtime, seed=config.runtime.seed + initial_epoch))
@@ -166,7 +167,7 @@ def _train(
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
             callbacks=callbacks,
-            verbose=1 if config.runtime.progress else 2,
+            verbose=0,  # the progress display is one of the logging callbacks
             shuffle=False,  # the task's dataset shuffles (seeded)
         )
     else:
