@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from caloml.cli_args import positive_int
+from caloml.cli_args import output_directory, positive_int
 from caloml.cli_commands import CommandRegistry
 from caloml.data import resampling
 from caloml.data.inspect import inspect_path
@@ -69,7 +69,9 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         ),
     )
     parser.add_argument("files", nargs="+", metavar="FILE.h5", help="HDF5 files, all LCD or all CaloChallenge")
-    parser.add_argument("--out", required=True, metavar="tf_records/NAME", help="output directory")
+    parser.add_argument(
+        "--out", required=True, type=output_directory, metavar="tf_records/NAME", help="output directory"
+    )
     parser.add_argument(
         "--shard-events",
         type=positive_int,

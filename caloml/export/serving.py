@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import caloml
-from caloml.cli_args import positive_int
+from caloml.cli_args import output_directory, positive_int
 from caloml.errors import CalomlError, OutputExistsError
 
 __all__ = [
@@ -151,7 +151,7 @@ def checked_sample_signature(
 def add_version_arguments(parser: argparse.ArgumentParser) -> None:
     """The export commands' output options: ``--saved-models DIR`` (the base, ``saved_models``) and ``--version N``
     (default: the next integer version)."""
-    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
+    parser.add_argument("--saved-models", type=output_directory, default="saved_models", metavar="DIR", help="base dir")
     parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
 
 

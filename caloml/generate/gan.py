@@ -48,7 +48,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import caloml
-from caloml.cli_args import parse_angle, positive_int
+from caloml.cli_args import non_negative_seed, output_file, parse_angle, positive_int
 from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
@@ -268,8 +268,8 @@ def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         metavar=("LOW", "HIGH"),
         help="angle-condition range, rad or NNdeg (the kind of angle the model was trained on: true or measured)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.h5", help="output HDF5 file")
+    parser.add_argument("--seed", type=non_negative_seed, default=1, help="seed of every random draw (default 1)")
+    parser.add_argument("--out", type=output_file, required=True, metavar="FILE.h5", help="output HDF5 file")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="showers per batch (default 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
