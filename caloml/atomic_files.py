@@ -29,7 +29,7 @@ TEMPORARY_SUFFIX = ".tmp"
 #: The marker between a temporary's target name and its owner (host, process id).
 TEMPORARY_MARKER = "caloml-tmp"
 _STALE_PATTERN = re.compile(
-    rf"^\.(?P<target>.+)\.{TEMPORARY_MARKER}-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-.*{re.escape(TEMPORARY_SUFFIX)}$"
+    rf"^\.(?P<target>.+)\.{TEMPORARY_MARKER}-(?P<host>[A-Za-z0-9]*)-(?P<pid>\d+)-.*{re.escape(TEMPORARY_SUFFIX)}(\.[A-Za-z0-9]+)?$"
 )
 
 
@@ -41,13 +41,14 @@ def _host_tag() -> str:
 def temporary_name(path: Path) -> str:
     """The prefix of the temporary files written for ``path``: ``.<name>.caloml-tmp-<host>-<pid>-``.
 
-    The temporary itself adds a random part and ends in ``.tmp``; :func:`remove_stale_temporaries` recognises it.
+    The temporary itself adds a random part and ends in ``.tmp`` (or ``.tmp.<suffix>``, see
+    :func:`atomic_write_with`); :func:`remove_stale_temporaries` recognises it.
     """
     return f".{path.name}.{TEMPORARY_MARKER}-{_host_tag()}-{os.getpid()}-"
 
 
 _TEMPORARY_IN_TEXT = re.compile(
-    rf"\.([^/\\\s]+?)\.{TEMPORARY_MARKER}-[A-Za-z0-9]*-\d+-[^/\\\s]*?{re.escape(TEMPORARY_SUFFIX)}"
+    rf"\.([^/\\\s]+?)\.{TEMPORARY_MARKER}-[A-Za-z0-9]*-\d+-[^/\\\s]*?{re.escape(TEMPORARY_SUFFIX)}(?:\.[A-Za-z0-9]+)?"
 )
 
 
@@ -154,9 +155,14 @@ def atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     return path
 
 
-def atomic_write_with(path: Path, write: Callable[[Path], None]) -> Path:
-    """Let ``write(tmp_path)`` write a file (for libraries that want a path, such as XGBoost), then rename it."""
-    tmp = new_temporary_file(path, suffix=path.suffix + TEMPORARY_SUFFIX)
+def atomic_write_with(path: Path, write: Callable[[Path], None], *, keep_suffix: bool = False) -> Path:
+    """Let ``write(tmp_path)`` write a file (for libraries that want a path, such as XGBoost), then rename it.
+
+    ``keep_suffix``: the temporary ends in ``.tmp`` followed by ``path``'s suffix, for libraries that insist on it
+    (Keras wants ``.keras``).
+    """
+    suffix = TEMPORARY_SUFFIX + path.suffix if keep_suffix else path.suffix + TEMPORARY_SUFFIX
+    tmp = new_temporary_file(path, suffix=suffix)
     try:
         write(tmp)
         os.replace(tmp, path)

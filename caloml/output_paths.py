@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def _where(error: BaseException, output: str | os.PathLike | None) -> str:
     elif isinstance(error, OSError):
         text = ""  # "[Errno 28] No space left on device": the explanation says it
     else:
-        text = _first_line(str(error))
+        text = re.sub(r"^\{\{[^}]*\}\}\s*", "", _first_line(str(error)))  # TensorFlow's "{{function_node ...}}"
         for number in WRITE_FAILURES:  # TensorFlow's "PATH; No space left on device"
             text = text.replace(f"; {os.strerror(number)}", "")
     text = without_temporary_names(text)

@@ -170,7 +170,9 @@ def _on_full_tmpfs(size: str, mount: Path, *args: object) -> subprocess.Complete
     script = f'mount -t tmpfs -o size={size} tmpfs {mount} && "$@"; status=$?; echo --listing--; ls -A {mount}; '
     script += "exit $status"
     command = ["unshare", "-rm", "sh", "-c", script, "sh", sys.executable, "-m", *map(str, args)]
-    return subprocess.run(command, env=_environment(), capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        command, cwd=mount.parent, env=_environment(), capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def _assert_one_line_and_empty(result: subprocess.CompletedProcess, fragment: str) -> None:
@@ -260,3 +262,46 @@ def test_killed_training_resumes_and_leaves_no_temporaries(tmp_path: Path) -> No
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [entry["epoch"] for entry in history] == [1, 2, 3]
     assert _temporaries(tmp_path) == []
+
+
+def test_a_rerun_of_a_killed_training_removes_its_half_written_files(tmp_path: Path) -> None:
+    from caloml.training.run_directory import RunDirectory
+
+    run = RunDirectory(tmp_path / "run")
+    run.checkpoints.mkdir(parents=True)
+    run.config.write_text("runtime: {seed: 1}\n")
+    (run.checkpoints / "ckpt-1.index").write_bytes(b"finished")
+    (run.checkpoints / "ckpt-2_temp").mkdir()  # TensorFlow's shards of a save that never finished
+    (run.checkpoints / "ckpt-2_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"half")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    model_tmp = run.path / f".model.keras.{TEMPORARY_MARKER}-x-{dead.stdout.strip()}-abc.tmp.keras"
+    model_tmp.write_bytes(b"half a model")
+    model_tmp = model_tmp.with_name(model_tmp.name.replace("-x-", f"-{_host()}-"))
+    model_tmp.write_bytes(b"half a model")
+
+    removed = run.remove_leftovers()
+    assert sorted(path.name for path in removed) == sorted([model_tmp.name, "ckpt-2_temp"])
+    assert (run.checkpoints / "ckpt-1.index").exists()
+
+
+def _host() -> str:
+    from caloml.atomic_files import temporary_name
+
+    return temporary_name(Path("x")).split(f"{TEMPORARY_MARKER}-")[1].split("-")[0]
+
+
+@pytest.mark.slow
+@needs_tmpfs
+def test_training_onto_a_full_tmpfs_is_one_line(tmp_path: Path) -> None:
+    mount = tmp_path / "full"
+    args = [
+        "caloml.train", "gan", "--events", "24", "--energy-range", "100", "200", "--batch-size", "4",
+        "--steps-per-epoch", "2", "--epochs", "1", "--no-progress", "--set", "data.validation_events=8",
+        "--run-dir", mount / "run",
+    ]  # fmt: skip
+    result = _on_full_tmpfs("300k", mount, *args)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]  # TensorFlow's own log lines may come before
+    assert last.startswith("caloml: error: ")
+    assert "cannot write: no space left on the device" in last
+    assert "Traceback" not in result.stderr

@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from caloml.cli_args import output_directory, positive_int
+from caloml.cli_args import positive_int
 from caloml.cli_commands import CommandRegistry
 from caloml.data import resampling
 from caloml.data.inspect import inspect_path
@@ -40,6 +40,7 @@ from caloml.data.tfrecord import (
     verify,
 )
 from caloml.errors import CalomlError
+from caloml.output_paths import check_output_path
 from caloml.quiet import import_tensorflow_quietly
 from caloml.sim import cli as sim_cli
 
@@ -69,9 +70,7 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         ),
     )
     parser.add_argument("files", nargs="+", metavar="FILE.h5", help="HDF5 files, all LCD or all CaloChallenge")
-    parser.add_argument(
-        "--out", required=True, type=output_directory, metavar="tf_records/NAME", help="output directory"
-    )
+    parser.add_argument("--out", required=True, metavar="tf_records/NAME", help="output directory")
     parser.add_argument(
         "--shard-events",
         type=positive_int,
@@ -95,6 +94,7 @@ def run_convert(args: argparse.Namespace) -> int:
     for source in map(Path, args.files):
         if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
             raise CalomlError(f"{out}: the output would replace the input {source}; choose another --out")
+    check_output_path(out, directory=True)  # not under a file, writable: before any work
     check_output(out, args.overwrite)
     readers = open_sources(args.files)  # checks keys, shapes and scalars before TensorFlow is loaded
     try:
