@@ -175,6 +175,9 @@ CASES = [
     case("simulate-energies-negative", "data", f"{SIM} --energies -5 10 --out {{existing}} --overwrite", "invalid"),
     case("simulate-theta-outside-window", "data", f"{SIM} --theta 10deg --out {{existing}} --overwrite", "window"),
     case("simulate-events-zero", "data", "simulate -n 0 --out {existing} --overwrite", "must be positive"),
+    case(
+        "simulate-events-beyond-memory", "data", "simulate -n 100000000000000 --energy 10 --out {new}", "PiB of memory"
+    ),
     case("simulate-crystal-pion", "data", f"{SIM} --geometry crystal-5x5 --particle chpi --out {{new}}", "crystal"),
     case("simulate-calochallenge-angle", "data", f"{SIM} --geometry calochallenge-2 --theta 1 --out {{new}}", "pi/2"),
     case("simulate-out-under-file", "data", f"{SIM} --out {{blocker}}/sub/x.h5", "is a file, not a directory"),
@@ -221,6 +224,12 @@ CASES = [
     ),
     case("generate-gan-energy-nan", "generate", "gan --model {missing} -n 4 --energy nan --out {new}", "energy"),
     case(
+        "generate-gan-batch-beyond-memory",
+        "generate",
+        "gan --model {missing} -n 4 --batch-size 10000000 --out {new}",
+        "TiB of memory",
+    ),
+    case(
         "generate-pointflow-seed-negative", "generate", "pointflow --model {missing} -n 4 --seed -5 --out {new}", "seed"
     ),
     case(
@@ -230,6 +239,12 @@ CASES = [
         "a file",
     ),
     case("generate-pointflow-missing-model", "generate", "pointflow --model {missing} -n 4 --out {new}", "missing"),
+    case(
+        "generate-pointflow-batch-beyond-memory",
+        "generate",
+        "pointflow --model {missing} -n 4 --batch-size 1000000000 --out {new}",
+        "of memory",
+    ),
     case("generate-wgan-seed-negative", "generate", "wgan --model {missing} -n 4 --seed -1 --out {new}", "seed must"),
     case("generate-vae-out-under-file", "generate", "vae --model {missing} -n 4 --out {blocker}/c.h5", "is a file"),
     case(
@@ -461,7 +476,7 @@ def test_fault_gives_one_line_and_leaves_everything_as_it_was(
 
 
 def test_the_matrix_covers_every_command_line_with_at_least_60_rows() -> None:
-    assert len(CASES) >= 60
+    assert len(CASES) >= 90
     assert len({row.id for row in CASES}) == len(CASES)
     assert set(MAINS) == {row.command for row in CASES}
     faults = [row for row in CASES if row.fault is not None]

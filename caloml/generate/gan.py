@@ -48,7 +48,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import caloml
-from caloml.cli_args import non_negative_seed, output_file, parse_angle, positive_int
+from caloml.cli_args import check_memory, non_negative_seed, output_file, parse_angle, positive_int
 from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
@@ -286,6 +286,8 @@ def run_gan(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
+    shower_bytes = 51 * 51 * 25 * np.dtype(np.float32).itemsize  # the generator's output alone: a lower bound
+    check_memory(args.batch_size * shower_bytes, f"--batch-size {args.batch_size} (showers of 51 x 51 x 25 cells)")
 
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import caloml
-from caloml.cli_args import non_negative_seed, output_file, positive_int
+from caloml.cli_args import check_memory, non_negative_seed, output_file, positive_int
 from caloml.data.calochallenge import CaloChallengeWriter
 from caloml.data.hdf5 import HDF5EventWriter, detect_layout, open_hdf5, open_reader, provenance_attrs
 from caloml.data.lcd import LCDWriter
@@ -275,6 +275,8 @@ def check_generation_arguments(args: argparse.Namespace) -> Path:
         low, high = args.energy_range
         if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
             raise CalomlError(f"--energy-range {low:g} {high:g}: need finite GeV values with 0 < low <= high")
+    points = args.batch_size * getattr(args, "n_points", 1)  # a point: 4 float32 features (a lower bound)
+    check_memory(points * 16, f"--batch-size {args.batch_size} x {points // args.batch_size} points per shower")
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     return out

@@ -150,9 +150,12 @@ def check_simulation_memory(request: SimulationRequest, workers: int, available_
     """
     request = request.resolve()
     assert request.energy_range_gev is not None
-    chunks = max(1, min(workers, -(-request.n_events // request.chunk_events)))
+    n_chunks = -(-request.n_events // request.chunk_events)
+    chunks = max(1, min(workers, n_chunks))
     showers = min(request.chunk_events, request.n_events)
     _check_memory(request.geometry, showers, request.energy_range_gev[1], chunks, available_bytes)
+    # the plan holds one seed sequence (about 0.5 kB) per chunk
+    check_memory(n_chunks * 512, f"planning {n_chunks} chunks of {request.chunk_events} showers", available_bytes)
 
 
 def _exit_with(parent_pid: int, period_s: float = 1.0) -> None:
@@ -218,9 +221,9 @@ def _main_module_importable() -> bool:
 def iter_chunks(request: SimulationRequest, workers: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Simulated chunks in order (energies in GeV, the layout's keys); ``workers`` > 1 uses processes."""
     request = request.resolve()
+    check_simulation_memory(request, workers or default_workers())
     plan = _chunk_plan(request)
     workers = min(workers or default_workers(), len(plan))
-    check_simulation_memory(request, workers)
     if workers <= 1 or not _main_module_importable():
         for seed, size in plan:
             yield _simulate_chunk(request, seed, size)
@@ -263,7 +266,7 @@ def simulate_file(
     Returns that configuration with the output path.
     """
     request = request.resolve()
-    check_simulation_memory(request, min(workers or default_workers(), len(_chunk_plan(request))))
+    check_simulation_memory(request, workers or default_workers())
     config = request.to_config()
     layout = LAYOUTS[request.geometry]
     writer_class = {"lcd": LCDWriter, "calochallenge": CaloChallengeWriter, "crystal": CrystalWriter}[
