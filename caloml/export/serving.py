@@ -15,13 +15,13 @@ import datetime
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import caloml
+from caloml.atomic_files import new_temporary_file
 from caloml.cli_args import output_directory, positive_int
 from caloml.errors import CalomlError, OutputExistsError
 
@@ -71,7 +71,8 @@ def staged_version(model_dir: str | Path, version: int | None = None) -> Iterato
     if final.exists():
         raise OutputExistsError(f"{final}: version {version} exists; exported versions are never replaced")
     model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = model_dir / f".tmp-{version}-{uuid.uuid4().hex[:12]}"
+    tmp = new_temporary_file(final)  # caloml's naming: a re-run removes the temporary of a killed export
+    tmp.unlink()
     tmp.mkdir()
     try:
         yield tmp, version
