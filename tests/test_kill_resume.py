@@ -216,17 +216,23 @@ def test_the_file_size_limit_is_one_line_and_leaves_nothing(tmp_path: Path) -> N
 
 
 # -- generate and train (slow: a full-size GAN, a training run) -------------------------------------------------------
-@pytest.mark.slow
-def test_killed_generate_reruns_to_the_clean_result(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory of a full-size 3DGAN with random weights (as the trainer writes it)."""
     import keras
     import yaml
     from random_gan import random_theta_gan
 
-    run = tmp_path / "gan-electron"
+    run = tmp_path_factory.mktemp("runs") / "gan-electron"
     run.mkdir()
     keras.saving.save_model(random_theta_gan(seed=3), run / "model.keras")
     (run / "config.yaml").write_text(yaml.safe_dump({"runtime": {"seed": 7}, "data": {"particle": "electron"}}))
-    args = ["gan", "--model", str(run), "-n", "192", "--batch-size", "8", "--seed", "5", "--no-progress"]
+    return run
+
+
+@pytest.mark.slow
+def test_killed_generate_reruns_to_the_clean_result(tmp_path: Path, gan_run: Path) -> None:
+    args = ["gan", "--model", str(gan_run), "-n", "192", "--batch-size", "8", "--seed", "5", "--no-progress"]
     out = tmp_path / "generated.h5"
 
     def writing() -> bool:
@@ -305,3 +311,23 @@ def test_training_onto_a_full_tmpfs_is_one_line(tmp_path: Path) -> None:
     assert last.startswith("caloml: error: ")
     assert "cannot write: no space left on the device" in last
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@needs_tmpfs
+@pytest.mark.parametrize("command", ["generate", "export"])
+def test_generating_and_exporting_onto_a_full_tmpfs_is_one_line(tmp_path: Path, gan_run: Path, command: str) -> None:
+    mount = tmp_path / "full"
+    if command == "generate":
+        args = ["caloml.generate", "gan", "--model", gan_run, "-n", "64", "--no-progress", "--out", mount / "g.h5"]
+    else:
+        args = ["caloml.export", "gan", "--model", gan_run, "--saved-models", mount / "saved_models"]
+    result = _on_full_tmpfs("200k", mount, *args)
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]  # TensorFlow's own log lines may come before
+    assert last.startswith("caloml: error: ")
+    assert ": no space left on the device" in last
+    assert "Traceback" not in result.stderr
+    assert TEMPORARY_MARKER not in last
+    listing = result.stdout.split("--listing--")[-1].split()
+    assert all(TEMPORARY_MARKER not in name for name in listing), listing
