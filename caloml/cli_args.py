@@ -1,12 +1,25 @@
-"""Argument types shared by caloml's command lines (argparse ``type=`` callables). See ``docs/cli.md``."""
+"""Argument types shared by caloml's command lines (argparse ``type=`` callables). See ``docs/cli.md``.
+
+Most types report a bad value as an argparse usage error. The checks at the edge (:func:`non_negative_seed`,
+:func:`output_file`, :func:`output_directory`, :func:`check_memory`) raise :class:`caloml.errors.CalomlError`
+instead, which argparse does not catch: the command line reports it as its usual single ``caloml: error:`` line
+before any work starts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import numpy as np
 
+from caloml.errors import CalomlError
+from caloml.output_paths import check_output_path
 from caloml.quiet import set_verbose
+
+#: Seeds are whole numbers in [0, 2**32): NumPy's and TensorFlow's generators take every one of them.
+MAX_SEED = 2**32 - 1
 
 
 def positive_int(text: str) -> int:
@@ -50,3 +63,55 @@ def apply_verbosity(args: argparse.Namespace) -> None:
     """Make the process verbose when ``args`` asks for it (``--verbose``); call before TensorFlow is imported."""
     if getattr(args, "verbose", False):
         set_verbose(True)
+# -- checks at the edge (CalomlError: one line, before any work) -------------------------------------------------------
+def non_negative_seed(text: str) -> int:
+    """A seed: a whole number from 0 to :data:`MAX_SEED` (CalomlError otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise CalomlError(f"a seed must be a whole number from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
+def output_file(text: str) -> Path:
+    """An output file's path, checked before any work (:func:`caloml.output_paths.check_output_path`)."""
+    return check_output_path(text)
+
+
+def output_directory(text: str) -> Path:
+    """An output directory's path, checked before any work (:func:`caloml.output_paths.check_output_path`)."""
+    return check_output_path(text, directory=True)
+
+
+def machine_memory_bytes() -> int:
+    """The machine's physical memory in bytes (0 when the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 0
+
+
+def format_bytes(n_bytes: float) -> str:
+    """``n_bytes`` in the largest binary unit that keeps the number at least 1 (``"988.0 GiB"``)."""
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(value) < 1024.0 or unit == "PiB":
+            return f"{value:.1f} {unit}"
+        value /= 1024.0
+    raise AssertionError("unreachable")
+
+
+def check_memory(needed_bytes: float, what: str, available_bytes: int | None = None, hint: str = "") -> None:
+    """Refuse (CalomlError, with the number) ``what`` when it needs more than the machine's memory.
+
+    ``available_bytes`` defaults to :func:`machine_memory_bytes`; a machine that does not say is not checked.
+    ``hint`` (what to change) ends the message.
+    """
+    available = machine_memory_bytes() if available_bytes is None else available_bytes
+    if available > 0 and needed_bytes > available:
+        raise CalomlError(
+            f"{what} would need about {format_bytes(needed_bytes)} of memory; this machine has "
+            f"{format_bytes(available)}" + (f" ({hint})" if hint else "")
+        )

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from caloml.cli_args import add_verbose_flag, apply_verbosity
 from caloml.errors import run_cli
+from caloml.output_paths import output_of, write_errors_as_one_line
 
 AddParser = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], argparse.ArgumentParser]
 Run = Callable[[argparse.Namespace], int | None]
@@ -50,10 +51,13 @@ class CommandRegistry:
         return parser
 
     def main(self, argv: Sequence[str] | None = None) -> int:
-        """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns its exit status."""
+        """Parse ``argv`` (default ``sys.argv[1:]``) and run the command; returns its exit status.
+
+        A write that fails (a full disk...) is a one-line user error (:mod:`caloml.output_paths`)."""
         args = self.build_parser().parse_args(argv)
         apply_verbosity(args)
-        return int(args.run(args) or 0)
+        with write_errors_as_one_line(output_of(args)):
+            return int(args.run(args) or 0)
 
     def cli(self, argv: Sequence[str] | None = None) -> NoReturn:
         """Console entry point: :meth:`main`, a user error printed as one line (exit status 2), then exit."""

@@ -35,8 +35,9 @@ from typing import Any
 import yaml
 
 import caloml.train as train_cli
-from caloml.cli_args import positive_int
+from caloml.cli_args import non_negative_seed, output_directory, positive_int
 from caloml.errors import CalomlError, run_cli
+from caloml.output_paths import write_errors_as_one_line
 from caloml.quiet import import_tensorflow_quietly, set_verbose, verbose_requested
 from caloml.training.config import resolve_config
 from caloml.training.scan import (
@@ -65,9 +66,11 @@ def build_scan_parser(model: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--grid-preset", choices=sorted(GRID_PRESETS), help="a named grid of the paper")
     parser.add_argument("--points", type=positive_int, help="random subset of this many grid points (seeded)")
-    parser.add_argument("--sample-seed", type=int, help="seed of the subset (default: the base seed)")
+    parser.add_argument("--sample-seed", type=non_negative_seed, help="seed of the subset (default: the base seed)")
     parser.add_argument("--repeats", type=positive_int, default=3, help="seeds per point (default 3)")
-    parser.add_argument("--run-root", required=True, type=Path, help="directory of the scan's runs and summary")
+    parser.add_argument(
+        "--run-root", required=True, type=output_directory, help="directory of the scan's runs and summary"
+    )
     parser.add_argument("--list", action="store_true", help="print the points and run directories, train nothing")
     return parser
 
@@ -85,6 +88,11 @@ def _explicit_values(flags: Mapping[str, Any], assignments: Sequence[str]) -> di
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, plan the scan, train or read every run, write the summary."""
+    with write_errors_as_one_line():  # a full disk, an unwritable place: one line (caloml.output_paths)
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-"):
         if argv and argv[0] in ("-h", "--help"):

@@ -33,8 +33,9 @@ from typing import Any
 
 import yaml
 
-from caloml.cli_args import add_verbose_flag, positive_int
+from caloml.cli_args import add_verbose_flag, non_negative_seed, positive_int
 from caloml.errors import CalomlError, run_cli
+from caloml.output_paths import check_output_path, write_errors_as_one_line
 from caloml.quiet import import_tensorflow_quietly, set_verbose, verbose_requested
 from caloml.training.config import config_to_dict, resolve_config
 
@@ -96,7 +97,7 @@ def build_parser(task: Any) -> argparse.ArgumentParser:
     shared.add_argument("--strategy", choices=["default", "one_device", "mirrored", "multi_worker"])
     shared.add_argument("--cpu-replicas", type=int, help="mirrored on a CPU: split it into N logical devices")
     shared.add_argument("--run-dir", help="run directory (default: runs/<model>-<particle>...)")
-    shared.add_argument("--seed", type=int, help="seed of every random draw of the run")
+    shared.add_argument("--seed", type=non_negative_seed, help="seed of every random draw of the run")
     shared.add_argument("--epochs", type=positive_int)
     shared.add_argument("--batch-size", type=positive_int, help="global batch size over all replicas")
     shared.add_argument("--steps-per-epoch", type=positive_int)
@@ -146,6 +147,11 @@ def fits_itself(task: Any) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, resolve the configuration, train; prints a JSON summary."""
+    with write_errors_as_one_line():  # a full disk, an unwritable place: one line (caloml.output_paths)
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-"):
         names = ", ".join(TASKS)
@@ -158,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_tensorflow_quietly(start_runtime=False)  # the tasks import TensorFlow; its runtime starts below
     task = load_task(argv[0])
     args = build_parser(task).parse_args(argv[1:])
+    if args.run_dir:
+        check_output_path(args.run_dir, directory=True)  # before any work: not under a file, writable
     flags = shared_flags(args)
     if fits_itself(task):
         given = [flag for flag, key in KERAS_TRAINER_FLAGS.items() if flags[key] is not None]

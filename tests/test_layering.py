@@ -37,6 +37,7 @@ PACKAGE_LAYERS: dict[str, int] = {
     "quiet": 0,
     "progress": 0,
     "float32_bounds": 0,
+    "output_paths": 0,
     "sim": 1,
     "data": 1,
     "observables": 1,

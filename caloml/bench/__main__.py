@@ -23,7 +23,7 @@ from pathlib import Path
 
 from caloml.bench.features import benchmark_features
 from caloml.bench.simulator import benchmark_filtered_simulation, benchmark_simulator
-from caloml.cli_args import add_verbose_flag, apply_verbosity, positive_int
+from caloml.cli_args import add_verbose_flag, apply_verbosity, non_negative_seed, positive_int
 from caloml.data.tfrecord import convert_to_tfrecords
 from caloml.errors import run_cli
 from caloml.quiet import import_tensorflow_quietly
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=["all"],
     )
     parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement (sim, pipeline)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=non_negative_seed, default=1)
     gan = parser.add_argument_group("gan, pointflow")
     gan.add_argument(
         "--model",

@@ -40,6 +40,7 @@ from caloml.data.tfrecord import (
     verify,
 )
 from caloml.errors import CalomlError
+from caloml.output_paths import check_output_path
 from caloml.quiet import import_tensorflow_quietly
 from caloml.sim import cli as sim_cli
 
@@ -93,6 +94,7 @@ def run_convert(args: argparse.Namespace) -> int:
     for source in map(Path, args.files):
         if out.resolve() == source.resolve() or out.resolve() in source.resolve().parents:
             raise CalomlError(f"{out}: the output would replace the input {source}; choose another --out")
+    check_output_path(out, directory=True)  # not under a file, writable: before any work
     check_output(out, args.overwrite)
     readers = open_sources(args.files)  # checks keys, shapes and scalars before TensorFlow is loaded
     try:

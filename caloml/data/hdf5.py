@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -25,9 +24,10 @@ import h5py
 import numpy as np
 
 import caloml
-from caloml.atomic_files import TEMPORARY_SUFFIX, temporary_name
+from caloml.atomic_files import new_temporary_file
 from caloml.data.checks import check_event_counts, check_values, format_shape
 from caloml.errors import CalomlError, DataError, OutputExistsError
+from caloml.output_paths import OutputWriteError, write_failure
 
 __all__ = [
     "DEFAULT_GZIP_LEVEL",
@@ -100,6 +100,9 @@ def hdf5_errors(path: str | Path, what: str = "read", key: str | None = None) ->
     except CalomlError:
         raise
     except (OSError, RuntimeError, KeyError) as error:
+        failure = write_failure(error)  # a full disk, a quota, the file-size limit: not the file's fault
+        if failure is not None and ("write" in what or "create" in what):
+            raise OutputWriteError(f"{path}: cannot {what}: {failure}") from error
         where = f"{path}: key '{key}'" if key else f"{path}"
         raise DataError(
             f"{where}: cannot {what} ({_first_line(error)}); the file may be truncated or corrupt"
@@ -422,14 +425,12 @@ class HDF5EventWriter:
             raise OutputExistsError(f"{self.path}: output exists; pass overwrite=True (--overwrite) to replace it")
         if self.path.is_dir():
             raise OutputExistsError(f"{self.path}: output is a directory")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=temporary_name(self.path), suffix=TEMPORARY_SUFFIX
-        )  # the naming convention of caloml.atomic_files; the file stays open over many appends, hence no context
-        os.close(fd)
+        # the naming convention of caloml.atomic_files; the file stays open over many appends, hence no context
+        self._tmp = str(new_temporary_file(self.path))
         with hdf5_errors(self._tmp, "create it"):
             self._file: h5py.File | None = h5py.File(self._tmp, "w")
         self._cleanup = weakref.finalize(self, _remove_quietly, self._tmp)
+        self._descriptor = self._file.id.get_vfd_handle()  # see abort()
         self._datasets: dict[str, h5py.Dataset] = {}
         self.n_events = 0
         try:
@@ -508,6 +509,7 @@ class HDF5EventWriter:
             return
         try:
             with hdf5_errors(self.path, "write it"):
+                self._file.flush()  # a full disk fails here, where abort() can still discard the file cleanly
                 self._file.close()
             self._file = None
             os.replace(self._tmp, self.path)
@@ -517,8 +519,17 @@ class HDF5EventWriter:
         self._cleanup.detach()
 
     def abort(self) -> None:
-        """Discard the temporary file; ``path`` is left as it was."""
+        """Discard the temporary file; ``path`` is left as it was.
+
+        HDF5 flushes its caches when a file closes; on a full disk that flush fails, and a file whose close failed
+        crashes the interpreter at exit. So the file's descriptor is first pointed at ``/dev/null``: the discarded
+        data then goes nowhere, the close succeeds, and nothing of the file is left to HDF5.
+        """
         if self._file is not None:
+            with suppress(OSError):
+                sink = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(sink, self._descriptor)
+                os.close(sink)
             with suppress(Exception):  # the file is being discarded
                 self._file.close()
             self._file = None

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from caloml.cli_args import output_file
 from caloml.data.hdf5 import open_reader, provenance_attrs
 from caloml.data.lcd import LCDReader, LCDWriter
 from caloml.data.lcd_features import expert_features
@@ -349,7 +350,7 @@ def add_resample_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         ),
     )
     parser.add_argument("input", metavar="IN.h5", help="LCD-layout file (51x51x25 or 25x25x25 ECAL)")
-    parser.add_argument("output", metavar="OUT.h5", help="output file (same layout)")
+    parser.add_argument("output", type=output_file, metavar="OUT.h5", help="output file (same layout)")
     parser.add_argument("--detector", required=True, choices=sorted(DETECTORS), help="granularity to emulate")
     parser.add_argument("--snap", action="store_true", help="round coarse boundaries to CLIC cells (a projection)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")

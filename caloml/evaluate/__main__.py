@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from caloml.cli_args import positive_float, positive_int
+from caloml.cli_args import non_negative_seed, output_directory, positive_float, positive_int
 from caloml.cli_commands import CommandRegistry
 from caloml.evaluate.generative import evaluate_generated
 from caloml.evaluate.latent_space import add_latent_parser, run_latent
@@ -41,8 +41,8 @@ def add_gen_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     )
     parser.add_argument("--generated", required=True, type=Path, metavar="FILE.h5", help="generated showers")
     parser.add_argument("--reference", required=True, type=Path, metavar="FILE.h5", help="reference showers")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="report directory")
-    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
+    parser.add_argument("--out", required=True, type=output_directory, metavar="DIR", help="report directory")
+    parser.add_argument("--seed", type=non_negative_seed, default=1, help="seed of every random draw (default 1)")
     parser.add_argument(
         "--repeats", type=positive_int, default=1, help="classifier tests per input, for the spread (default 1)"
     )

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from caloml.cli_args import positive_int
+from caloml.cli_args import non_negative_seed, output_directory, positive_int
 from caloml.errors import CalomlError
 from caloml.evaluate.crystal import read_crystal_file
 from caloml.generate.crystal import add_model_parser, model_class
@@ -202,8 +202,8 @@ def add_latent_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         models="vae or vaewgan",
     )
     parser.add_argument("--reference", required=True, type=Path, metavar="FILE.h5", help="crystal showers")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="report directory")
-    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
+    parser.add_argument("--out", required=True, type=output_directory, metavar="DIR", help="report directory")
+    parser.add_argument("--seed", type=non_negative_seed, default=1, help="seed of every random draw (default 1)")
     parser.add_argument("--mi-events", type=positive_int, default=2000, help="showers in the MI estimate")
     parser.add_argument("--tsne-events", type=positive_int, default=3000, help="showers in the t-SNE")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

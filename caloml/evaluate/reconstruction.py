@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from caloml.cli_args import positive_float, positive_int
+from caloml.cli_args import non_negative_seed, output_directory, positive_float, positive_int
 from caloml.data.reconstruction_tasks import TASKS, ReconstructionTask, raw_energy_fraction, regression_subject
 from caloml.data.resampling import RESAMPLE_CHOICES, check_resample
 from caloml.errors import CalomlError
@@ -433,9 +433,11 @@ def add_reco_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     )
     parser.add_argument("--test", required=True, nargs="+", type=Path, metavar="FILE_OR_RUN_DIR", help="test events")
     parser.add_argument("--model", required=True, nargs="+", type=Path, metavar="PATH", help="models to compare")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="report directory")
+    parser.add_argument("--out", required=True, type=output_directory, metavar="DIR", help="report directory")
     parser.add_argument("--task", choices=sorted(TASKS), help="the task (default: from the test events)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of Keras' random state, recorded (default 1)")
+    parser.add_argument(
+        "--seed", type=non_negative_seed, default=1, help="seed of Keras' random state, recorded (default 1)"
+    )
     parser.add_argument(
         "--energy-bin-width", type=positive_float, default=25.0, metavar="GEV", help="true-energy bins (25 GeV)"
     )

@@ -15,14 +15,14 @@ import datetime
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import caloml
-from caloml.cli_args import positive_int
+from caloml.atomic_files import new_temporary_file
+from caloml.cli_args import output_directory, positive_int
 from caloml.errors import CalomlError, OutputExistsError
 
 __all__ = [
@@ -71,7 +71,8 @@ def staged_version(model_dir: str | Path, version: int | None = None) -> Iterato
     if final.exists():
         raise OutputExistsError(f"{final}: version {version} exists; exported versions are never replaced")
     model_dir.mkdir(parents=True, exist_ok=True)
-    tmp = model_dir / f".tmp-{version}-{uuid.uuid4().hex[:12]}"
+    tmp = new_temporary_file(final)  # caloml's naming: a re-run removes the temporary of a killed export
+    tmp.unlink()
     tmp.mkdir()
     try:
         yield tmp, version
@@ -151,7 +152,7 @@ def checked_sample_signature(
 def add_version_arguments(parser: argparse.ArgumentParser) -> None:
     """The export commands' output options: ``--saved-models DIR`` (the base, ``saved_models``) and ``--version N``
     (default: the next integer version)."""
-    parser.add_argument("--saved-models", type=Path, default=Path("saved_models"), metavar="DIR", help="base dir")
+    parser.add_argument("--saved-models", type=output_directory, default="saved_models", metavar="DIR", help="base dir")
     parser.add_argument("--version", type=positive_int, default=None, help="version number (default: the next one)")
 
 

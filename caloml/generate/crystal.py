@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from caloml.cli_args import positive_int
+from caloml.cli_args import non_negative_seed, output_file, positive_int
 from caloml.errors import CalomlError, OutputExistsError
 
 __all__ = ["MODEL_CLASSES", "add_crystal_parser", "generate_crystal_file", "make_run", "request_energies"]
@@ -131,8 +131,8 @@ def add_crystal_parser(kind: str) -> Any:
         energy.add_argument("--energies", type=float, nargs="+", metavar="GEV", help="a grid of energies (GeV)")
         energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV")
         energy.add_argument("--like", type=Path, metavar="FILE.h5", help="the energies of a crystal file's showers")
-        parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
-        parser.add_argument("--out", type=Path, required=True, metavar="FILE.h5", help="output HDF5 file")
+        parser.add_argument("--seed", type=non_negative_seed, default=1, help="seed of every random draw (default 1)")
+        parser.add_argument("--out", type=output_file, required=True, metavar="FILE.h5", help="output HDF5 file")
         parser.add_argument("--batch-size", type=positive_int, default=10000, help="showers per batch")
         parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
         return parser

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 import caloml
-from caloml.cli_args import parse_angle, positive_int
+from caloml.cli_args import check_memory, non_negative_seed, output_file, parse_angle, positive_int
 from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
@@ -266,8 +266,8 @@ def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         metavar=("LOW", "HIGH"),
         help="angle-condition range, rad or NNdeg (the kind of angle the model was trained on: true or measured)",
     )
-    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.h5", help="output HDF5 file")
+    parser.add_argument("--seed", type=non_negative_seed, default=1, help="seed of every random draw (default 1)")
+    parser.add_argument("--out", type=output_file, required=True, metavar="FILE.h5", help="output HDF5 file")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="showers per batch (default 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -284,6 +284,8 @@ def run_gan(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{out}: output exists; pass --overwrite to replace it")
+    shower_bytes = 51 * 51 * 25 * np.dtype(np.float32).itemsize  # the generator's output alone: a lower bound
+    check_memory(args.batch_size * shower_bytes, f"--batch-size {args.batch_size} (showers of 51 x 51 x 25 cells)")
 
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()

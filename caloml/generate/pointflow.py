@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 import caloml
-from caloml.cli_args import positive_int
+from caloml.cli_args import check_memory, non_negative_seed, output_file, positive_int
 from caloml.data.calochallenge import CaloChallengeWriter
 from caloml.data.hdf5 import HDF5EventWriter, detect_layout, open_hdf5, open_reader, provenance_attrs
 from caloml.data.lcd import LCDWriter
@@ -238,8 +238,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     energy = parser.add_mutually_exclusive_group()
     energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV, log-uniform")
     energy.add_argument("--energies-like", metavar="REF.h5", help="reuse a reference file's incident energies")
-    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE.h5", help="output HDF5 file")
+    parser.add_argument("--seed", type=non_negative_seed, default=1, help="seed of every random draw (default 1)")
+    parser.add_argument("--out", type=output_file, required=True, metavar="FILE.h5", help="output HDF5 file")
 
 
 def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -275,6 +275,8 @@ def check_generation_arguments(args: argparse.Namespace) -> Path:
         low, high = args.energy_range
         if not (np.isfinite(low) and np.isfinite(high) and 0 < low <= high):
             raise CalomlError(f"--energy-range {low:g} {high:g}: need finite GeV values with 0 < low <= high")
+    points = args.batch_size * getattr(args, "n_points", 1)  # a point: 4 float32 features (a lower bound)
+    check_memory(points * 16, f"--batch-size {args.batch_size} x {points // args.batch_size} points per shower")
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     return out

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import caloml
-from caloml.cli_args import parse_angle, positive_int
+from caloml.cli_args import non_negative_seed, output_directory, output_file, parse_angle, positive_int
 from caloml.data.hdf5 import open_hdf5, read_attrs
 from caloml.data.tfrecord import convert_to_tfrecords, read_metadata
 from caloml.errors import OutputExistsError
@@ -31,7 +31,7 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--geometry", choices=sorted(LAYOUTS), default=DEFAULT_GEOMETRY, help="data set layout")
     parser.add_argument("--particle", choices=PARTICLES, default=DEFAULT_PARTICLE)
     parser.add_argument("-n", "--events", type=int, required=True, help="number of showers")
-    parser.add_argument("--seed", type=int, default=1, help="seed of every random draw (default 1)")
+    parser.add_argument("--seed", type=non_negative_seed, default=1, help="seed of every random draw (default 1)")
     energy = parser.add_mutually_exclusive_group()
     energy.add_argument("--energy", type=float, metavar="GEV", help="fixed primary energy (GeV)")
     energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV")
@@ -68,7 +68,7 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         description="Simulate showers with the GFlash parametrization into an HDF5 file in the real layout.",
     )
     add_request_arguments(parser)
-    parser.add_argument("--out", type=Path, required=True, help="output HDF5 file")
+    parser.add_argument("--out", type=output_file, required=True, help="output HDF5 file")
     parser.add_argument("--workers", type=positive_int, default=None, help="processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -95,8 +95,8 @@ def add_validate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         help="measure the simulator against its physics targets; write plots and a table",
         description="Measure the simulator against the physics targets and write plots, validation.md and .json.",
     )
-    parser.add_argument("--out", type=Path, default=Path("runs/validation"), help="output directory")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=output_directory, default="runs/validation", help="output directory")
+    parser.add_argument("--seed", type=non_negative_seed, default=1)
     parser.add_argument("--quick", action="store_true", help="small samples (about a minute)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report")
     parser.add_argument("--no-progress", action="store_true")
@@ -125,11 +125,13 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         ),
     )
     parser.add_argument("-n", "--events", type=int, default=2000, help="showers (default 2000)")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=non_negative_seed, default=1)
     parser.add_argument("--geometry", choices=sorted(LAYOUTS), default=DEFAULT_GEOMETRY)
     parser.add_argument("--particle", choices=PARTICLES, default=DEFAULT_PARTICLE)
-    parser.add_argument("--run-dir", type=Path, default=Path("runs/default"), help="HDF5 file and validation")
-    parser.add_argument("--records", type=Path, default=None, help="TFRecord directory (tf_records/GEOM-PART)")
+    parser.add_argument("--run-dir", type=output_directory, default="runs/default", help="HDF5 file and validation")
+    parser.add_argument(
+        "--records", type=output_directory, default=None, help="TFRecord directory (tf_records/GEOM-PART)"
+    )
     parser.add_argument(
         "--quick-validation", action="store_true", help="small validation samples (seconds; targets may miss)"
     )

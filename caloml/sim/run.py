@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import caloml
+from caloml.cli_args import check_memory
 from caloml.data.calochallenge import CaloChallengeWriter
 from caloml.data.crystal import CrystalWriter
 from caloml.data.hdf5 import provenance_attrs
@@ -34,6 +37,12 @@ from caloml.sim.particles import PARTICLES, Primaries, sample_primaries
 LCD_THETA_LIMITS_RAD = (50.0 * DEGREE, 130.0 * DEGREE)
 #: Lowest primary energy of the parametrization (GeV).
 MIN_ENERGY_GEV = 0.5
+#: Highest primary energy (GeV): the parametrization's profiles are fitted far below; beyond, they are extrapolated.
+MAX_ENERGY_GEV = 10_000.0
+#: Peak memory of the simulation per shower and GeV of primary energy (bytes), measured on 32-shower chunks at
+#: 1 TeV: about 9 kB for the sampling calorimeters, 23 kB for the crystal array (its optical photons); the
+#: estimates below use these lower figures, so that a refusal is certain to be right.
+MEMORY_PER_SHOWER_GEV_BYTES = {"lcd": 8_000.0, "calochallenge": 7_500.0, "crystal": 20_000.0}
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,12 @@ class SimulationRequest:
         theta = (float(low_t), float(high_t))
         if not all(np.isfinite(energy)) or energy[0] < MIN_ENERGY_GEV or energy[1] < energy[0]:
             raise CalomlError(f"energy range {energy} GeV is invalid: need {MIN_ENERGY_GEV} GeV <= low <= high, finite")
+        _check_memory(self.geometry, min(self.chunk_events, self.n_events), energy[1], chunks=1)
+        if energy[1] > MAX_ENERGY_GEV:
+            raise CalomlError(
+                f"energy {energy[1]:g} GeV is above the simulator's range ({MIN_ENERGY_GEV:g} to "
+                f"{MAX_ENERGY_GEV:g} GeV): the shower parametrization is not valid there"
+            )
         if layout.file_layout == "crystal" and self.particle not in ("electron", "photon"):
             raise CalomlError(f"the crystal array simulates electrons and photons, not {self.particle!r}")
         if layout.file_layout in ("calochallenge", "crystal"):
@@ -119,6 +134,50 @@ class SimulationRequest:
         config["simulator"] = "caloml.sim (GFlash parametrization)"
         config["caloml_version"] = caloml.__version__
         return config
+
+
+def _check_memory(geometry: str, showers: int, energy_gev: float, chunks: int, available: int | None = None) -> None:
+    per_gev = MEMORY_PER_SHOWER_GEV_BYTES[LAYOUTS[geometry].file_layout]
+    what = f"simulating {chunks} x {showers} showers of {energy_gev:g} GeV at once"
+    hint = "fewer --workers, or lower energies" if chunks > 1 else "lower energies"
+    check_memory(chunks * showers * energy_gev * per_gev, what, available, hint)
+
+
+def check_simulation_memory(request: SimulationRequest, workers: int, available_bytes: int | None = None) -> None:
+    """Refuse (CalomlError, with the number) a request whose chunks in flight would exceed the machine's memory.
+
+    ``workers`` chunks of ``chunk_events`` showers at the highest energy are simulated at once (the machine's
+    physical memory unless ``available_bytes`` is given).
+    """
+    request = request.resolve()
+    assert request.energy_range_gev is not None
+    n_chunks = -(-request.n_events // request.chunk_events)
+    chunks = max(1, min(workers, n_chunks))
+    showers = min(request.chunk_events, request.n_events)
+    _check_memory(request.geometry, showers, request.energy_range_gev[1], chunks, available_bytes)
+    # the plan holds one seed sequence (about 0.5 kB) per chunk
+    check_memory(n_chunks * 512, f"planning {n_chunks} chunks of {request.chunk_events} showers", available_bytes)
+
+
+def _exit_with(parent_pid: int, period_s: float = 1.0) -> None:
+    """Worker-side watchdog: end this process as soon as the process ``parent_pid`` is gone."""
+    while True:
+        time.sleep(period_s)
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # pragma: no cover - the pid was reused by another user's process
+            os._exit(1)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Initializer of the worker processes: they die with the command that started them, even after a SIGKILL.
+
+    The workers are children of multiprocessing's fork server, not of the command, so Linux's parent-death signal
+    cannot reach them; a daemon thread in each worker watches the command's process id instead.
+    """
+    threading.Thread(target=_exit_with, args=(parent_pid,), name="caloml-die-with-parent", daemon=True).start()
 
 
 def _simulate_chunk(request: SimulationRequest, chunk_seed: np.random.SeedSequence, n_events: int) -> dict:
@@ -167,6 +226,7 @@ def _main_module_importable() -> bool:
 def iter_chunks(request: SimulationRequest, workers: int | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Simulated chunks in order (energies in GeV, the layout's keys); ``workers`` > 1 uses processes."""
     request = request.resolve()
+    check_simulation_memory(request, workers or default_workers())
     plan = _chunk_plan(request)
     workers = min(workers or default_workers(), len(plan))
     if workers <= 1 or not _main_module_importable():
@@ -174,7 +234,14 @@ def iter_chunks(request: SimulationRequest, workers: int | None = None) -> Itera
             yield _simulate_chunk(request, seed, size)
         return
     # forkserver: safe even when the parent has imported TensorFlow; at most 2 chunks per worker in flight.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
+    # the workers die with this process, even after a SIGKILL (_die_with_parent)
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("forkserver"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
+    with pool:
         pending: deque[Future] = deque()
         for seed, size in plan:
             pending.append(pool.submit(_simulate_chunk, request, seed, size))
@@ -228,6 +295,7 @@ def simulate_file(
     Returns that configuration with the output path.
     """
     request = request.resolve()
+    check_simulation_memory(request, workers or default_workers())
     config = request.to_config()
     layout = LAYOUTS[request.geometry]
     writer_class = {"lcd": LCDWriter, "calochallenge": CaloChallengeWriter, "crystal": CrystalWriter}[

@@ -18,10 +18,12 @@ See ``docs/training.md``.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from caloml.atomic_files import remove_stale_temporaries
 from caloml.errors import CalomlError, OutputExistsError
 from caloml.training.config import read_config_dict
 
@@ -109,6 +111,7 @@ class RunDirectory:
                     )
                 self._move_aside()
             return False
+        self.remove_leftovers()
         if not self.has_checkpoint():
             return False  # configured but never finished an epoch: nothing to resume or lose
         try:
@@ -126,6 +129,21 @@ class RunDirectory:
             )
         self._move_aside()
         return False
+
+    def remove_leftovers(self) -> list[Path]:
+        """Remove what a killed run left half-written; returns the paths removed.
+
+        That is caloml's temporaries of dead processes (:func:`caloml.atomic_files.remove_stale_temporaries`) and
+        TensorFlow's unfinished checkpoint shards (``checkpoints/ckpt-N_temp/``, renamed into place only when a
+        save completes; the ``checkpoint`` state file never names them).
+        """
+        removed = remove_stale_temporaries(self.path)
+        if self.checkpoints.is_dir():
+            removed += remove_stale_temporaries(self.checkpoints)
+            for unfinished in sorted(self.checkpoints.glob("ckpt-*_temp")):
+                shutil.rmtree(unfinished, ignore_errors=True)
+                removed.append(unfinished)
+        return removed
 
     def _move_aside(self) -> Path:
         n = 1

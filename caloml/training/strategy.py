@@ -59,27 +59,70 @@ def split_cpu(n: int) -> list[str]:
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
+#: The roles a TF_CONFIG cluster may name.
+CLUSTER_ROLES = ("chief", "worker", "ps", "evaluator")
+
+
 def read_tf_config() -> dict[str, Any] | None:
-    """The parsed ``TF_CONFIG`` (None when unset); a malformed one is a CalomlError."""
+    """The parsed and checked ``TF_CONFIG`` (None when unset); an inconsistent one is a CalomlError.
+
+    See :func:`check_tf_config` for what is checked.
+    """
     text = os.environ.get("TF_CONFIG")
     if not text:
         return None
     try:
         value = json.loads(text)
-        cluster, task = value["cluster"], value["task"]
-        task_type, task_index = task["type"], task["index"]
-        valid = (
-            isinstance(cluster, dict)
-            and any(cluster.get(role) for role in ("chief", "worker"))
-            and isinstance(task_index, int)
-            and task_index < len(cluster.get(task_type) or [])
-        )
-    except (ValueError, KeyError, TypeError):
-        valid = False
-    if not valid:
-        raise CalomlError(
-            "TF_CONFIG is not valid: expected JSON with cluster.chief and/or cluster.worker and a task.type/index "
-            "naming one of them"
+    except ValueError as error:
+        raise CalomlError(f"TF_CONFIG is not valid JSON ({error})") from None
+    return check_tf_config(value)
+
+
+def _invalid(reason: str) -> CalomlError:
+    return CalomlError(f"TF_CONFIG is not valid: {reason}")
+
+
+def _check_address(role: str, address: Any) -> None:
+    host, _, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _invalid(f"cluster.{role} has {address!r}; every address must be HOST:PORT")
+
+
+def check_tf_config(value: Any) -> dict[str, Any]:
+    """``value`` (the parsed TF_CONFIG) once it is a consistent cluster specification; CalomlError otherwise.
+
+    The cluster maps roles (chief, worker, ps, evaluator) to lists of distinct ``HOST:PORT`` addresses, with at
+    most one chief and at least one chief or worker; the task names one of them: its ``type`` is a role of the
+    cluster and its ``index`` a whole number from 0 to that role's count less one.
+    """
+    if not isinstance(value, dict) or not isinstance(value.get("cluster"), dict) or "task" not in value:
+        raise _invalid('it must be a JSON object {"cluster": {ROLE: [HOST:PORT, ...]}, "task": {...}}')
+    cluster, task = value["cluster"], value["task"]
+    for role, addresses in cluster.items():
+        if role not in CLUSTER_ROLES:
+            raise _invalid(f"unknown role {role!r} in the cluster; roles: {', '.join(CLUSTER_ROLES)}")
+        if not isinstance(addresses, list) or not addresses:
+            raise _invalid(f"cluster.{role} must be a non-empty list of HOST:PORT addresses")
+        for address in addresses:
+            _check_address(role, address)
+    if not cluster.get("chief") and not cluster.get("worker"):
+        raise _invalid("the cluster needs a chief or at least one worker")
+    if len(cluster.get("chief") or []) > 1:
+        raise _invalid(f"the cluster has {len(cluster['chief'])} chiefs; at most one is allowed")
+    everyone = [address for addresses in cluster.values() for address in addresses]
+    repeated = sorted({address for address in everyone if everyone.count(address) > 1})
+    if repeated:
+        raise _invalid(f"the address {repeated[0]} appears more than once in the cluster")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise _invalid('task must be {"type": ROLE, "index": N}')
+    task_type, task_index = task["type"], task["index"]
+    if not isinstance(task_type, str) or task_type not in cluster:
+        raise _invalid(f"task.type {task_type!r} is not a role of the cluster ({', '.join(cluster)})")
+    count = len(cluster[task_type])
+    if isinstance(task_index, bool) or not isinstance(task_index, int) or not 0 <= task_index < count:
+        raise _invalid(
+            f"task.index {task_index!r} does not name a {task_type} of the cluster: it has {count}, "
+            f"so the index runs from 0 to {count - 1}"
         )
     return dict(value)
 

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 import caloml
-from caloml.atomic_files import atomic_write_json
+from caloml.atomic_files import atomic_write_json, atomic_write_with
 from caloml.errors import CalomlError
 from caloml.training.config import config_to_dict, write_config
 from caloml.training.run_directory import RunDirectory
@@ -330,9 +330,7 @@ def _initialize_from(task: TrainingTask, config: Any, model: keras.Model, source
 
 
 def _save_model_atomically(model: keras.Model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    keras.saving.save_model(model, tmp)
-    tmp.replace(path)
+    atomic_write_with(path, lambda tmp: keras.saving.save_model(model, tmp), keep_suffix=True)
 
 
 def describe(result: TrainingResult) -> str:
