@@ -221,3 +221,43 @@ def test_cli_wrong_model_is_one_line(tmp_path: Path) -> None:
     assert lines[0].startswith("caloml: error:")
     assert "nothing.keras" in lines[0]
     assert not (tmp_path / "saved_models").exists()
+
+
+def test_bfloat16_export_records_its_precision_and_keeps_float32_weights(gan: GAN3D, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    path = export_gan(gan, tmp_path, precision="bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    info = json.loads((path / "assets.extra" / "export.json").read_text())
+    assert info["precision"] == "bfloat16"
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    dtypes = reader.get_variable_to_dtype_map()
+    shapes = reader.get_variable_to_shape_map()
+    weights = [key for key in shapes if "OBJECT_GRAPH" not in key]
+    assert sum(int(np.prod(shapes[key])) for key in weights) == 1_365_047
+    assert {dtypes[key] for key in weights} == {tf.float32}
+    with pytest.raises(CalomlError, match="precision must be one of"):
+        export_gan(gan, tmp_path, precision="float16")
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="the bf16 Conv3D numerics guard inside the 3DGAN's layers (engineer h-bf16) is not merged yet: on CPUs"
+    " with bfloat16 instructions Keras' bfloat16 Conv3D gives shower energies far from float32",
+)
+def test_bfloat16_export_agrees_with_float32_within_bfloat16_rounding(gan: GAN3D, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    float32 = tf.saved_model.load(str(export_gan(gan, tmp_path / "f32")))
+    bfloat16 = tf.saved_model.load(str(export_gan(gan, tmp_path / "bf16", precision="bfloat16")))
+    rng = np.random.default_rng(1)
+    inputs = {
+        "energy_gev": tf.constant(np.float32([20.0, 100.0, 180.0])),
+        "theta_rad": tf.constant(np.float32([1.3, 1.55, 1.8])),
+        "noise": tf.constant(rng.standard_normal((3, 254), dtype=np.float32)),
+    }
+    reference = float32.signatures["showers_from_noise"](**inputs)["showers_gev"].numpy()
+    showers = bfloat16.signatures["showers_from_noise"](**inputs)["showers_gev"].numpy()
+    assert showers.dtype == np.float32
+    sums, reference_sums = showers.sum(axis=(1, 2, 3)), reference.sum(axis=(1, 2, 3))
+    assert np.mean(np.abs(sums / reference_sums - 1.0)) < 0.02  # bfloat16 rounding: well under 1% when right

@@ -6,7 +6,8 @@ the bytes per shower of each encoding), ``gan`` (3DGAN generator throughput on t
 batch 1 and 1000 on the CPU), ``pointflow`` (CaloPointFlow shower sampling at batch 1, 100 and 1000 on the CPU,
 with the share of each sampling stage), ``pyramid`` (Calorimeter Pyramid sampling per stage at batch 1, 100 and
 1000), ``crystal`` (a trained crystal ``wgan``, ``vae`` or ``vaewgan`` given with ``--model``, at batch 1 and 10,000;
-not part of ``all``) or ``all`` (the default). The machine is printed first, so that a figure can be quoted with
+not part of ``all``), ``onnx`` (ONNX Runtime against TensorFlow for each model with an ONNX export, batch 1 and 64)
+or ``all`` (the default). The machine is printed first, so that a figure can be quoted with
 where it was measured. See ``docs/benchmarks.md``.
 """
 
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "what",
         nargs="*",
-        choices=["sim", "pipeline", "gan", "reco", "pointflow", "pyramid", "crystal", "all"],
+        choices=["sim", "pipeline", "gan", "reco", "pointflow", "pyramid", "crystal", "onnx", "all"],
         default=["all"],
     )
     parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement (sim, pipeline)")
@@ -135,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pointflow = parser.add_argument_group("pointflow (also uses --model, --batches, --repeats, --max-call-seconds)")
     pointflow.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
     args = parser.parse_args(argv)
-    what = {"sim", "pipeline", "gan", "reco", "pointflow", "pyramid"} if "all" in args.what else set(args.what)
+    what = {"sim", "pipeline", "gan", "reco", "pointflow", "pyramid", "onnx"} if "all" in args.what else set(args.what)
     print(f"machine: {machine_description()}")
     if "sim" in what:
         print_figures(benchmark_simulator(args.events, args.seed))
@@ -212,6 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             report=lambda name, value: print_figures({name: value}, flush=True),
             max_call_seconds=args.max_call_seconds,
+        )
+    if "onnx" in what:
+        import_tensorflow_quietly()
+        from caloml.bench.onnx import benchmark_onnx
+
+        benchmark_onnx(
+            batches=args.batches or [1, 64],
+            repeats=args.repeats,
+            seed=args.seed,
+            report=lambda name, value: print_figures({name: value}, flush=True),
         )
     return 0
 
