@@ -11,8 +11,10 @@ def test_onnx_bench_times_both_runtimes() -> None:
     figures = benchmark_onnx(("wgan",), batches=(1, 4), repeats=1, report=lambda name, value: reported.append(name))
     for batch in (1, 4):
         tf_ms, onnx_ms = figures[f"wgan_batch{batch}_tf_ms"], figures[f"wgan_batch{batch}_onnxruntime_ms"]
-        assert isinstance(tf_ms, float) and isinstance(onnx_ms, float)
-        assert tf_ms > 0 and onnx_ms > 0
+        assert isinstance(tf_ms, float)
+        assert isinstance(onnx_ms, float)
+        assert tf_ms > 0
+        assert onnx_ms > 0
         assert figures[f"wgan_batch{batch}_onnxruntime_speedup_x"] == tf_ms / onnx_ms
     assert "pointflow" in str(figures["onnx_no_onnx_form"])
     assert reported == list(figures)  # each figure reported as soon as measured
