@@ -4,7 +4,8 @@ Row format: ``{"signature_name": S, "instances": [{input: value, ...}, ...]}``; 
 and each input becomes the stack of its per-instance values (so every input has the batch dimension). The answer
 is ``{"predictions": [...]}``: one object per instance (one value per instance for a single output), which needs
 every output to share the batch dimension. Columnar format: ``{"signature_name": S, "inputs": {input: value}}``,
-each value a whole tensor; the answer is ``{"outputs": {output: value}}``. JSON numbers take the signature's dtype.
+each value a whole tensor; the answer is ``{"outputs": {output: value}}`` (``{"outputs": value}`` for a single
+output). JSON numbers take the signature's dtype.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def response_of(outputs: dict[str, Any], row: bool) -> str:
     """The response text TF Serving writes for ``outputs``."""
     arrays = {name: np.asarray(value) for name, value in outputs.items()}
     if not row:
+        if len(arrays) == 1:  # a single output loses its name
+            return json.dumps({"outputs": next(iter(arrays.values())).tolist()})
         return json.dumps({"outputs": {name: value.tolist() for name, value in arrays.items()}})
     sizes = {value.shape[0] if value.ndim else None for value in arrays.values()}
     assert len(sizes) == 1, "row format needs every output to share the batch dimension"
@@ -82,6 +85,14 @@ def serve(loaded: Any, text: str) -> dict[str, Any]:
     signature = loaded.signatures[name]
     tensors, row = tensors_of_request(signature, text)
     return json.loads(response_of({k: v.numpy() for k, v in signature(**tensors).items()}, row))
+
+
+def columns_of_outputs(outputs: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """The columnar answer's ``outputs`` as arrays per output (``names``: the signature's outputs)."""
+    if len(names) == 1:
+        return {names[0]: np.asarray(outputs)}
+    assert sorted(outputs) == sorted(names)
+    return {key: np.asarray(outputs[key]) for key in names}
 
 
 def columns_of_rows(predictions: list[Any], names: list[str]) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from random_gan import random_theta_gan
-from serving_requests import columnar_request, columns_of_rows, row_request, serve
+from serving_requests import columnar_request, columns_of_outputs, columns_of_rows, row_request, serve
 from test_pyramid_model import THRESHOLD_GEV, synthetic_showers, tiny_model
 
 from caloml.export.serving import export_info_path
@@ -92,7 +92,10 @@ def _crystal(kind: str) -> Callable[[Path], tuple[Path, int]]:
 
         tiny = {"latent_dim": 3, "hidden_units": 16, "hidden_layers": 1, "energy_range_gev": (0.5, 5.0)}
         model = {"wgan": CrystalWGAN, "vae": CrystalVAE}[kind](seed=1, **tiny)
-        return export_crystal(model, base), int(model.decoder.count_params())
+        deployed = int(model.decoder.count_params())  # the WGAN's generator or the VAE's decoder
+        if kind == "vae":
+            deployed += int(np.prod(model.log_sigma.shape))  # and its learned per-cell width (the noise scale)
+        return export_crystal(model, base), deployed
 
     return export
 
@@ -171,9 +174,10 @@ def test_both_json_formats_give_the_same_answer(name: str, exports, tmp_path_fac
     for signature, inputs in _requests(name).items():
         for which in (signature, "serving_default") if signature == info["serving_default"] else (signature,):
             rows = serve(loaded, row_request(which, inputs))["predictions"]
-            columns = {k: np.asarray(v) for k, v in serve(loaded, columnar_request(which, inputs))["outputs"].items()}
+            names = sorted(loaded.signatures[which].structured_outputs)
+            columns = columns_of_outputs(serve(loaded, columnar_request(which, inputs))["outputs"], names)
             assert len(rows) == len(next(iter(inputs.values())))
-            by_row = columns_of_rows(rows, list(columns))
+            by_row = columns_of_rows(rows, names)
             assert set(by_row) == set(columns)
             for key in columns:
                 np.testing.assert_allclose(by_row[key], columns[key], rtol=1e-6)
