@@ -238,8 +238,8 @@ def per_example_sample_signatures(
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.float32, name="energy_mev"), seed_spec])
     def showers_from_seeds_mev(energy_mev: Any, seed: Any) -> dict[str, Any]:
-        drawn = draw(energy_mev / MEV_PER_GEV, seed)
-        return {"showers_mev": drawn["showers"] * MEV_PER_GEV, "n_hits": tf.cast(drawn["n_hits"], tf.int32)}
+        drawn = showers_from_seeds(energy_mev / MEV_PER_GEV, seed)  # a call of the GeV graph: traced once
+        return {"showers_mev": drawn["showers_gev"] * MEV_PER_GEV, "n_hits": drawn["n_hits"]}
 
     return {"showers_from_seeds": showers_from_seeds, "showers_from_seeds_mev": showers_from_seeds_mev}
 
