@@ -55,11 +55,24 @@ def test_gan_onnx_matches_the_keras_generator(tmp_path: Path) -> None:
     np.testing.assert_allclose(showers, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
 
-def test_triforce_onnx_keeps_the_input_names(tmp_path: Path) -> None:
-    from caloml.export.triforce import INPUTS, export_triforce
-    from caloml.models.triforce_nets import TriforceDNN
+def _triforce_network(arch: str) -> keras.Model:
+    from caloml.models.triforce_nets import TriforceCNN, TriforceDNN, TriforceGoogLeNet
 
-    network = TriforceDNN(2, 16, seed=1, initial_energy_coefficients=(48.0, 30.0, 2.0))
+    return {
+        "dnn": lambda: TriforceDNN(2, 16, seed=1, initial_energy_coefficients=(48.0, 30.0, 2.0)),
+        "cnn": lambda: TriforceCNN(2, (3, 3, 3), 2, (2, 2, 6), 1, 8, seed=3),
+        "googlenet": lambda: TriforceGoogLeNet(16, 0.03, seed=1),
+    }[arch]()
+
+
+@pytest.mark.parametrize(
+    "arch",
+    ["dnn", pytest.param("cnn", marks=pytest.mark.slow), pytest.param("googlenet", marks=pytest.mark.slow)],
+)
+def test_triforce_onnx_keeps_the_input_names(arch: str, tmp_path: Path) -> None:
+    from caloml.export.triforce import INPUTS, export_triforce
+
+    network = _triforce_network(arch)
     path = export_triforce(network, "gamma-vs-pi0", tmp_path, formats=("saved_model", "onnx"))
     session = _session(path / "model.onnx")
     assert [i.name for i in session.get_inputs()] == list(INPUTS)  # ECAL, HCAL, ECAL_E, ... exactly, not lowercased
