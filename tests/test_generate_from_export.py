@@ -82,7 +82,7 @@ def test_pyramid_from_export_writes_the_run_directorys_file(tmp_path: Path) -> N
     run = _run_dir(tmp_path, tiny_model(statistics), seed=2)
     assert export_main(["pyramid", "--model", str(run), "--saved-models", str(tmp_path / "saved")]) == 0
     export = tmp_path / "saved" / "pyramid-calochallenge-2" / "1"
-    common = ["pyramid", "-n", "5", "--seed", "9", "--batch-size", "3", "--no-progress"]
+    common = ["pyramid", "-n", "5", "--seed", "9", "--batch-size", "3"]
     assert generate_main([*common, "--model", str(run), "--out", str(tmp_path / "from_run.h5")]) == 0
     assert generate_main([*common, "--model", str(export), "--out", str(tmp_path / "from_export.h5")]) == 0
     _assert_same_files(tmp_path / "from_run.h5", tmp_path / "from_export.h5", rtol=1e-5)

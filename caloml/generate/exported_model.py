@@ -146,10 +146,13 @@ class ExportedPyramid(_Exported):
         import tensorflow as tf
 
         seed = tf.cast(seed, tf.int64)
-        if int(tf.reduce_max(tf.abs(seed))) >= 2**31:
-            raise CalomlError(f"seed {seed.numpy().tolist()}: the export's sample signature takes int32 seeds")
+        fits = tf.debugging.assert_less(
+            tf.abs(seed), tf.constant(2**31, tf.int64), message="the export's sample signature takes int32 seeds"
+        )
+        with tf.control_dependencies([fits]):
+            seed32 = tf.cast(seed, tf.int32)
         energy = tf.reshape(tf.cast(incident_energy_gev, tf.float32), [-1])
-        out = self.signatures["sample"](incident_energy=energy, seed=tf.cast(seed, tf.int32))
+        out = self.signatures["sample"](incident_energy=energy, seed=seed32)
         return {
             "showers": out["showers"] / 1000.0,  # MeV -> GeV
             "n_hits": out["n_hits"],
