@@ -63,6 +63,8 @@ def apply_verbosity(args: argparse.Namespace) -> None:
     """Make the process verbose when ``args`` asks for it (``--verbose``); call before TensorFlow is imported."""
     if getattr(args, "verbose", False):
         set_verbose(True)
+
+
 # -- checks at the edge (CalomlError: one line, before any work) -------------------------------------------------------
 def non_negative_seed(text: str) -> int:
     """A seed: a whole number from 0 to :data:`MAX_SEED` (CalomlError otherwise)."""

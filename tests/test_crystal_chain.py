@@ -45,7 +45,9 @@ def runs(tmp_path_factory) -> Path:
 
 
 def test_quick_presets_train_on_the_simulated_default_data(runs):
-    exported = json.loads((runs / "saved_models" / "vae-crystal-5x5" / "1" / "export.json").read_text())
+    exported = json.loads(
+        (runs / "saved_models" / "vae-crystal-5x5" / "1" / "assets.extra" / "export.json").read_text()
+    )
     assert exported["source"] == "runs/vae"  # --export after training, through caloml.train.EXPORTERS
     assert exported["model"] == "vae"
     data = list((runs / "data").glob("crystal-5x5-electron-1200ev-seed1.h5"))
@@ -113,7 +115,7 @@ def test_export_reloads_without_caloml_and_matches_the_keras_model(runs, model):
     result = _run(runs, "caloml.export", model, "--model", f"runs/{model}", "--saved-models", "saved")
     assert result.returncode == 0, result.stderr[-3000:]
     path = runs / "saved" / f"{model}-crystal-5x5" / "1"
-    info = json.loads((path / "export.json").read_text())
+    info = json.loads((path / "assets.extra" / "export.json").read_text())
     assert info["energy_range_gev"] == [0.5, 5.0]
     assert info["model"] == model
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -4,6 +4,7 @@ alone and match the Keras model, deterministic seeds, errors for out-of-range co
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -22,10 +23,14 @@ from caloml.export.gan import accepted_range
 from caloml.export.serving import next_version
 from caloml.models.gan3d import GAN3D
 
-# Runs in a fresh interpreter with TensorFlow only: loads the SavedModel and calls its signatures.
+# Runs in a fresh, isolated interpreter (-I, cwd and PYTHONPATH away from the repository) with TensorFlow only: loads
+# the SavedModel and calls its signatures. ``import tensorflow`` imports Keras 3 when it is installed, so Keras and
+# caloml are made unimportable first: the SavedModel must work without them.
 RELOAD_SCRIPT = textwrap.dedent(
     """
     import json, sys
+    for blocked in ("keras", "tf_keras", "caloml"):
+        sys.modules[blocked] = None  # import raises ImportError
     import numpy as np
     import tensorflow as tf
 
@@ -35,23 +40,31 @@ RELOAD_SCRIPT = textwrap.dedent(
     signatures = loaded.signatures
     energy, theta = tf.constant(inputs["energy"]), tf.constant(inputs["theta"])
     noise = tf.constant(inputs["noise"])
-    from_noise = signatures["generate_from_noise"](energy_gev=energy, theta_rad=theta, noise=noise)
-    seeds = [tf.constant(s, tf.int64) for s in (4, 4, 5)]
-    seeded = [signatures["generate"](energy_gev=energy, theta_rad=theta, seed=s) for s in seeds]
-    default = signatures["serving_default"](energy_gev=energy, theta_rad=theta, seed=seeds[0])
+    from_noise = signatures["showers_from_noise"](energy_gev=energy, theta_rad=theta, noise=noise)["showers_gev"]
+    old_from_noise = signatures["generate_from_noise"](energy_gev=energy, theta_rad=theta, noise=noise)["showers"]
+    per_example = [tf.constant(s, tf.int64) for s in ([4, 4, 4], [4, 4, 4], [5, 5, 5])]
+    seeded = [signatures["showers_from_seeds"](energy_gev=energy, theta_rad=theta, seed=s)["showers_gev"]
+              for s in per_example]
+    default = signatures["serving_default"](energy_gev=energy, theta_rad=theta, seed=per_example[0])["showers_gev"]
+    old = signatures["generate"](energy_gev=energy, theta_rad=theta, seed=tf.constant(4, tf.int64))["showers"]
     errors = {}
-    for name, (e, t) in {"energy": ([500.0], [1.5]), "nan": ([float("nan")], [1.5]), "theta": ([100.0], [2.5]),
-                         "length": ([100.0, 50.0], [1.5])}.items():
+    for name, (e, t, s) in {"energy": ([500.0], [1.5], [1]), "nan": ([float("nan")], [1.5], [1]),
+                            "theta": ([100.0], [2.5], [1]), "length": ([100.0, 50.0], [1.5], [1, 2]),
+                            "seeds": ([100.0], [1.5], [1, 2])}.items():
         try:
-            signatures["generate"](energy_gev=tf.constant(e), theta_rad=tf.constant(t), seed=tf.constant(1, tf.int64))
+            signatures["showers_from_seeds"](energy_gev=tf.constant(e), theta_rad=tf.constant(t),
+                                             seed=tf.constant(s, tf.int64))
             errors[name] = None
         except tf.errors.InvalidArgumentError as error:
             errors[name] = error.message
-    seeded = np.stack([s["showers"].numpy() for s in seeded])
-    np.savez(out_file, from_noise=from_noise["showers"].numpy(), seeded=seeded, default=default["showers"].numpy())
-    print(json.dumps({"caloml_imported": "caloml" in sys.modules, "keras_imported": "keras" in sys.modules,
-                      "signatures": sorted(signatures), "errors": errors,
-                      "outputs": {k: str(v) for k, v in signatures["generate"].structured_outputs.items()}}))
+    seeded = np.stack([s.numpy() for s in seeded])
+    np.savez(out_file, from_noise=from_noise.numpy(), old_from_noise=old_from_noise.numpy(), seeded=seeded,
+             default=default.numpy(), old=old.numpy())
+    loaded_modules = [name for name, module in sys.modules.items() if module is not None]
+    print(json.dumps({"caloml_imported": any(m == "caloml" or m.startswith("caloml.") for m in loaded_modules),
+                      "keras_imported": any(m.split(".")[0] in ("keras", "tf_keras") for m in loaded_modules),
+                      "signatures": sorted(signatures), "errors": errors, "path": sys.path,
+                      "outputs": {k: str(v) for k, v in signatures["showers_from_seeds"].structured_outputs.items()}}))
     """
 )
 
@@ -72,8 +85,9 @@ def test_layout_and_export_info(gan: GAN3D, exported: Path) -> None:
     assert exported.parent.name == "gan3d-electron"
     assert (exported / "saved_model.pb").is_file()
     assert (exported / "variables").is_dir()
+    assert not (exported / "export.json").exists()  # extra files go to assets.extra/, where TF Serving keeps them
     assert [p.name for p in exported.parent.iterdir()] == ["1"]  # no temporary directory left behind
-    info = json.loads((exported / "export.json").read_text())
+    info = json.loads((exported / "assets.extra" / "export.json").read_text())
     assert info["particle"] == "electron"
     assert info["version"] == 1
     assert info["energy_range_gev"] == list(ENERGY_RANGE_GEV)
@@ -83,8 +97,20 @@ def test_layout_and_export_info(gan: GAN3D, exported: Path) -> None:
     assert info["model_config"]["latent_size"] == 256
     assert info["source"] == "test"
     assert info["seed"] == 2
-    assert set(info["signatures"]) == {"generate", "generate_from_noise"}
+    assert info["precision"] == "float32"
+    assert info["serving_default"] == "showers_from_seeds"
+    assert set(info["signatures"]) == {"showers_from_seeds", "showers_from_noise", "generate", "generate_from_noise"}
     assert "caloml_version" in info
+
+
+def test_only_the_generator_is_stored(gan: GAN3D, exported: Path) -> None:
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(exported / "variables" / "variables"))
+    shapes = reader.get_variable_to_shape_map()
+    stored = sum(int(np.prod(shape)) for key, shape in shapes.items() if "OBJECT_GRAPH" not in key)
+    assert stored == gan.generator.count_params() == 1_365_047  # no discriminator, no counters, each value once
+    assert sum(f.stat().st_size for f in (exported / "variables").iterdir()) < 1.05 * 4 * 1_365_047
 
 
 def test_reloaded_without_caloml_matches_keras(gan: GAN3D, exported: Path, tmp_path: Path) -> None:
@@ -93,35 +119,56 @@ def test_reloaded_without_caloml_matches_keras(gan: GAN3D, exported: Path, tmp_p
     theta = np.array([1.2, 1.57, 1.9], np.float32)
     noise = rng.standard_normal((3, 254), dtype=np.float32)
     np.savez(tmp_path / "inputs.npz", energy=energy, theta=theta, noise=noise)
+    elsewhere = tmp_path / "elsewhere"  # not the repository: nothing of caloml importable from the working directory
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [sys.executable, "-c", RELOAD_SCRIPT, str(exported), str(tmp_path / "inputs.npz"), str(tmp_path / "out.npz")],
+        [sys.executable, "-I", "-c", RELOAD_SCRIPT, str(exported), str(tmp_path / "inputs.npz"),
+         str(tmp_path / "out.npz")],
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
-    )
+        cwd=elsewhere,
+        env=env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["caloml_imported"] is False
-    assert report["signatures"] == ["generate", "generate_from_noise", "serving_default"]
-    assert "(None, 51, 51, 25)" in report["outputs"]["showers"]
+    assert report["keras_imported"] is False
+    repository = str(Path(__file__).resolve().parents[1])
+    assert not any(entry in ("", ".", repository) for entry in report["path"])
+    assert report["signatures"] == [
+        "generate",
+        "generate_from_noise",
+        "serving_default",
+        "showers_from_noise",
+        "showers_from_seeds",
+    ]
+    assert "(None, 51, 51, 25)" in report["outputs"]["showers_gev"]
     outputs = np.load(tmp_path / "out.npz")
 
     expected = np.asarray(gan({"energy_gev": energy, "theta_rad": theta, "noise": noise}))
     assert outputs["from_noise"].shape == (3, 51, 51, 25)
     np.testing.assert_allclose(outputs["from_noise"], expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(outputs["old_from_noise"], outputs["from_noise"])
     first, again, other = outputs["seeded"]
     np.testing.assert_array_equal(first, again)  # deterministic per seed
     assert not np.allclose(first, other)
-    np.testing.assert_array_equal(outputs["default"], first)  # serving_default is generate
-    # the seed signature draws the noise as GAN3D.generate(seed=...) does
-    np.testing.assert_allclose(first, np.asarray(gan.generate(energy, theta, seed=4)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(outputs["default"], first)  # serving_default is showers_from_seeds
+    # each shower's noise is that of GAN3D.generate(seed=...) for a one-shower batch
+    for i in range(3):
+        one = np.asarray(gan.generate(energy[i : i + 1], theta[i : i + 1], seed=4))[0]
+        np.testing.assert_allclose(first[i], one, rtol=1e-4, atol=1e-6)
+    # the earlier signature: one seed for the batch, as GAN3D.generate(seed=...)
+    np.testing.assert_allclose(outputs["old"], np.asarray(gan.generate(energy, theta, seed=4)), rtol=1e-4, atol=1e-6)
 
     errors = report["errors"]
     assert "energy_gev outside the range the model was trained on" in errors["energy"]
     assert "energy_gev must be finite" in errors["nan"]
     assert "theta_rad outside the range" in errors["theta"]
     assert "differ in length" in errors["length"]
+    assert "seed and energy_gev differ in length" in errors["seeds"]
 
 
 def test_accepted_range_agrees_with_check_conditions(gan: GAN3D) -> None:
@@ -148,7 +195,7 @@ def test_versions_never_replaced(gan: GAN3D, tmp_path: Path) -> None:
     (base / "gan3d-electron" / "3").mkdir(parents=True)  # an existing version
     assert next_version(base / "gan3d-electron") == 4
     assert main(["gan", "--model", str(run), "--saved-models", str(base)]) == 0
-    info = json.loads((base / "gan3d-electron" / "4" / "export.json").read_text())
+    info = json.loads((base / "gan3d-electron" / "4" / "assets.extra" / "export.json").read_text())
     assert info["source"] == str(run)
     assert info["seed"] == 9
     with pytest.raises(OutputExistsError, match="never replaced"):
@@ -174,3 +221,43 @@ def test_cli_wrong_model_is_one_line(tmp_path: Path) -> None:
     assert lines[0].startswith("caloml: error:")
     assert "nothing.keras" in lines[0]
     assert not (tmp_path / "saved_models").exists()
+
+
+def test_bfloat16_export_records_its_precision_and_keeps_float32_weights(gan: GAN3D, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    path = export_gan(gan, tmp_path, precision="bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    info = json.loads((path / "assets.extra" / "export.json").read_text())
+    assert info["precision"] == "bfloat16"
+    reader = tf.train.load_checkpoint(str(path / "variables" / "variables"))
+    dtypes = reader.get_variable_to_dtype_map()
+    shapes = reader.get_variable_to_shape_map()
+    weights = [key for key in shapes if "OBJECT_GRAPH" not in key]
+    assert sum(int(np.prod(shapes[key])) for key in weights) == 1_365_047
+    assert {dtypes[key] for key in weights} == {tf.float32}
+    with pytest.raises(CalomlError, match="precision must be one of"):
+        export_gan(gan, tmp_path, precision="float16")
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="the bf16 Conv3D numerics guard inside the 3DGAN's layers (engineer h-bf16) is not merged yet: on CPUs"
+    " with bfloat16 instructions Keras' bfloat16 Conv3D gives shower energies far from float32",
+)
+def test_bfloat16_export_agrees_with_float32_within_bfloat16_rounding(gan: GAN3D, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    float32 = tf.saved_model.load(str(export_gan(gan, tmp_path / "f32")))
+    bfloat16 = tf.saved_model.load(str(export_gan(gan, tmp_path / "bf16", precision="bfloat16")))
+    rng = np.random.default_rng(1)
+    inputs = {
+        "energy_gev": tf.constant(np.float32([20.0, 100.0, 180.0])),
+        "theta_rad": tf.constant(np.float32([1.3, 1.55, 1.8])),
+        "noise": tf.constant(rng.standard_normal((3, 254), dtype=np.float32)),
+    }
+    reference = float32.signatures["showers_from_noise"](**inputs)["showers_gev"].numpy()
+    showers = bfloat16.signatures["showers_from_noise"](**inputs)["showers_gev"].numpy()
+    assert showers.dtype == np.float32
+    sums, reference_sums = showers.sum(axis=(1, 2, 3)), reference.sum(axis=(1, 2, 3))
+    assert np.mean(np.abs(sums / reference_sums - 1.0)) < 0.02  # bfloat16 rounding: well under 1% when right

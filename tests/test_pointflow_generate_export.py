@@ -175,10 +175,10 @@ def test_export_round_trip_without_caloml(model, tmp_path):
 
     path = export_pointflow(model, tmp_path / "saved_models", n_points=300, provenance={"source": "test"})
     assert path == tmp_path / "saved_models" / "pointflow-calochallenge-2" / "1"
-    info = json.loads((path / "export.json").read_text())
+    info = json.loads((path / "assets.extra" / "export.json").read_text())
     assert info["n_points"] == 300
     assert info["incident_energy_range_gev"] == list(TRAINED_RANGE_GEV)
-    assert set(info["signatures"]) == {"sample", "log_prob"}
+    assert set(info["signatures"]) == {"showers_from_seeds", "showers_from_seeds_mev", "sample", "log_prob"}
     with pytest.raises(OutputExistsError):
         export_pointflow(model, tmp_path / "saved_models", version=1)
 

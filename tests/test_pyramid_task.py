@@ -179,7 +179,7 @@ def test_export_reloads_without_caloml(model, run_dir, workdir):
         os.chdir(cwd)
     path = workdir / path
     assert path.parts[-2:] == ("pyramid-calochallenge-2", "1")
-    info = json.loads((path / "export.json").read_text())
+    info = json.loads((path / "assets.extra" / "export.json").read_text())
     assert info["units"]["showers"] == "MeV per cell"
     assert info["source"] == str(run_dir)
     inputs = {"energy": np.array([1.5, 40.0, 900.0], np.float32), "seed": np.array([3, 9], np.int32)}

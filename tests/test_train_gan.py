@@ -227,7 +227,7 @@ def test_export_after_training_writes_a_serving_model_with_the_run_as_source(tra
     assert summary["selected_epoch"] == first["selected_epoch"]
     export = cwd / summary["export"]
     assert export.relative_to(cwd).parts == ("saved_models", "gan3d-electron", "1")
-    info = json.loads((export / "export.json").read_text())
+    info = json.loads((export / "assets.extra" / "export.json").read_text())
     assert info["source"] == "run"
     assert info["seed"] == 1  # runtime.seed of the run
     assert info["particle"] == "electron"

@@ -89,7 +89,7 @@ def test_round_trip_without_caloml(model: object, tmp_path: Path) -> None:
         assert energy.shape == (5,)
         np.testing.assert_allclose(probability, keras.ops.convert_to_numpy(expected["class_probability"]), rtol=1e-5)
         np.testing.assert_allclose(energy, keras.ops.convert_to_numpy(expected["energy"]), rtol=1e-5, atol=1e-4)
-    info = json.loads((path / "export.json").read_text())
+    info = json.loads((path / "assets.extra" / "export.json").read_text())
     assert info["classes"] == [
         {"label": 0, "pdgID": 11, "particle": "electron"},
         {"label": 1, "pdgID": 211, "particle": "chpi"},
@@ -108,7 +108,7 @@ def test_command_line_exports_a_run_directory(tmp_path: Path) -> None:
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     base = tmp_path / "saved"
     assert main(["triforce", "--model", str(run), "--saved-models", str(base)]) == 0
-    info = json.loads((base / "triforce-cnn-gamma-vs-pi0" / "1" / "export.json").read_text())
+    info = json.loads((base / "triforce-cnn-gamma-vs-pi0" / "1" / "assets.extra" / "export.json").read_text())
     assert info["class_names"] == ["photon", "pi0"]
     assert info["seed"] == 11
     assert info["training_config"] == config
@@ -128,7 +128,7 @@ def test_command_line_exports_a_run_directory(tmp_path: Path) -> None:
     config["data"] = {"resample": "cms"}
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     assert main(["triforce", "--model", str(run), "--saved-models", str(base)]) == 0
-    info = json.loads((base / "triforce-cnn-gamma-vs-pi0-cms" / "1" / "export.json").read_text())
+    info = json.loads((base / "triforce-cnn-gamma-vs-pi0-cms" / "1" / "assets.extra" / "export.json").read_text())
     assert info["resample"] == "cms"
     assert info["training_config"]["data"]["resample"] == "cms"
     assert sorted(p.name for p in base.iterdir()) == [

@@ -182,7 +182,7 @@ def test_quick_training_lowers_the_loss_resumes_and_exports(
     assert result.model.initial_energy_coefficients[0] == pytest.approx(summary["energy_calibration"]["a"])
     # the export hook wrote the serving model
     assert result.export_dir == Path("saved_models") / "triforce-dnn-gamma-vs-pi0" / "1"
-    info = json.loads((tmp_path / result.export_dir / "export.json").read_text())
+    info = json.loads((tmp_path / result.export_dir / "assets.extra" / "export.json").read_text())
     assert info["class_names"] == ["photon", "pi0"]
     assert info["seed"] == 1
 

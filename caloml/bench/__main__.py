@@ -7,9 +7,9 @@ simulation, CPU seconds per passing pion), ``features`` (the Triforce expert fea
 ``reco`` (Triforce networks and baselines, events per second at batch 1 and 1000 on the CPU), ``pointflow``
 (CaloPointFlow shower sampling at batch 1, 100 and 1000 on the CPU, with the share of each sampling stage),
 ``pyramid`` (Calorimeter Pyramid sampling per stage at batch 1, 100 and 1000), ``crystal`` (a trained crystal
-``wgan``, ``vae`` or ``vaewgan`` given with ``--model``, at batch 1 and 10,000; not part of ``all``) or ``all`` (the
-default). The machine is printed first, so that a figure can be quoted with where it was measured. See
-``docs/benchmarks.md``.
+``wgan``, ``vae`` or ``vaewgan`` given with ``--model``, at batch 1 and 10,000; not part of ``all``), ``onnx`` (ONNX
+Runtime against TensorFlow for each model with an ONNX export, batch 1 and 64) or ``all`` (the default). The
+machine is printed first, so that a figure can be quoted with where it was measured. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from caloml.data.tfrecord import convert_to_tfrecords
 from caloml.errors import run_cli
 from caloml.quiet import import_tensorflow_quietly
 from caloml.sim.run import SimulationRequest, simulate_file
+
+
+#: The benchmarks that ``all`` runs, in the order they run (``crystal`` needs a trained model and is not among them).
+BENCHMARKS_IN_ALL = ("sim", "filtered", "features", "pipeline", "gan", "reco", "pointflow", "pyramid", "onnx")
 
 
 def _unit(name: str) -> str:
@@ -111,7 +115,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "what",
         nargs="*",
-        choices=["sim", "filtered", "features", "pipeline", "gan", "reco", "pointflow", "pyramid", "crystal", "all"],
+        choices=[
+            "sim",
+            "filtered",
+            "features",
+            "pipeline",
+            "gan",
+            "reco",
+            "pointflow",
+            "pyramid",
+            "crystal",
+            "onnx",
+            "all",
+        ],
         default=["all"],
     )
     parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement (sim, pipeline)")
@@ -144,8 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_verbose_flag(parser)
     args = parser.parse_args(argv)
     apply_verbosity(args)
-    everything = {"sim", "filtered", "features", "pipeline", "gan", "reco", "pointflow", "pyramid"}
-    what = everything if "all" in args.what else set(args.what)
+    what = set(BENCHMARKS_IN_ALL) if "all" in args.what else set(args.what)
     print(f"machine: {machine_description()}")
     if "sim" in what:
         print_figures(benchmark_simulator(args.events, args.seed))
@@ -226,6 +241,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             report=lambda name, value: print_figures({name: value}, flush=True),
             max_call_seconds=args.max_call_seconds,
+        )
+    if "onnx" in what:
+        import_tensorflow_quietly()
+        from caloml.bench.onnx import benchmark_onnx
+
+        benchmark_onnx(
+            batches=args.batches or [1, 64],
+            repeats=args.repeats,
+            seed=args.seed,
+            report=lambda name, value: print_figures({name: value}, flush=True),
         )
     return 0
 

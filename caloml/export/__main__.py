@@ -1,8 +1,9 @@
 """The export command line: ``python -m caloml.export MODEL ...``.
 
-Commands: ``gan``, ``triforce`` and ``pointflow``, each writing a trained model as a TensorFlow SavedModel in TF
-Serving's layout. A model family is one :meth:`caloml.cli_commands.CommandRegistry.register` call on
-:data:`COMMANDS`; user errors are one line (exit status 2). See ``docs/cli.md``.
+Commands: ``gan``, ``triforce``, ``pointflow``, ``pyramid``, ``wgan``, ``vae`` and ``vaewgan``, each writing a
+trained model as a TensorFlow SavedModel in TF Serving's layout and, with ``--format saved_model,onnx``, as ONNX
+beside it. A model family is one :meth:`caloml.cli_commands.CommandRegistry.register` call on :data:`COMMANDS`; user
+errors are one line (exit status 2). See ``docs/serving.md`` and ``docs/cli.md``.
 """
 
 from __future__ import annotations

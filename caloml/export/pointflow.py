@@ -1,12 +1,15 @@
 """Exporting a trained CaloPointFlow model as a TensorFlow SavedModel (``saved_models/pointflow-<geometry>/<v>/``).
 
-The SavedModel needs only TensorFlow (no caloml, no TensorFlow Probability, no custom Keras classes). Signatures:
-``sample`` (also ``serving_default``: ``incident_energy`` (B,) GeV, ``seed`` (2,) int32 -> ``showers`` (B, *grid)
-GeV, ``n_hits`` (B,)) and ``log_prob`` (``points`` (B, P, 4), ``mask``, ``n_hits``, ``total_energy`` GeV -> per-hit
-log density (B, P)); see :data:`SIGNATURES`. Incident energies outside the trained range fail the call, never
-clipped. :func:`export_trained` is the exporter the trainer calls after ``--export``. The model follows
-"CaloPointFlow: Generating Calorimeter Showers as Point Clouds" (Schnake, Krücker, Borras, arXiv:2211.15380).
-See ``docs/pointflow.md``.
+The SavedModel needs only TensorFlow (no caloml, no TensorFlow Probability, no custom Keras classes) and stores the
+model's variables once. Signatures: ``showers_from_seeds`` (also ``serving_default``: ``energy_gev`` (B,) float32,
+``seed`` (B,) int64 -> ``showers_gev`` (B, *grid), ``n_hits`` (B,); each shower depends on its own energy and seed
+only), ``showers_from_seeds_mev`` (the same in MeV, the CaloChallenge files' unit), the earlier ``sample``
+(``incident_energy`` (B,) GeV, one ``seed`` (2,) int32 for the batch -> ``showers`` GeV, ``n_hits``) and ``log_prob``
+(``points`` (B, P, 4), ``mask``, ``n_hits``, ``total_energy`` GeV -> per-hit log density (B, P)); see
+:data:`SIGNATURES`. Incident energies outside the trained range fail the call, never clipped. :func:`export_trained` is
+the exporter the trainer calls after ``--export``. The model follows "CaloPointFlow: Generating Calorimeter Showers as
+Point Clouds" (Schnake, Krücker, Borras, arXiv:2211.15380).
+There is no ONNX form (its sampler draws stateless random numbers inside loops). See ``docs/serving.md``.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import numpy as np
 from caloml.cli_args import positive_int
 from caloml.errors import CalomlError
 from caloml.export.serving import (
+    PER_EXAMPLE_SAMPLE_SIGNATURES,
+    add_format_arguments,
     add_version_arguments,
     checked_sample_signature,
-    export_archive,
+    per_example_sample_signatures,
     software_provenance,
+    write_formats,
 )
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.geometry import point_cloud_grid_of_shape
@@ -45,6 +51,7 @@ __all__ = [
 
 #: The exported signatures: name -> (inputs, outputs) as "name: shape dtype, unit" descriptions.
 SIGNATURES: dict[str, dict[str, dict[str, str]]] = {
+    **PER_EXAMPLE_SAMPLE_SIGNATURES,
     "sample": {
         "inputs": {
             "incident_energy": "(B,) float32, GeV, inside the trained range",
@@ -115,6 +122,7 @@ def export_pointflow(
     *,
     n_points: int = 10_000,
     provenance: dict[str, Any] | None = None,
+    formats: tuple[str, ...] = ("saved_model",),
 ) -> Path:
     """Export ``model`` (a :class:`~caloml.models.pointflow.PointFlowVAE`) to
     ``saved_models_dir/pointflow-<geometry>/<version>/``; returns the version directory.
@@ -134,6 +142,11 @@ def export_pointflow(
     sample = checked_sample_signature(
         lambda energy, seed: sample_showers(model, energy, seed, int(n_points)), low, high, trained
     )
+
+    def sample_one(energy: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        return sample_showers(model, energy, tf.bitcast(seed, tf.int32), int(n_points))  # int64 -> (2,) int32
+
+    per_example = per_example_sample_signatures(sample_one, grid, low, high, trained)
 
     @tf.function(
         input_signature=[
@@ -164,15 +177,24 @@ def export_pointflow(
         "incident_energy_range_gev": list(model.normalization.incident_energy_range_gev),
         "n_points": int(n_points),
         "signatures": SIGNATURES,
-        "serving_default": "sample",
+        "serving_default": "showers_from_seeds",
+        "deployed_parameters": int(model.count_params()),
         "out_of_range": "incident energies outside the trained range (ends widened by a relative 1e-6) or not finite"
         " fail the sample call with InvalidArgumentError; nothing is clipped",
-        "units": {"showers": "GeV per cell", "incident_energy": "GeV", "points": "cell coordinates, log(E/GeV)"},
+        "units": {
+            "showers_gev": "GeV per cell",
+            "showers_mev": "MeV per cell",
+            "energy_gev": "GeV",
+            "energy_mev": "MeV",
+            "showers": "GeV per cell",
+            "incident_energy": "GeV",
+            "points": "cell coordinates, log(E/GeV)",
+        },
         **software_provenance(model, provenance),
     }
     model_dir = Path(saved_models_dir) / f"pointflow-{geometry}"
-    endpoints = {"sample": sample, "log_prob": log_prob}  # the first endpoint is also serving_default
-    return export_archive(model, model_dir, version, endpoints, info)
+    endpoints = {**per_example, "sample": sample, "log_prob": log_prob}  # the first is also serving_default
+    return write_formats(model_dir, version, endpoints, info, formats, None)
 
 
 def export_trained(model: Any, config: Any, run_dir: Path) -> Path:
@@ -197,6 +219,7 @@ def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     )
     parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
     add_version_arguments(parser)
+    add_format_arguments(parser)
     parser.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
     return parser
 
@@ -210,7 +233,15 @@ def run_pointflow(args: argparse.Namespace) -> int:
     trained = load_trained_model(args.model, PointFlowVAE)
     provenance = trained.export_provenance()
     path = export_pointflow(
-        trained.model, args.saved_models, args.version, n_points=args.n_points, provenance=provenance
+        trained.model,
+        args.saved_models,
+        args.version,
+        n_points=args.n_points,
+        provenance=provenance,
+        formats=args.format,
     )
-    print(f"exported {trained.path} to {path} (signatures: sample [serving_default], log_prob)")
+    print(
+        f"exported {trained.path} to {path} (signatures: showers_from_seeds [serving_default],"
+        " showers_from_seeds_mev, sample, log_prob)"
+    )
     return 0

@@ -3,7 +3,8 @@ a network trained on a resampled ECAL (``data.resample`` ``atlas`` or ``cms``) g
 ``saved_models/triforce-<arch>-<task>-<resample>/<version>/``, so that it never shares a name with the CLIC one).
 
 The SavedModel needs only TensorFlow (no caloml, no custom Keras classes): ``tf.saved_model.load(path)`` or TF
-Serving. One signature, ``reconstruct`` (also ``serving_default``):
+Serving; it stores the network's variables only, once. ``--format onnx`` also writes ``model.onnx`` (the same input
+and output names). One signature, ``reconstruct`` (also ``serving_default``):
 
 inputs
     ``ECAL`` (B, 25, 25, 25) float32 centre-cropped ECAL cells, GeV; ``HCAL`` (B, 11, 11, 60) float32 HCAL cells, GeV
@@ -16,8 +17,9 @@ outputs
 Inputs of different batch sizes or non-finite values fail the call with ``InvalidArgumentError``. ``export.json``
 records the architecture, task, classes in label order (with their pdgID), ``resample`` (the ECAL granularity the
 network was trained on: its inputs must be resampled the same way), the model's configuration, the training seed and
-configuration, the signature and the caloml, TensorFlow and Keras versions. :func:`export_trained` is the
-``--export`` of ``python -m caloml.train triforce``. See ``docs/reconstruction.md``.
+configuration, the signature and the caloml, TensorFlow and Keras versions (in ``assets.extra/``).
+:func:`export_trained` is the ``--export`` of ``python -m caloml.train triforce``. See ``docs/serving.md`` and
+``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from caloml.data.reconstruction_tasks import INPUT_SHAPES, get_task
 from caloml.data.resampling import check_resample
 from caloml.errors import CalomlError
-from caloml.export.serving import add_version_arguments, export_archive, software_provenance
+from caloml.export.onnx_export import OnnxGraph
+from caloml.export.serving import add_format_arguments, add_version_arguments, software_provenance, write_formats
 from caloml.training.config import config_to_dict
 
 if TYPE_CHECKING:
@@ -93,6 +98,7 @@ def export_triforce(
     *,
     provenance: dict[str, Any] | None = None,
     resample: str | None = None,
+    formats: tuple[str, ...] = ("saved_model",),
 ) -> Path:
     """Export a Triforce network trained for ``task`` to ``saved_models_dir/triforce-<arch>-<task>/<version>/``
     (``.../triforce-<arch>-<task>-<resample>/<version>/`` when trained on a resampled ECAL).
@@ -101,8 +107,9 @@ def export_triforce(
     (:class:`~caloml.errors.OutputExistsError`). ``provenance`` (source, seed, training configuration...) goes into
     ``export.json``. ``resample`` (``none``, ``atlas``, ``cms``: the ECAL granularity the network was trained on)
     None takes ``provenance["resample"]``, else ``none``; it is recorded in ``export.json`` and a value contradicting
-    ``provenance["resample"]`` is a CalomlError. Returns the version directory. See the module docstring for the
-    signature.
+    ``provenance["resample"]`` is a CalomlError. ``formats``: ``saved_model`` and/or ``onnx`` (``model.onnx``, the
+    same input and output names; see :func:`~caloml.export.serving.write_formats`). Returns the version directory.
+    See the module docstring for the signature.
     """
     import tensorflow as tf  # lazy: python -m caloml.export parses its arguments without TensorFlow
 
@@ -134,12 +141,44 @@ def export_triforce(
             checks.append(tf.debugging.assert_equal(tf.shape(value)[0], n, message=f"{name}: batch size differs"))
             checks.append(tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(value)), [f"{name} must be finite"]))
         with tf.control_dependencies(checks):
-            inputs = {key: tf.identity(given[key]) for key in keys}
+            return network_outputs({key: tf.identity(given[key]) for key in keys})
+
+    def network_outputs(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         outputs = model(inputs, training=False)
         return {
             "class_probability": tf.cast(outputs["class_probability"], tf.float32),
             "energy": tf.cast(outputs["energy"], tf.float32),
         }
+
+    @tf.function(input_signature=specs)
+    def onnx_reconstruct(
+        ECAL: tf.Tensor,
+        HCAL: tf.Tensor,
+        ECAL_E: tf.Tensor,
+        HCAL_E: tf.Tensor,
+        recoEta: tf.Tensor,
+        recoPhi: tf.Tensor,
+    ) -> dict[str, tf.Tensor]:
+        given = {"ECAL": ECAL, "HCAL": HCAL, "ECAL_E": ECAL_E, "HCAL_E": HCAL_E, "recoEta": recoEta, "recoPhi": recoPhi}
+        return network_outputs({key: given[key] for key in keys})
+
+    units = {"cells": "GeV", "ECAL_E": "GeV", "HCAL_E": "GeV", "recoPhi": "rad", "energy": "GeV"}
+
+    def onnx_graph() -> OnnxGraph:
+        rng = np.random.default_rng(0)
+        examples = {
+            name: rng.exponential(0.05 if len(shape) == 3 else 20.0, (3, *shape)).astype(np.float32)
+            for name, shape in INPUTS.items()
+        }
+        metadata = {
+            "caloml_model": export_name(arch, reconstruction.name, resample),
+            "units": units,
+            "classes": list(reconstruction.particles),
+            "resample": resample,
+            "caller_must_check": "every input finite and of one batch size (ONNX has no checks); the ECAL resampled"
+            " as the network was trained (resample)",
+        }
+        return OnnxGraph(onnx_reconstruct, examples, metadata)
 
     info: dict[str, Any] = {
         "model": f"triforce-{arch}",
@@ -155,12 +194,14 @@ def export_triforce(
         "input_keys_used": list(keys),
         "signatures": SIGNATURES,
         "serving_default": "reconstruct",
-        "units": {"cells": "GeV", "ECAL_E": "GeV", "HCAL_E": "GeV", "recoPhi": "rad", "energy": "GeV"},
+        "units": units,
+        "deployed_parameters": int(model.count_params()),
         **software_provenance(model, provenance),
         "resample": resample,
     }
     model_dir = Path(saved_models_dir) / export_name(arch, reconstruction.name, resample)
-    return export_archive(model, model_dir, version, {"reconstruct": reconstruct}, info)  # also serving_default
+    # the endpoint is also serving_default
+    return write_formats(model_dir, version, {"reconstruct": reconstruct}, info, formats, onnx_graph)
 
 
 def export_trained(model: keras.Model, config: TriforceConfig, run_dir: Path) -> Path:
@@ -195,6 +236,7 @@ def add_triforce_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         "--task", choices=("e-vs-pi", "gamma-vs-pi0"), help="the model's task (default: from the run's config.yaml)"
     )
     add_version_arguments(parser)
+    add_format_arguments(parser)
     return parser
 
 
@@ -223,6 +265,8 @@ def run_triforce(args: argparse.Namespace) -> int:
     if resample is not None and not isinstance(resample, str):
         raise CalomlError(f"{args.model}: data.resample of its config.yaml is {resample!r}, not a name")
     provenance["resample"] = resample or "none"
-    path = export_triforce(trained.model, task, args.saved_models, args.version, provenance=provenance)
-    print(f"exported {trained.path} to {path} (signature: reconstruct [serving_default])")
+    path = export_triforce(
+        trained.model, task, args.saved_models, args.version, provenance=provenance, formats=args.format
+    )
+    print(f"exported {trained.path} to {path} ({', '.join(args.format)}; signature: reconstruct [serving_default])")
     return 0

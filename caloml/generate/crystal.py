@@ -153,8 +153,11 @@ def make_run(kind: str) -> Any:
         resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
         energy = request_energies(args)
         import_tensorflow_quietly()
-        trained = load_trained_model(args.model, model_class(kind))
-        if kind == "wgan" and type(trained.model).__name__ != "CrystalWGAN":
+        trained = load_trained_model(args.model, model_class(kind), allow_export=True)
+        exported_kind = getattr(trained.model, "kind", None)  # an export: the kind recorded in its export.json
+        if exported_kind not in (None, kind):
+            raise CalomlError(f"{args.model}: an export of a {exported_kind}, not a {kind}")
+        if kind == "wgan" and exported_kind is None and type(trained.model).__name__ != "CrystalWGAN":
             raise CalomlError(f"{trained.model_file}: a {type(trained.model).__name__} model, expected a CrystalWGAN")
         start = time.perf_counter()
         generate_crystal_file(

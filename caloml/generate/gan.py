@@ -244,14 +244,16 @@ def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         "gan",
         help="generate showers with a trained 3DGAN into an LCD-layout HDF5 file",
         description=(
-            "Generate showers with a trained 3DGAN (a run directory or a .keras file) into an HDF5 file in the LCD"
-            " generation layout (keys ECAL, energy, theta and eta - or mtheta_condition for a model conditioned on"
-            " the measured angle -, mtheta measured on the showers, pdgID, ECAL_E; cells stored as 50 x GeV like the"
-            " simulator's files). Energies and angles are drawn uniformly in the given ranges, which must lie within"
-            " the model's trained ranges (the default). The file appears atomically."
+            "Generate showers with a trained 3DGAN (a run directory, a .keras file or an export) into an HDF5 file in"
+            " the LCD generation layout (keys ECAL, energy, theta and eta - or mtheta_condition for a model "
+            "conditioned on the measured angle -, mtheta measured on the showers, pdgID, ECAL_E; cells stored as 50 x"
+            " GeV like the simulator's files). Energies and angles are drawn uniformly in the given ranges, which "
+            "must lie within the model's trained ranges (the default). The file appears atomically."
         ),
     )
-    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file of a GAN3D")
+    parser.add_argument(
+        "--model", required=True, metavar="PATH", help="run directory, .keras file or export of a GAN3D"
+    )
     parser.add_argument("--particle", help="particle the model must be trained for (default: the model's)")
     parser.add_argument("-n", "--events", type=positive_int, required=True, help="number of showers")
     energy = parser.add_mutually_exclusive_group()
@@ -291,7 +293,7 @@ def run_gan(args: argparse.Namespace) -> int:
     import_tensorflow_quietly()
     from caloml.models.gan3d import GAN3D  # imports TensorFlow: only after the argument checks above
 
-    trained = load_trained_model(args.model, GAN3D, particle=args.particle)
+    trained = load_trained_model(args.model, GAN3D, particle=args.particle, allow_export=True)
     request = GenerationRequest(
         args.events,
         args.seed,

@@ -157,7 +157,7 @@ def run_pyramid(args: argparse.Namespace) -> int:
     out = check_generation_arguments(args)
     from caloml.models.pyramid import CalorimeterPyramid
 
-    trained = load_trained_model(args.model, CalorimeterPyramid)
+    trained = load_trained_model(args.model, CalorimeterPyramid, allow_export=True)
     start = time.perf_counter()
     config = generate_pyramid_file(
         trained.model,

@@ -2,10 +2,12 @@
 
 A run directory (what ``python -m caloml.train`` writes) holds ``model.keras`` (the selected best-epoch model, a
 complete Keras archive) and ``config.yaml`` (the resolved training configuration with its seed); a ``.keras`` file
-is used as it is. Anything else - a missing path, a directory without ``model.keras``, a file Keras cannot read, a
-model of another class than asked for, a model of another particle than asked for - is a one-line
-:class:`caloml.errors.CalomlError` naming the path. Keras is imported only when a model is actually loaded (the
-generation command line parses its arguments without it). See ``docs/cli.md``.
+is used as it is; an exported SavedModel version directory (``saved_models/<name>/<v>/``) is accepted where the
+caller allows it (``allow_export``: the generation commands, see :mod:`caloml.generate.exported_model`). Anything
+else - a missing path, a directory without ``model.keras``, a file Keras cannot read, a model of another class than
+asked for, a model of another particle than asked for - is a one-line :class:`caloml.errors.CalomlError` naming the
+path. Keras is imported only when a model is actually loaded (the generation command line parses its arguments
+without it). See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ import yaml
 
 from caloml.errors import CalomlError
 
-__all__ = ["MODEL_FILE", "RUN_CONFIG_FILE", "TrainedModel", "load_trained_model", "resolve_model_file"]
+__all__ = [
+    "EXPORTED_MODEL_FILE",
+    "MODEL_FILE",
+    "RUN_CONFIG_FILE",
+    "TrainedModel",
+    "load_trained_model",
+    "resolve_model_file",
+]
 
 #: The model file of a run directory.
 MODEL_FILE = "model.keras"
+#: The file of an exported SavedModel version directory.
+EXPORTED_MODEL_FILE = "saved_model.pb"
 #: The resolved training configuration of a run directory.
 RUN_CONFIG_FILE = "config.yaml"
 
@@ -70,8 +81,11 @@ class TrainedModel:
 
 
 def resolve_model_file(path: str | Path) -> Path:
-    """The ``.keras`` file of ``path``: ``path/model.keras`` for a run directory, else ``path`` itself."""
+    """The ``.keras`` file of ``path``: ``path/model.keras`` for a run directory, ``path/saved_model.pb`` for an
+    exported version directory, else ``path`` itself."""
     path = Path(path)
+    if path.is_dir() and (path / EXPORTED_MODEL_FILE).is_file() and not (path / MODEL_FILE).is_file():
+        return path / EXPORTED_MODEL_FILE
     if path.is_dir():
         model_file = path / MODEL_FILE
         if not model_file.is_file():
@@ -102,14 +116,30 @@ def _first_line(error: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def load_trained_model(path: str | Path, model_class: type, *, particle: str | None = None) -> TrainedModel:
+def load_trained_model(
+    path: str | Path, model_class: type, *, particle: str | None = None, allow_export: bool = False
+) -> TrainedModel:
     """Load the model of ``path`` (a run directory or a ``.keras`` file) and check what it is.
 
     ``model_class`` is the expected class (for example :class:`caloml.models.gan3d.GAN3D`; its module must be
     imported so that Keras knows the class); ``particle``, when given, must equal the model's ``particle``
-    attribute. The model is loaded without its training state (``compile=False``).
+    attribute. The model is loaded without its training state (``compile=False``). ``allow_export``: an exported
+    version directory gives its generation wrapper (:func:`caloml.generate.exported_model.load_exported`), with the
+    export's training seed as the run configuration's.
     """
     model_file = resolve_model_file(path)
+    if model_file.name == EXPORTED_MODEL_FILE:
+        if not allow_export:
+            raise CalomlError(f"{path}: an exported SavedModel; this command needs the run directory or .keras file")
+        from caloml.generate.exported_model import load_exported  # imports TensorFlow
+
+        exported = load_exported(model_file.parent, model_class)
+        model_particle = getattr(exported, "particle", None)
+        if particle is not None and model_particle != particle:
+            raise CalomlError(f"{path}: an export of a model of {model_particle} showers, not {particle}")
+        seed = exported.info.get("seed")
+        run_config: dict[str, Any] = {"runtime": {"seed": seed}} if isinstance(seed, int) else {}
+        return TrainedModel(model=exported, path=Path(path), model_file=model_file, run_config=run_config)
     run_config = _read_run_config(model_file)
     import keras
 
