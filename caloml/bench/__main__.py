@@ -29,7 +29,6 @@ from caloml.errors import run_cli
 from caloml.quiet import import_tensorflow_quietly
 from caloml.sim.run import SimulationRequest, simulate_file
 
-
 #: The benchmarks that ``all`` runs, in the order they run (``crystal`` needs a trained model and is not among them).
 BENCHMARKS_IN_ALL = ("sim", "filtered", "features", "pipeline", "gan", "reco", "pointflow", "pyramid", "onnx")
 
