@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -20,6 +21,16 @@ from caloml.quiet import set_verbose
 
 #: Seeds are whole numbers in [0, 2**32): NumPy's and TensorFlow's generators take every one of them.
 MAX_SEED = 2**32 - 1
+
+
+class CommandLineParser(argparse.ArgumentParser):
+    """argparse's parser with caloml's error form: a usage error (an unknown flag, a value of the wrong type, a
+    missing argument) is one line ``caloml: error: PROG: MESSAGE (PROG --help shows the usage)`` on stderr and exit
+    status 2, like every other caloml error, instead of argparse's usage block followed by its own error line.
+    Sub-command parsers made by ``add_subparsers`` are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"caloml: error: {self.prog}: {message} ({self.prog} --help shows the usage)\n")
 
 
 def positive_int(text: str) -> int:

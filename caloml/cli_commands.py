@@ -15,7 +15,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from caloml.cli_args import add_verbose_flag, apply_verbosity
+from caloml.cli_args import CommandLineParser, add_verbose_flag, apply_verbosity
 from caloml.errors import run_cli
 from caloml.output_paths import output_of, write_errors_as_one_line
 
@@ -39,7 +39,7 @@ class CommandRegistry:
 
     def build_parser(self) -> argparse.ArgumentParser:
         """The argument parser, one sub-parser per registered command."""
-        parser = argparse.ArgumentParser(prog=self.prog, description=self.description)
+        parser = CommandLineParser(prog=self.prog, description=self.description)
         add_verbose_flag(parser)
         subparsers = parser.add_subparsers(dest="command", required=True, metavar=self.metavar)
         for name, (add_parser, run) in self.commands.items():

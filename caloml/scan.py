@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 import caloml.train as train_cli
-from caloml.cli_args import non_negative_seed, output_directory, positive_int
+from caloml.cli_args import CommandLineParser, non_negative_seed, output_directory, positive_int
 from caloml.errors import CalomlError, run_cli
 from caloml.output_paths import write_errors_as_one_line
 from caloml.quiet import import_tensorflow_quietly, set_verbose, verbose_requested
@@ -55,7 +55,7 @@ __all__ = ["build_scan_parser", "cli", "main"]
 
 def build_scan_parser(model: str) -> argparse.ArgumentParser:
     """The scan's own options (the rest of the command line goes to the training parser)."""
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog=f"python -m caloml.scan {model}",
         description="Train MODEL at every grid point with repeated seeds; summarize the selection metric.",
         epilog="Other options are training options of python -m caloml.train MODEL (see its --help).",

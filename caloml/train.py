@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from caloml.cli_args import add_verbose_flag, non_negative_seed, positive_int
+from caloml.cli_args import CommandLineParser, add_verbose_flag, non_negative_seed, positive_int
 from caloml.errors import CalomlError, run_cli
 from caloml.output_paths import check_output_path, write_errors_as_one_line
 from caloml.quiet import import_tensorflow_quietly, set_verbose, verbose_requested
@@ -90,7 +90,7 @@ def exporter_for(task: Any, config: Any) -> Any:
 
 def build_parser(task: Any) -> argparse.ArgumentParser:
     """The parser of ``python -m caloml.train NAME``: the shared flags, then the task's own."""
-    parser = argparse.ArgumentParser(prog=f"python -m caloml.train {task.name}", description=task.__doc__)
+    parser = CommandLineParser(prog=f"python -m caloml.train {task.name}", description=task.__doc__)
     shared = parser.add_argument_group("shared training options")
     shared.add_argument("--preset", choices=sorted(task.presets), help="named sizes (see --print-config)")
     shared.add_argument("--config", type=Path, help="YAML file {data,model,trainer,runtime} over the preset")

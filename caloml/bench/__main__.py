@@ -23,7 +23,7 @@ from pathlib import Path
 
 from caloml.bench.features import benchmark_features
 from caloml.bench.simulator import benchmark_filtered_simulation, benchmark_simulator
-from caloml.cli_args import add_verbose_flag, apply_verbosity, non_negative_seed, positive_int
+from caloml.cli_args import CommandLineParser, add_verbose_flag, apply_verbosity, non_negative_seed, positive_int
 from caloml.data.tfrecord import convert_to_tfrecords
 from caloml.errors import run_cli
 from caloml.quiet import import_tensorflow_quietly
@@ -31,6 +31,16 @@ from caloml.sim.run import SimulationRequest, simulate_file
 
 #: The benchmarks that ``all`` runs, in the order they run (``crystal`` needs a trained model and is not among them).
 BENCHMARKS_IN_ALL = ("sim", "filtered", "features", "pipeline", "gan", "reco", "pointflow", "pyramid", "onnx")
+
+
+#: Every benchmark name WHAT can take.
+BENCHMARK_NAMES = (*BENCHMARKS_IN_ALL, "crystal", "all")
+
+
+def _benchmark_name(text: str) -> str:
+    if text not in BENCHMARK_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown benchmark {text!r}; choose from {', '.join(BENCHMARK_NAMES)}")
+    return text
 
 
 def _unit(name: str) -> str:
@@ -110,24 +120,15 @@ def machine_description() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m caloml.bench", description=__doc__.split("\n\n")[0])
+    parser = CommandLineParser(prog="python -m caloml.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "what",
         nargs="*",
-        choices=[
-            "sim",
-            "filtered",
-            "features",
-            "pipeline",
-            "gan",
-            "reco",
-            "pointflow",
-            "pyramid",
-            "crystal",
-            "onnx",
-            "all",
-        ],
-        default=["all"],
+        # checked per name by its type, not by ``choices``: Python 3.12+'s argparse checks an empty or default list
+        # against ``choices`` as one value and refuses it. No WHAT means all.
+        type=_benchmark_name,
+        metavar="WHAT",
+        help=f"one or more of {', '.join(BENCHMARK_NAMES)} (default: all)",
     )
     parser.add_argument("-n", "--events", type=int, default=1024, help="showers per measurement (sim, pipeline)")
     parser.add_argument("--seed", type=non_negative_seed, default=1)
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_verbose_flag(parser)
     args = parser.parse_args(argv)
     apply_verbosity(args)
-    what = set(BENCHMARKS_IN_ALL) if "all" in args.what else set(args.what)
+    what = set(BENCHMARKS_IN_ALL) if not args.what or "all" in args.what else set(args.what)
     print(f"machine: {machine_description()}")
     if "sim" in what:
         print_figures(benchmark_simulator(args.events, args.seed))
