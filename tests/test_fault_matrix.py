@@ -42,6 +42,7 @@ MAINS = {
     "train": "caloml.train",
     "scan": "caloml.scan",
     "bench": "caloml.bench.__main__",
+    "caloml": "caloml.__main__",
 }
 
 
@@ -374,6 +375,19 @@ CASES = [
         "seed must",
     ),
     case("bench-seed-negative", "bench", "sim --seed -1", "seed must be"),
+    case("bench-unknown-benchmark", "bench", "simm", "unknown benchmark 'simm'"),
+    # -- argparse's own usage errors are one line too (caloml.cli_args.CommandLineParser) ----------------------------
+    case("usage-simulate-unknown-flag", "data", f"{SIM} --out {{new}} --bogus", "unrecognized arguments: --bogus"),
+    case("usage-simulate-bad-int", "data", "simulate -n many --out {new}", "invalid int value: 'many'"),
+    case("usage-train-unknown-flag", "train", f"{TINY_GAN} --bogus", "unrecognized arguments: --bogus"),
+    case("usage-generate-missing-arguments", "generate", "gan", "the following arguments are required"),
+    case("usage-export-unknown-format", "export", "gan --model {missing} --format pdf", "got 'pdf'"),
+    case("usage-evaluate-unknown-command", "evaluate", "generated", "invalid choice: 'generated'"),
+    case("usage-scan-unknown-flag", "scan", "gan --run-root {new_dir} --bogus", "unrecognized arguments"),
+    # -- the caloml console script: its own dispatch and the sub-commands' errors ------------------------------------
+    case("caloml-unknown-command", "caloml", "simulate -n 4", "unknown command 'simulate'"),
+    case("caloml-data-seed-negative", "caloml", f"data {SIM} --seed -1 --out {{new}}", "seed must be"),
+    case("caloml-train-unknown-flag", "caloml", f"train {TINY_GAN} --bogus", "unrecognized arguments: --bogus"),
 ]
 
 
