@@ -273,6 +273,13 @@ def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--batch-size", type=positive_int, default=64, help="showers per batch (default 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="arithmetic of the generator: bfloat16 = Keras mixed_bfloat16 (float32 on a machine without bfloat16"
+        " units, with a note); the same noise gives the same showers to bfloat16 rounding (default float32)",
+    )
     return parser
 
 
@@ -290,23 +297,25 @@ def run_gan(args: argparse.Namespace) -> int:
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     from caloml.models.gan3d import GAN3D  # imports TensorFlow: only after the argument checks above
+    from caloml.models.precision import model_in_precision
 
     trained = load_trained_model(args.model, GAN3D, particle=args.particle)
+    model = model_in_precision(trained.model, args.precision)
     request = GenerationRequest(
         args.events,
         args.seed,
         tuple(energy) if energy is not None else None,
         tuple(theta) if theta is not None else None,
         args.batch_size,
-    ).resolve(trained.model)
+    ).resolve(model)
     start = time.perf_counter()
     config = generate_file(
-        trained.model,
+        model,
         out,
         request,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        provenance=trained.provenance(),
+        provenance={**trained.provenance(), "precision": model.dtype_policy.name},
     )
     seconds = time.perf_counter() - start
     print(

@@ -32,6 +32,8 @@ import keras
 import tensorflow as tf
 
 from caloml.models.base import attribute_config
+from caloml.models.bf16_conv3d_guard import GuardedConv3D
+from caloml.models.depth_folded_conv3d import DepthFoldedConv3D
 from caloml.models.triforce import (
     INPUT_SHAPES,
     TriforceModel,
@@ -228,7 +230,7 @@ class TriforceCNN(TriforceModel):
             name = key.lower()
             x = keras.layers.Reshape((*INPUT_SHAPES[key], 1), name=f"{name}_channel")(inputs[key])
             x = _scale(cell_scale, f"{name}_scale")(x)
-            x = keras.layers.Conv3D(
+            x = DepthFoldedConv3D(  # single-channel input: folded in bfloat16 (5-10x faster on AMX)
                 int(filters),
                 kernel,
                 activation="relu",
@@ -285,7 +287,7 @@ class Inception3D(keras.layers.Layer):
 
         def conv_bn(filters: int, kernel: int, label: str) -> list[keras.layers.Layer]:
             return [
-                keras.layers.Conv3D(
+                GuardedConv3D(
                     filters,
                     kernel,
                     padding="same",
@@ -391,7 +393,7 @@ class TriforceGoogLeNet(TriforceModel):
         x = keras.layers.Reshape((*INPUT_SHAPES["ECAL"], 1), name="ecal_channel")(inputs["ECAL"])
         # Instance normalization of the one-channel image (no affine parameters, as PyTorch's InstanceNorm3d).
         x = keras.layers.GroupNormalization(groups=1, center=False, scale=False, epsilon=1e-5, name="instance_norm")(x)
-        x = keras.layers.Conv3D(
+        x = GuardedConv3D(
             width(_STEM_FILTERS),
             3,
             padding="same",
