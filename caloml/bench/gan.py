@@ -14,7 +14,8 @@ power, i.e. showers in GeV - in these modes:
   gradients and updates) at ``train_batch`` showers, in float32 and bfloat16.
 
 The bfloat16-over-float32 ratios measured in the same run (``gan_bf16_over_f32_batch<B>``,
-``gan_train_step_bf16_over_f32``) are the figures that count on a shared machine.
+``gan_train_step_bf16_over_f32``, and the same from the process CPU time, ``..._cpu_time...``) are the figures
+that count on a shared machine.
 
 Each figure is the best of ``repeats`` timed calls after one untimed warm-up call (tracing, compilation, oneDNN
 primitive creation); long calls are timed fewer times, or skipped when predicted to exceed a time limit (see
@@ -280,8 +281,14 @@ def benchmark_gan(
         bf16, f32 = figures.get(_speed_name(batch, "bf16")), figures.get(_speed_name(batch, "graph"))
         if isinstance(bf16, float) and isinstance(f32, float):
             figures[f"gan_bf16_over_f32_batch{batch}"] = bf16 / f32
+            cpu_f32, cpu_bf16 = (figures[f"gan_cpu_ms_per_shower_b{batch}_{mode}"] for mode in ("graph", "bf16"))
+            figures[f"gan_bf16_over_f32_cpu_time_batch{batch}"] = float(cpu_f32) / float(cpu_bf16)
     bf16, f32 = (figures.get(f"gan_train_showers_per_s_b{train_batch}_{mode}") for mode in ("bf16_train", "train"))
     if isinstance(bf16, float) and isinstance(f32, float):
         figures["gan_train_step_bf16_over_f32"] = bf16 / f32
+        cpu_f32, cpu_bf16 = (
+            figures[f"gan_train_cpu_ms_per_shower_b{train_batch}_{mode}"] for mode in ("train", "bf16_train")
+        )
+        figures["gan_train_step_bf16_over_f32_cpu_time"] = float(cpu_f32) / float(cpu_bf16)
     figures["gan_load_average_1min_at_end"] = os.getloadavg()[0]
     return dict(figures)

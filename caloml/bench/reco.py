@@ -158,7 +158,8 @@ def benchmark_reco(
     order with the median of ``repeats`` calls; see the module docstring for warm-up and skips. ``report(name,
     value)``, when given, is called for each figure as soon as it is measured. Each network runs in each of
     ``precisions``: ``bfloat16`` is the network rebuilt under the ``mixed_bfloat16`` policy with the same weights
-    (figures ``<network>_bf16_...`` and the ratio ``<network>_bf16_over_f32_batch<B>``), skipped with a note on a
+    (figures ``<network>_bf16_...``, the ratios ``<network>_bf16_over_f32_batch<B>`` of wall-clock rates and
+    ``<network>_bf16_over_f32_cpu_time_batch<B>`` of CPU time per event), skipped with a note on a
     machine without bfloat16 units.
     """
     unknown = sorted(set(networks) - set(NETWORKS))
@@ -190,6 +191,9 @@ def benchmark_reco(
             f32 = figures.get(f"{network}_batch{batch}_events_per_s")
             if isinstance(bf16, float) and isinstance(f32, float):
                 figures[f"{network}_bf16_over_f32_batch{batch}"] = bf16 / f32
+                cpu_f32 = float(figures[f"{network}_cpu_ms_per_event_batch{batch}"])
+                cpu_bf16 = float(figures[f"{network}_bf16_cpu_ms_per_event_batch{batch}"])
+                figures[f"{network}_bf16_over_f32_cpu_time_batch{batch}"] = cpu_f32 / cpu_bf16
         del float32_model
     if baselines:
         train = _feature_batch(baseline_train_events, seed)
