@@ -81,7 +81,7 @@ def _int_list(text: str) -> list[int]:
 def _mode_list(text: str) -> list[str]:
     """``"graph,bf16"`` -> ["graph", "bf16"] (modes of the gan benchmark)."""
     modes = [part.strip() for part in text.split(",") if part.strip()]
-    known = ("graph", "xla", "bf16", "bf16_xla")
+    known = ("graph", "xla", "bf16", "bf16_xla", "train", "bf16_train")
     if not modes or any(mode not in known for mode in modes):
         raise argparse.ArgumentTypeError(f"modes are {', '.join(known)}; got {text!r}")
     return modes
@@ -143,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="batch sizes (default gan 1,64,1024; pointflow, pyramid 1,100,1000)",
     )
-    gan.add_argument("--modes", type=_mode_list, default=None, help="graph,xla,bf16,bf16_xla (default: all four)")
+    gan.add_argument(
+        "--modes", type=_mode_list, default=None, help="graph,xla,bf16,bf16_xla,train,bf16_train (default: all)"
+    )
     gan.add_argument("--repeats", type=positive_int, default=3, help="timed calls per batch size (default 3)")
     gan.add_argument(
         "--max-call-seconds",

@@ -8,7 +8,14 @@ power, i.e. showers in GeV - in these modes:
 * ``xla``: the same with ``jit_compile=True`` (XLA's CPU compiler);
 * ``bf16`` / ``bf16_xla``: the model rebuilt under the Keras ``mixed_bfloat16`` policy (bfloat16 arithmetic,
   float32 weights), only when the CPU has bfloat16 instructions (``avx512_bf16`` or ``amx_bf16`` in
-  ``/proc/cpuinfo``); otherwise the lines say why they were skipped.
+  ``/proc/cpuinfo``, or a GPU); otherwise the lines say why they were skipped. The Conv3D layers are guarded
+  against TensorFlow's wrong bfloat16 kernel (:mod:`caloml.models.bf16_conv3d_guard`);
+* ``train`` / ``bf16_train``: one ``GAN3D.train_step`` (three generator and two discriminator passes, their
+  gradients and updates) at ``train_batch`` showers, in float32 and bfloat16.
+
+The bfloat16-over-float32 ratios measured in the same run (``gan_bf16_over_f32_batch<B>``,
+``gan_train_step_bf16_over_f32``, and the same from the process CPU time, ``..._cpu_time...``) are the figures
+that count on a shared machine.
 
 Each figure is the best of ``repeats`` timed calls after one untimed warm-up call (tracing, compilation, oneDNN
 primitive creation); long calls are timed fewer times, or skipped when predicted to exceed a time limit (see
@@ -39,10 +46,12 @@ import tensorflow as tf
 from caloml.bench.reported_figures import ReportedFigures, sweep_batches
 from caloml.generate.trained_model import load_trained_model
 from caloml.models.gan3d import GAN3D
+from caloml.models.precision import BF16_CPU_FLAGS, bf16_support, cpu_flags, model_in_precision
 
 __all__ = [
     "BF16_CPU_FLAGS",
     "BF16_TOLERANCE",
+    "GENERATION_MODES",
     "MODES",
     "benchmark_gan",
     "bf16_support",
@@ -51,38 +60,16 @@ __all__ = [
     "matmul_gflop_per_s",
 ]
 
-#: CPU flags (``/proc/cpuinfo``) of the x86 instructions that compute in bfloat16.
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-#: The measured modes: graph (tf.function), XLA (jit_compile), and both in bfloat16 (mixed_bfloat16 policy).
-MODES = ("graph", "xla", "bf16", "bf16_xla")
+#: The measured modes: generation as a graph (tf.function), with XLA (jit_compile), both in bfloat16
+#: (mixed_bfloat16 policy); and one training step (``GAN3D.train_step`` as a tf.function) in float32 and bfloat16.
+MODES = ("graph", "xla", "bf16", "bf16_xla", "train", "bf16_train")
+#: The generation modes (swept over batch sizes); the others are training modes (one batch size).
+GENERATION_MODES = MODES[:4]
 #: Largest mean relative change of the total shower energy that bfloat16 rounding explains (8 bits of mantissa
 #: per operation, summed over 65,025 cells: well under 1% when the arithmetic is right).
 BF16_TOLERANCE = 0.05
 #: Milliseconds per shower of the 3DGAN paper (arXiv:2109.07388) on a 2-socket Xeon 8180 and on a GTX 1080.
 PAPER_MS_PER_SHOWER = {"xeon_8180_2_sockets": 16.0, "gtx_1080": 4.0}
-
-
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The ``flags`` of the first CPU in ``cpuinfo`` (empty when the file is unreadable, e.g. not Linux)."""
-    try:
-        with open(cpuinfo) as file:
-            for line in file:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def bf16_support(flags: set[str] | None = None) -> tuple[bool, str]:
-    """Whether this CPU computes in bfloat16, and the reason in words."""
-    flags = cpu_flags() if flags is None else flags
-    found = [flag for flag in BF16_CPU_FLAGS if flag in flags]
-    if found:
-        return True, f"CPU flags {', '.join(found)}"
-    if not flags:
-        return False, "no CPU flags readable (/proc/cpuinfo)"
-    return False, f"the CPU has none of the bfloat16 flags {', '.join(BF16_CPU_FLAGS)}"
 
 
 def generator_flops_per_shower(generator: Any) -> float:
@@ -127,18 +114,6 @@ def matmul_gflop_per_s(dtype: str = "float32", size: int = 4096, repeats: int = 
     return 2.0 * size**3 / wall / 1e9, 2.0 * size**3 / cpu / 1e9
 
 
-def _bf16_copy(model: Any) -> Any:
-    """The same GAN rebuilt under the ``mixed_bfloat16`` policy, with the same (float32) weights."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        copy = type(model).from_config(model.get_config())
-    finally:
-        keras.config.set_dtype_policy(previous)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def _compiled(net: Any, signature: dict[str, Any], jit_compile: bool) -> Callable[[dict[str, Any]], Any]:
     """``net``'s showers in float32 as one ``tf.function`` (XLA-compiled when ``jit_compile``)."""
 
@@ -156,6 +131,35 @@ def _speed_name(batch: int, mode: str) -> str:
 def _precision(mode: str) -> str:
     """The float type of a benchmark mode: ``bfloat16`` for the ``bf16*`` modes, else ``float32``."""
     return "bfloat16" if mode.startswith("bf16") else "float32"
+
+
+def _training_batch(model: Any, batch: int, seed: int) -> dict[str, Any]:
+    """A training batch of sparse random showers (GeV) with conditions inside the model's ranges."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, 51, 51, 25)
+    cells = rng.exponential(0.05, shape) * (rng.random(shape) < 0.05)
+    inputs = _inputs(model, batch, seed)
+    return {
+        "ECAL": tf.constant(cells.astype(np.float32)),
+        "energy": inputs["energy_gev"],
+        model.condition_angle: inputs["theta_rad"],
+    }
+
+
+def _measure_training(
+    figures: ReportedFigures, model: Any, mode: str, batch: int, repeats: int, seed: int, max_call_seconds: float
+) -> None:
+    """Showers per second of one ``train_step`` (a tf.function) of ``model`` at ``batch``, after a warm-up step."""
+    model.compile()
+    step = tf.function(model.train_step)
+    data = _training_batch(model, batch, seed)
+    wall, cpu = _time_calls(lambda: step(data)["g_loss"], 1)
+    if wall * repeats > max_call_seconds:
+        repeats = 1
+    if repeats > 1:
+        wall, cpu = min((wall, cpu), _time_calls(lambda: step(data)["g_loss"], repeats - 1, warm_up=False))
+    figures[f"gan_train_showers_per_s_b{batch}_{mode}"] = batch / wall
+    figures[f"gan_train_cpu_ms_per_shower_b{batch}_{mode}"] = 1e3 * cpu / batch
 
 
 def _inputs(model: Any, batch: int, seed: int) -> dict[str, Any]:
@@ -178,6 +182,7 @@ def benchmark_gan(
     max_call_seconds: float = 300.0,
     flags: set[str] | None = None,
     report: Callable[[str, float | str], None] | None = None,
+    train_batch: int = 16,
 ) -> dict[str, float | str]:
     """Measure the 3DGAN generator; figures keyed ``name`` -> value (unit in the name's suffix) or a note (str).
 
@@ -189,7 +194,10 @@ def benchmark_gan(
     modes (the function is already traced; the once-per-shape setup is under 1% of such a call); the XLA modes
     always warm up (XLA compiles per shape). Wall-clock and process CPU time are both reported: on a loaded machine
     the CPU time per shower is the steadier figure. ``report(name, value)``, when given, is called for each figure
-    as soon as it is measured.
+    as soon as it is measured. The training modes time one ``train_step`` at ``train_batch`` showers (random
+    sparse showers: the speed does not depend on the data). When both precisions are measured, the ratios
+    ``gan_bf16_over_f32_batch<B>`` (generation, graph modes) and ``gan_train_step_bf16_over_f32`` are reported.
+    ``flags``: the CPU flags to judge bfloat16 support by (default: this machine's, and its GPUs).
     """
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
@@ -204,7 +212,7 @@ def benchmark_gan(
     figures["gan_load_average_1min_at_start"] = os.getloadavg()[0]
     figures["gan_generator_parameters"] = float(model.generator.count_params())
     figures["gan_gflop_per_shower"] = flops / 1e9
-    supported, reason = bf16_support(flags)
+    supported, reason = bf16_support(flags, None if flags is None else 0)
     figures["gan_bf16_support"] = f"{'yes' if supported else 'no'} ({reason})"
     reference: dict[str, float] = {}  # GFLOP per CPU-second of the matmul, per precision
     for precision in ("float32", "bfloat16"):
@@ -224,12 +232,18 @@ def benchmark_gan(
     for mode in modes:
         precision = _precision(mode)
         xla = mode.endswith("xla")
+        if precision == "bfloat16" and not supported and mode.endswith("train"):
+            figures[f"gan_train_showers_per_s_b{train_batch}_{mode}"] = f"skipped ({reason})"
+            continue
         if precision == "bfloat16" and not supported:
             for batch in batches:
                 figures[_speed_name(batch, mode)] = f"skipped ({reason})"
             continue
         if precision not in models:
-            models[precision] = _bf16_copy(model)
+            models[precision] = model_in_precision(model, precision)
+        if mode.endswith("train"):
+            _measure_training(figures, models[precision], mode, train_batch, repeats, seed, max_call_seconds)
+            continue
         function = _compiled(models[precision], signature, xla)
         if precision == "bfloat16":  # a speed is worth something only if the showers are right
             inputs = _inputs(model, 8, seed + 1)
@@ -263,5 +277,18 @@ def benchmark_gan(
             repeats=repeats,
             max_call_seconds=max_call_seconds,
         )
+    for batch in batches:
+        bf16, f32 = figures.get(_speed_name(batch, "bf16")), figures.get(_speed_name(batch, "graph"))
+        if isinstance(bf16, float) and isinstance(f32, float):
+            figures[f"gan_bf16_over_f32_batch{batch}"] = bf16 / f32
+            cpu_f32, cpu_bf16 = (figures[f"gan_cpu_ms_per_shower_b{batch}_{mode}"] for mode in ("graph", "bf16"))
+            figures[f"gan_bf16_over_f32_cpu_time_batch{batch}"] = float(cpu_f32) / float(cpu_bf16)
+    bf16, f32 = (figures.get(f"gan_train_showers_per_s_b{train_batch}_{mode}") for mode in ("bf16_train", "train"))
+    if isinstance(bf16, float) and isinstance(f32, float):
+        figures["gan_train_step_bf16_over_f32"] = bf16 / f32
+        cpu_f32, cpu_bf16 = (
+            figures[f"gan_train_cpu_ms_per_shower_b{train_batch}_{mode}"] for mode in ("train", "bf16_train")
+        )
+        figures["gan_train_step_bf16_over_f32_cpu_time"] = float(cpu_f32) / float(cpu_bf16)
     figures["gan_load_average_1min_at_end"] = os.getloadavg()[0]
     return dict(figures)

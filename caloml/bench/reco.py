@@ -41,6 +41,7 @@ from caloml.models.baselines import (
     XGBoostEnergyRegression,
     regression_feature_names,
 )
+from caloml.models.precision import bf16_support, model_in_precision
 from caloml.models.triforce import INPUT_SHAPES
 
 __all__ = ["NETWORKS", "benchmark_reco", "time_median"]
@@ -147,6 +148,7 @@ def benchmark_reco(
     xgb_rounds: int = 1000,
     baseline_train_events: int = 512,
     report: Callable[[str, float | str], None] | None = None,
+    precisions: Sequence[str] = ("float32", "bfloat16"),
 ) -> dict[str, float | str]:
     """Measure inference of the Triforce networks and baselines; figures ``name`` -> value (unit in the name) or a
     note (str).
@@ -154,7 +156,11 @@ def benchmark_reco(
     ``network_kwargs`` maps a network (``dnn``, ``cnn``, ``googlenet``) to constructor arguments (default: the
     paper's sizes; tests pass tiny ones); ``networks`` chooses which run. ``batches`` are measured in increasing
     order with the median of ``repeats`` calls; see the module docstring for warm-up and skips. ``report(name,
-    value)``, when given, is called for each figure as soon as it is measured.
+    value)``, when given, is called for each figure as soon as it is measured. Each network runs in each of
+    ``precisions``: ``bfloat16`` is the network rebuilt under the ``mixed_bfloat16`` policy with the same weights
+    (figures ``<network>_bf16_...``, the ratios ``<network>_bf16_over_f32_batch<B>`` of wall-clock rates and
+    ``<network>_bf16_over_f32_cpu_time_batch<B>`` of CPU time per event), skipped with a note on a
+    machine without bfloat16 units.
     """
     unknown = sorted(set(networks) - set(NETWORKS))
     if unknown:
@@ -162,17 +168,33 @@ def benchmark_reco(
     kwargs = dict(network_kwargs or {})
     figures = ReportedFigures(report)
     figures["reco_load_average_1min_at_start"] = os.getloadavg()[0]
-    for prefix in networks:
-        model = getattr(triforce_nets, NETWORKS[prefix])(seed=seed, **kwargs.get(prefix, {}))
-        figures[f"{prefix}_parameters"] = float(model.count_params())
-        function = _compiled(model)
+    bf16_supported, bf16_reason = bf16_support()
+    for network in networks:
+        float32_model = getattr(triforce_nets, NETWORKS[network])(seed=seed, **kwargs.get(network, {}))
+        figures[f"{network}_parameters"] = float(float32_model.count_params())
+        for precision in precisions:
+            prefix = network if precision == "float32" else f"{network}_bf16"
+            if precision == "bfloat16" and not bf16_supported:
+                figures[f"{prefix}_events_per_s"] = f"skipped ({bf16_reason})"
+                continue
+            model = model_in_precision(float32_model, precision)
+            function = _compiled(model)
 
-        def make_call(batch: int, model: Any = model, function: Any = function) -> Callable[[], Any]:
-            inputs = {k: tf.constant(v) for k, v in _random_inputs(batch, seed, model.input_keys).items()}
-            return lambda: function(inputs)
+            def make_call(batch: int, model: Any = model, function: Any = function) -> Callable[[], Any]:
+                inputs = {k: tf.constant(v) for k, v in _random_inputs(batch, seed, model.input_keys).items()}
+                return lambda: function(inputs)
 
-        _measure_batches(figures, prefix, batches, make_call, repeats, max_call_seconds)
-        del model, function
+            _measure_batches(figures, prefix, batches, make_call, repeats, max_call_seconds)
+            del model, function
+        for batch in batches:
+            bf16 = figures.get(f"{network}_bf16_batch{batch}_events_per_s")
+            f32 = figures.get(f"{network}_batch{batch}_events_per_s")
+            if isinstance(bf16, float) and isinstance(f32, float):
+                figures[f"{network}_bf16_over_f32_batch{batch}"] = bf16 / f32
+                cpu_f32 = float(figures[f"{network}_cpu_ms_per_event_batch{batch}"])
+                cpu_bf16 = float(figures[f"{network}_bf16_cpu_ms_per_event_batch{batch}"])
+                figures[f"{network}_bf16_over_f32_cpu_time_batch{batch}"] = cpu_f32 / cpu_bf16
+        del float32_model
     if baselines:
         train = _feature_batch(baseline_train_events, seed)
         labels = train["class_label"]

@@ -51,6 +51,7 @@ from caloml.cli_args import check_memory, non_negative_seed, output_file, parse_
 from caloml.data.hdf5 import provenance_attrs
 from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
+from caloml.generate.exported_model import is_export
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.observables.angle import measured_angle
 from caloml.progress import progress_bar
@@ -273,6 +274,13 @@ def add_gan_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--batch-size", type=positive_int, default=64, help="showers per batch (default 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="arithmetic of the generator: bfloat16 = Keras mixed_bfloat16 (float32 on a machine without bfloat16"
+        " units, with a note); the same noise gives the same showers to bfloat16 rounding (default float32)",
+    )
     return parser
 
 
@@ -292,23 +300,35 @@ def run_gan(args: argparse.Namespace) -> int:
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     from caloml.models.gan3d import GAN3D  # imports TensorFlow: only after the argument checks above
+    from caloml.models.precision import model_in_precision
 
     trained = load_trained_model(args.model, GAN3D, particle=args.particle, allow_export=True)
+    if is_export(args.model):  # an export computes in the precision it was exported in (its export.json says which)
+        if args.precision != "float32":
+            raise CalomlError(
+                f"{args.model}: --precision applies to a run directory or .keras file; an export computes in the"
+                " precision it was exported with (python -m caloml.export gan --precision ...)"
+            )
+        model = trained.model
+        precision = str(model.info.get("precision", "float32"))
+    else:
+        model = model_in_precision(trained.model, args.precision)
+        precision = model.dtype_policy.name
     request = GenerationRequest(
         args.events,
         args.seed,
         tuple(energy) if energy is not None else None,
         tuple(theta) if theta is not None else None,
         args.batch_size,
-    ).resolve(trained.model)
+    ).resolve(model)
     start = time.perf_counter()
     config = generate_file(
-        trained.model,
+        model,
         out,
         request,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        provenance=trained.provenance(),
+        provenance={**trained.provenance(), "precision": precision},
     )
     seconds = time.perf_counter() - start
     print(

@@ -182,7 +182,7 @@ class GAN3D(CalomlModel, keras.Model):
             raise ValueError(f"discriminator.power {discriminator.power} != power {power}")
         self.generator = generator
         self.discriminator = discriminator
-        self.inverse_power = InversePower(power, name="inverse_power")
+        self.inverse_power = InversePower(power, dtype="float32", name="inverse_power")
         self.inverse_power.build((None, *IMAGE_SHAPE))
         # Random draws (noise, label flips) are stateless, seeded by (seed, draw number), see CalomlModel.
         self.add_draw_counter(seed + 2000)

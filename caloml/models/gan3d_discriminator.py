@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from caloml.models.base import attribute_config
+from caloml.models.bf16_conv3d_guard import GuardedConv3D
 from caloml.models.gan3d_generator import IMAGE_SHAPE, conv_block, layer_seed
 from caloml.observables.differentiable import measured_angle_tf, total_energy_tf
 
@@ -123,9 +124,7 @@ class Discriminator3D(keras.Model):
         blocks: list[list[keras.layers.Layer]] = []
         for index, (filters, mode, padding, batchnorm) in enumerate(_CONV_STACK, start=1):
             initializer = keras.initializers.GlorotUniform(seed=layer_seed(seed, index))
-            conv = keras.layers.Conv3D(
-                filters, _KERNEL, padding=mode, kernel_initializer=initializer, name=f"conv_{index}"
-            )
+            conv = GuardedConv3D(filters, _KERNEL, padding=mode, kernel_initializer=initializer, name=f"conv_{index}")
             activation = keras.layers.LeakyReLU(negative_slope=_LEAKY_SLOPE, name=f"leaky_relu_{index}")
             block = conv_block(index, padding, conv, activation, batchnorm_synchronized if batchnorm else None)
             block.append(
@@ -137,18 +136,20 @@ class Discriminator3D(keras.Model):
         real_head = keras.layers.Dense(
             1,
             activation="sigmoid",
+            dtype="float32",  # the loss clips at 1 - 1e-7: not representable in bfloat16
             kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed(seed, 10)),
             name="real",
         )
         energy_head = keras.layers.Dense(
             1,
             activation="linear",
+            dtype="float32",
             kernel_initializer=keras.initializers.GlorotUniform(seed=layer_seed(seed, 11)),
             name="energy",
         )
-        inverse_power = InversePower(power, name="inverse_power")
-        angle_output = MeasuredAngle(name="angle")
-        sum_output = TotalEnergy(name="sum")
+        inverse_power = InversePower(power, dtype="float32", name="inverse_power")
+        angle_output = MeasuredAngle(dtype="float32", name="angle")
+        sum_output = TotalEnergy(dtype="float32", name="sum")
 
         # === Functional model ===
         image = keras.Input(shape=IMAGE_SHAPE, name="image")

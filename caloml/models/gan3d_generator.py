@@ -24,6 +24,7 @@ import keras
 
 from caloml.geometry import CLIC_ECAL
 from caloml.models.base import attribute_config
+from caloml.models.bf16_conv3d_guard import GuardedConv3D
 
 __all__ = ["Generator3D"]
 
@@ -110,20 +111,18 @@ class Generator3D(keras.Model):
         blocks: list[list[keras.layers.Layer]] = []
         for index, (filters, kernel, padding, batchnorm) in enumerate(_CONV_STACK, start=1):
             initializer = keras.initializers.HeUniform(seed=layer_seed(seed, index))
-            conv = keras.layers.Conv3D(
-                filters, kernel, padding="valid", kernel_initializer=initializer, name=f"conv_{index}"
-            )
+            conv = GuardedConv3D(filters, kernel, padding="valid", kernel_initializer=initializer, name=f"conv_{index}")
             activation = keras.layers.ReLU(name=f"relu_{index}")
             blocks.append(conv_block(index, padding, conv, activation, batchnorm_synchronized if batchnorm else None))
         last = len(_CONV_STACK) + 1
-        output_conv = keras.layers.Conv3D(
+        output_conv = GuardedConv3D(
             1,
             (2, 2, 2),
             padding="valid",
             kernel_initializer=keras.initializers.GlorotNormal(seed=layer_seed(seed, last)),
             name=f"conv_{last}",
         )
-        output_relu = keras.layers.ReLU(name="image")
+        output_relu = keras.layers.ReLU(dtype="float32", name="image")  # float32 image under any policy
 
         # === Functional model ===
         energy_input = keras.Input(shape=(1,), name="energy_scaled")

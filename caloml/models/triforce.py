@@ -182,7 +182,9 @@ def scalar_inputs(
     inputs: Mapping[str, keras.KerasTensor], *, sum_scale: float, angle_scale: float
 ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """The scaled sums and angles (B, 2 each) of the symbolic ``inputs``."""
-    sums, angles = ScalarFeatures(sum_scale, angle_scale, name="scalar_features")([inputs[k] for k in _SCALAR_KEYS])
+    sums, angles = ScalarFeatures(sum_scale, angle_scale, dtype="float32", name="scalar_features")(
+        [inputs[k] for k in _SCALAR_KEYS]
+    )
     return sums, angles
 
 

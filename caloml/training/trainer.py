@@ -41,6 +41,7 @@ import tensorflow as tf
 import caloml
 from caloml.atomic_files import atomic_write_json, atomic_write_with
 from caloml.errors import CalomlError
+from caloml.models.precision import resolve_policy
 from caloml.training.config import config_to_dict, write_config
 from caloml.training.run_directory import RunDirectory
 from caloml.training.run_logging import logging_callbacks
@@ -98,8 +99,8 @@ def train(
         strategy = make_strategy(config.runtime.strategy, cpu_replicas=config.runtime.cpu_replicas)
     policy = keras.mixed_precision.global_policy()
     try:
-        if config.runtime.mixed_precision:
-            keras.mixed_precision.set_global_policy(config.runtime.mixed_precision)
+        if config.runtime.mixed_precision:  # bfloat16 without bfloat16 units: float32, with one line saying so
+            keras.mixed_precision.set_global_policy(resolve_policy(config.runtime.mixed_precision))
         return _train(task, config, overwrite=overwrite, strategy=strategy, exporter=exporter)
     finally:
         keras.mixed_precision.set_global_policy(policy)
