@@ -240,11 +240,6 @@ def test_bfloat16_export_records_its_precision_and_keeps_float32_weights(gan: GA
         export_gan(gan, tmp_path, precision="float16")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the bf16 Conv3D numerics guard inside the 3DGAN's layers (engineer h-bf16) is not merged yet: on CPUs"
-    " with bfloat16 instructions Keras' bfloat16 Conv3D gives shower energies far from float32",
-)
 def test_bfloat16_export_agrees_with_float32_within_bfloat16_rounding(gan: GAN3D, tmp_path: Path) -> None:
     import tensorflow as tf
 
