@@ -321,10 +321,15 @@ def _initialize_from(task: TrainingTask, config: Any, model: keras.Model, source
         prefix = tf.train.latest_checkpoint(str(source)) if source.is_dir() else str(source)
         if not prefix or not tf.io.gfile.exists(f"{prefix}.index"):
             raise CalomlError(f"--init-from {source}: no run directory, .keras file or checkpoint there")
+        # the model tracks its optimizers, which the checkpoint restores too: their fresh state is put back
+        optimizer_variables = [v for optimizer in task.optimizers(model).values() for v in optimizer.variables]
+        fresh_state = [v.numpy() for v in optimizer_variables]
         try:
             tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError):
             raise CalomlError(f"--init-from {source}: the checkpoint does not fit this model") from None
+        for variable, value in zip(optimizer_variables, fresh_state, strict=True):
+            variable.assign(value)
     print(f"initialized the weights from {source}")
 
 
