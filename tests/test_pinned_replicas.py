@@ -62,7 +62,8 @@ def test_each_replica_draws_its_own_3dgan_noise_and_label_flips(quick: dict) -> 
     draws = quick["gan_draws"]
     noise = [np.array(replica) for replica in draws["noise"]]
     flips = [np.array(replica) for replica in draws["flips"]]
-    assert noise[0].shape == (DRAW_ROWS, 254) and flips[0].shape == (DRAW_ROWS, 1)
+    assert noise[0].shape == (DRAW_ROWS, 254)
+    assert flips[0].shape == (DRAW_ROWS, 1)
     # different numbers on the two replicas (identical draws would give a correlation of 1 and the same flips)
     assert abs(np.corrcoef(noise[0].ravel(), noise[1].ravel())[0, 1]) < 0.05
     assert not np.array_equal(flips[0], flips[1])
@@ -129,11 +130,11 @@ def _split_cpu() -> None:
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
-def _per_replica(strategy, value) -> list:  # noqa: ANN001 - worker helper
+def _per_replica(strategy, value) -> list:
     return [np.asarray(v).tolist() for v in strategy.experimental_local_results(value)]
 
 
-def _gan_draws(strategy) -> dict:  # noqa: ANN001
+def _gan_draws(strategy) -> dict:
     import tensorflow as tf
 
     from caloml.models import GAN3D
@@ -172,7 +173,7 @@ def _gan_draws(strategy) -> dict:  # noqa: ANN001
     }
 
 
-def _crystal_noise(strategy) -> list:  # noqa: ANN001
+def _crystal_noise(strategy) -> list:
     import tensorflow as tf
 
     from caloml.models.crystal_wgan import CrystalWGAN
@@ -196,7 +197,7 @@ def _variable_report(initial: dict, single: dict, mirrored: dict) -> dict:
     return out
 
 
-def _triforce(strategy) -> dict:  # noqa: ANN001
+def _triforce(strategy) -> dict:
     import keras
     import tensorflow as tf
 
@@ -204,7 +205,9 @@ def _triforce(strategy) -> dict:  # noqa: ANN001
     from caloml.models.triforce_nets import TriforceDNN
 
     rng = np.random.default_rng(0)
-    batch = {key: rng.exponential(0.01, (TRIFORCE_BATCH, *shape)).astype(np.float32) for key, shape in INPUT_SHAPES.items()}
+    batch = {
+        key: rng.exponential(0.01, (TRIFORCE_BATCH, *shape)).astype(np.float32) for key, shape in INPUT_SHAPES.items()
+    }
     batch["recoEta"] = rng.uniform(-0.5, 0.5, TRIFORCE_BATCH).astype(np.float32)
     batch["recoPhi"] = rng.uniform(-np.pi, np.pi, TRIFORCE_BATCH).astype(np.float32)
     batch["class_label"] = np.array([0, 1, 1, 0, 1, 0, 0, 1], np.int32)
@@ -235,7 +238,7 @@ def _triforce(strategy) -> dict:  # noqa: ANN001
     }
 
 
-def _gan_equivalence(strategy) -> dict:  # noqa: ANN001
+def _gan_equivalence(strategy) -> dict:
     import keras
     import tensorflow as tf
 
@@ -274,7 +277,9 @@ def _gan_equivalence(strategy) -> dict:  # noqa: ANN001
     runs = [train(strategy, plain, seed, dropout=0.2) for seed in (GAN_SEED, GAN_SEED, GAN_SEED + 1)]
 
     def same(a: dict, b: dict) -> bool:
-        return all(np.array_equal(a["final"]["generator"][k], b["final"]["generator"][k]) for k in a["final"]["generator"])
+        return all(
+            np.array_equal(a["final"]["generator"][k], b["final"]["generator"][k]) for k in a["final"]["generator"]
+        )
 
     report["repeat_identical"] = same(runs[0], runs[1]) and runs[0]["history"] == runs[1]["history"]
     report["other_seed_identical"] = same(runs[0], runs[2])
@@ -287,7 +292,11 @@ def _worker(mode: str, out_dir: Path) -> None:
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     if mode == "quick":
-        report = {"gan_draws": _gan_draws(strategy), "crystal_noise": _crystal_noise(strategy), "triforce": _triforce(strategy)}
+        report = {
+            "gan_draws": _gan_draws(strategy),
+            "crystal_noise": _crystal_noise(strategy),
+            "triforce": _triforce(strategy),
+        }
     else:
         report = _gan_equivalence(strategy)
     (out_dir / "report.json").write_text(json.dumps(report))

@@ -96,7 +96,8 @@ def test_a_resumed_3dgan_run_ends_where_the_uninterrupted_one_ends(tmp_path: Pat
     _run_worker("gan", tmp_path)
     values = assert_same_run(tmp_path / "whole", tmp_path / "resumed", 3)
     draws = [int(v) for name, v in values.items() if "random_draws" in name]
-    assert draws and draws[0] > 0  # the noise and label flips were drawn from the saved counter
+    assert draws
+    assert draws[0] > 0  # the noise and label flips were drawn from the saved counter
 
 
 def _triforce_runs(out_dir: Path) -> None:
@@ -130,7 +131,9 @@ def _triforce_runs(out_dir: Path) -> None:
                 "model.micro_batch_size": 2,
             },
         )
-        return replace(resolved, trainer=replace(resolved.trainer, epochs=epochs, global_batch_size=8, steps_per_epoch=3))
+        return replace(
+            resolved, trainer=replace(resolved.trainer, epochs=epochs, global_batch_size=8, steps_per_epoch=3)
+        )
 
     train(TASK, config("whole", 3))
     train(TASK, config("resumed", 1))

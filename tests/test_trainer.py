@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import caloml.training.trainer as trainer_module
 from caloml.errors import CalomlError
 from caloml.training.config import TaskConfig, resolve_config
 from caloml.training.task import SelectionMetric
-import caloml.training.trainer as trainer_module
 from caloml.training.trainer import train
 
 
@@ -143,7 +143,8 @@ def test_init_from_copies_weights_but_not_the_optimizer(tmp_path, monkeypatch):
     source_optimizer = {v.path: v.numpy().copy() for v in source.model.optimizer.variables}
     assert int(source.model.optimizer.iterations.numpy()) == 2 * steps
     state = {path: value for path, value in source_optimizer.items() if "learning_rate" not in path}
-    assert len(state) == 5 and all(np.any(value != 0) for value in state.values())  # iterations, 2 x (m, v)
+    assert len(state) == 5  # iterations, 2 x (m, v)
+    assert all(np.any(value != 0) for value in state.values())
     # the state right after the initialization, before the first step of the new run
     seen: list[tuple[list[np.ndarray], dict[str, np.ndarray]]] = []
     initialize = trainer_module._initialize_from

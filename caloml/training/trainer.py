@@ -16,8 +16,9 @@
 
 Resuming restores the weights, the optimizer state, the models' random-draw counters and the epoch counter, and
 the data position: the seeded dataset skips the batches of the epochs done, so a resumed run sees the batches of
-the uninterrupted run (bit-identical with ``tf.config.experimental.enable_op_determinism``). Under ``multi_worker`` only the chief writes the run directory; the other workers checkpoint into a
-scratch directory that is removed at the end.
+the uninterrupted run (bit-identical with ``tf.config.experimental.enable_op_determinism``). Under
+``multi_worker`` only the chief writes the run directory; the other workers checkpoint into a scratch directory
+that is removed at the end.
 
 See ``docs/training.md``.
 """
