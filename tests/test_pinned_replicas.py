@@ -7,9 +7,11 @@ reproducible from the seed; two models built with the same seed draw the same nu
 Item 3: one training step on two replicas equals the same step on one device, variable by variable (the relative
 error of each variable's update, never one norm over all weights together) and on every reported loss. Triforce runs
 with micro-batch accumulation (2 events per micro-batch, 4 per replica); plain SGD makes the update proportional to
-the gradient, so that a per-replica instead of a global-batch average (a factor 2) shows. The 3DGAN's full-size
-step is slow (``-m slow``). The stochastic models (CaloPointFlow, the Pyramid, the crystal models) draw their noise
-per replica (item 2), so their two-replica step draws other numbers than one device and is not compared here.
+the gradient, so that a per-replica instead of a global-batch average (a factor 2) shows. The Pyramid's energy
+stage (no random draws) is compared the same way. The 3DGAN's full-size step is slow (``-m slow``); it takes its
+noise and flips from the batch. The other stochastic steps (CaloPointFlow, the Pyramid's hit stages, the crystal
+models) draw their noise per replica (item 2), so on two replicas they draw other numbers than on one device and
+are not compared here.
 
 Every check runs in a subprocess: the CPU must be split into two logical devices before TensorFlow initializes.
 """
@@ -99,6 +101,19 @@ def test_triforce_micro_batched_step_on_two_replicas_equals_one_device(quick: di
     assert set(single) == set(mirrored) >= {"loss", "cross_entropy", "energy_mse", "accuracy"}
     for key, value in single.items():
         np.testing.assert_allclose(mirrored[key], value, rtol=1e-5, err_msg=key)
+
+
+def test_pyramid_energy_stage_step_on_two_replicas_equals_one_device(quick: dict) -> None:
+    # the energy stage draws no random numbers: its step is the same function on one device and on two
+    report = quick["pyramid"]
+    moved = {name: stats for name, stats in report["variables"].items() if stats["update_over_weights"] > 1e-6}
+    assert len(moved) >= 4, report["variables"]
+    for name, stats in moved.items():
+        assert stats["update_mismatch"] < TRIFORCE_UPDATE_TOLERANCE * 10, (name, stats)
+    single, mirrored = report["history_single"], report["history_mirrored"]
+    assert set(single) == set(mirrored) >= {"loss", "energy"}
+    for key, value in single.items():
+        np.testing.assert_allclose(mirrored[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 @pytest.mark.slow
@@ -238,6 +253,52 @@ def _triforce(strategy) -> dict:
     }
 
 
+def _pyramid(strategy) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from caloml.models.pyramid import CalorimeterPyramid, PyramidStatistics
+
+    rng = np.random.default_rng(4)
+    energy = np.exp(rng.uniform(0.0, np.log(100.0), 72)).astype(np.float32)
+    hits = rng.random((72, 6, 4, 3)) < 0.3
+    hits[:, 1, 0, 0] = True
+    cells = np.where(hits, np.exp(rng.normal(-4.0, 1.5, hits.shape)) + 1e-3, 0.0).astype(np.float32)
+    statistics = PyramidStatistics.from_showers(cells[8:], energy[8:], 1e-3, (1.0, 100.0))
+    batch = {"showers": cells[:8], "incident_energy": energy[:8]}
+
+    def train(current: tf.distribute.Strategy) -> dict:
+        with current.scope():
+            model = CalorimeterPyramid(
+                statistics,
+                n_flow_layers=1,
+                n_bins=4,
+                hidden_units=8,
+                conditioner_blocks=1,
+                embedding_units=2,
+                summary_units=3,
+                n_energy_layers=1,
+                train_stages=("energy",),
+                seed=5,
+            )
+            model.compile(keras.optimizers.SGD(1e-2))
+        initial = {v.path: v.numpy().copy() for v in model.trainable_variables}
+        history = model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False).history
+        return {
+            "initial": initial,
+            "final": {v.path: v.numpy() for v in model.trainable_variables},
+            "history": {key: float(values[-1]) for key, values in history.items()},
+        }
+
+    single = train(tf.distribute.get_strategy())
+    mirrored = train(strategy)
+    return {
+        "variables": _variable_report(single["initial"], single["final"], mirrored["final"]),
+        "history_single": single["history"],
+        "history_mirrored": mirrored["history"],
+    }
+
+
 def _gan_equivalence(strategy) -> dict:
     import keras
     import tensorflow as tf
@@ -296,6 +357,7 @@ def _worker(mode: str, out_dir: Path) -> None:
             "gan_draws": _gan_draws(strategy),
             "crystal_noise": _crystal_noise(strategy),
             "triforce": _triforce(strategy),
+            "pyramid": _pyramid(strategy),
         }
     else:
         report = _gan_equivalence(strategy)
