@@ -7,10 +7,11 @@ is lost either way; tests/test_train_gan.py kills one mid-epoch); the same comma
 it.
 
 - a line fit on the shared trainer (in process, exact: one Dense unit on CPU is deterministic);
-- Triforce and the 3DGAN on their tasks, in a subprocess with ``tf.config.experimental.enable_op_determinism()``
-  (the trainer's ``runtime.deterministic`` switch had not landed when this was written), exact. Dropout is 0 there:
-  Keras does not save the dropout layers' seed states, so with dropout a resumed run draws other masks (documented
-  in ``GAN3D``); the models' own draws (noise, label flips) come from the saved counter and are checked.
+- Triforce and the 3DGAN on their tasks, in a subprocess with ``tf.config.experimental.enable_op_determinism()`` and
+  one intra-op thread (the trainer's ``runtime.deterministic`` switch had not landed on this branch), exact.
+  Dropout is 0 there: Keras does not save the dropout layers' seed states, so with dropout a resumed run draws
+  other masks (documented in ``GAN3D``); the models' own draws (noise, label flips) come from the saved counter
+  and are checked.
 """
 
 from __future__ import annotations
@@ -150,5 +151,8 @@ def _gan_runs(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
+    # one intra-op thread (before the runtime starts): oneDNN's multithreaded CPU convolutions split their sums by
+    # thread, which changes the last bits of a 3DGAN step from run to run even with op determinism
+    tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.experimental.enable_op_determinism()
     {"triforce": _triforce_runs, "gan": _gan_runs}[sys.argv[1]](Path(sys.argv[2]))
