@@ -8,7 +8,8 @@ it.
 
 - a line fit on the shared trainer (in process, exact: one Dense unit on CPU is deterministic);
 - Triforce and the 3DGAN on their tasks, in a subprocess with ``tf.config.experimental.enable_op_determinism()`` and
-  one intra-op thread (the trainer's ``runtime.deterministic`` switch had not landed on this branch), exact.
+  one intra-op thread (the trainer's ``runtime.deterministic`` switch had not landed on this branch): Triforce
+  exactly, the 3DGAN to ``GAN_RTOL`` (its reason below).
   Dropout is 0 there: Keras does not save the dropout layers' seed states, so with dropout a resumed run draws
   other masks (documented in ``GAN3D``); the models' own draws (noise, label flips) come from the saved counter
   and are checked.
@@ -29,6 +30,12 @@ from test_trainer import LineTask, _config
 
 from caloml.training.trainer import train
 
+# Without the trainer's deterministic mode (ordered tf.data delivery; not on this branch) the 3DGAN's record
+# pipeline may deliver in another order, and two uninterrupted runs differ by up to about 2e-5 relative after 3
+# epochs (measured on a batch-norm moving variance); other batches or other random draws are a different step,
+# not a rounding (the line fit's Adam moment: 10%). With ``runtime.deterministic`` this tolerance becomes 0.
+GAN_RTOL = 2e-4
+
 
 def _checkpoint_values(run_dir: Path, epoch: int) -> dict[str, np.ndarray]:
     reader = tf.train.load_checkpoint(str(run_dir / "checkpoints" / f"ckpt-{epoch}"))
@@ -43,13 +50,23 @@ def _history(run_dir: Path) -> list[dict[str, float]]:
     return json.loads((run_dir / "history.json").read_text())
 
 
-def assert_same_run(uninterrupted: Path, resumed: Path, epochs: int) -> dict[str, np.ndarray]:
-    """Every variable of the last checkpoint and every history row equal; returns the checkpoint's values."""
+def assert_same_run(uninterrupted: Path, resumed: Path, epochs: int, rtol: float = 0.0) -> dict[str, np.ndarray]:
+    """Every variable of the last checkpoint and every history row equal (``rtol`` 0: exactly; else to ``rtol``
+    relative, of each variable's largest value for its elements), the integer ones (epoch and draw counters,
+    optimizer iterations) exactly; returns the checkpoint's values."""
     expected, actual = _checkpoint_values(uninterrupted, epochs), _checkpoint_values(resumed, epochs)
     assert set(actual) == set(expected)
     for name, value in expected.items():
-        np.testing.assert_array_equal(actual[name], value, err_msg=name)
-    assert _history(resumed) == _history(uninterrupted)
+        if rtol == 0.0 or not np.issubdtype(value.dtype, np.floating):
+            np.testing.assert_array_equal(actual[name], value, err_msg=name)
+        else:
+            scale = float(np.max(np.abs(value))) if value.size else 0.0
+            np.testing.assert_allclose(actual[name], value, rtol=rtol, atol=rtol * scale, err_msg=name)
+    history, reference = _history(resumed), _history(uninterrupted)
+    assert [sorted(row) for row in history] == [sorted(row) for row in reference]
+    for row, expected_row in zip(history, reference, strict=True):
+        for key, value in expected_row.items():
+            np.testing.assert_allclose(row[key], value, rtol=rtol, err_msg=f"epoch {row['epoch']} {key}")
     return expected
 
 
@@ -95,7 +112,7 @@ def test_a_resumed_triforce_run_ends_where_the_uninterrupted_one_ends(tmp_path: 
 @pytest.mark.slow
 def test_a_resumed_3dgan_run_ends_where_the_uninterrupted_one_ends(tmp_path: Path) -> None:
     _run_worker("gan", tmp_path)
-    values = assert_same_run(tmp_path / "whole", tmp_path / "resumed", 3)
+    values = assert_same_run(tmp_path / "whole", tmp_path / "resumed", 3, rtol=GAN_RTOL)
     draws = [int(v) for name, v in values.items() if "random_draws" in name]
     assert draws
     assert draws[0] > 0  # the noise and label flips were drawn from the saved counter
