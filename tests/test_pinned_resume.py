@@ -103,6 +103,7 @@ def _run_worker(mode: str, out_dir: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
 
 
+@pytest.mark.slow  # about 50 s single-threaded (the default run keeps the line fit)
 def test_a_resumed_triforce_run_ends_where_the_uninterrupted_one_ends(tmp_path: Path) -> None:
     _run_worker("triforce", tmp_path)
     values = assert_same_run(tmp_path / "whole", tmp_path / "resumed", 3)
