@@ -6,6 +6,7 @@ recorded conditions, in the simulator's units, and bad requests must fail in one
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -173,9 +174,13 @@ def test_cli_wrong_model_path_is_one_line(kind: str, tmp_path: Path) -> None:
         path.write_bytes(b"not a model")
     result = _generate_cli("--model", path, "-n", 2, "--out", tmp_path / "x.h5", cwd=tmp_path)
     assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert str(path) in lines[0]
+    reason = {
+        "checkpoint": r"not a Keras model \(expected a run directory or a \.keras file\)",
+        "missing": "no such model file or run directory",
+    }[kind]
+    assert re.fullmatch(f"caloml: error: {re.escape(str(path))}: {reason}", lines[0]), lines[0]
     assert "Traceback" not in result.stderr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 from pathlib import Path
 
@@ -66,7 +67,11 @@ def test_simulate_refuses_to_overwrite(tmp_path: Path) -> None:
     out.write_bytes(b"user data")
     result = _simulate_cli("-n", 4, "--out", out, "--workers", 1, cwd=tmp_path)
     assert result.returncode == 2
-    assert "--overwrite" in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.fullmatch(
+        r"caloml: error: .*keep\.h5: output exists; pass overwrite=True \(--overwrite\) to replace it", lines[0]
+    )
     assert out.read_bytes() == b"user data"
 
 

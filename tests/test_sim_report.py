@@ -46,12 +46,26 @@ def test_json_has_every_target_with_a_status(report_dir: tuple[Path, dict]) -> N
         assert row["status"] == ("pass" if target.accepts(row["measured"]) else "fail")
 
 
+# Quick mode (seed 3) measures every target on small samples: the only one its statistics miss is the gamma/pi0
+# separation's fall from 10 to 100 GeV (a few hundred events per point). Any other failure is a physics regression.
+QUICK_MODE_STATISTICS_LIMITED = {"gamma_pi0.max_separation_from_100gev"}
+
+
+def test_the_simulator_meets_its_targets(report_dir: tuple[Path, dict]) -> None:
+    _, report = report_dir
+    failed = {row["measured_key"] for row in report["targets"] if row["status"] != "pass"}
+    assert failed <= QUICK_MODE_STATISTICS_LIMITED, sorted(failed - QUICK_MODE_STATISTICS_LIMITED)
+    assert len(report["targets"]) - len(failed) >= len(TARGETS) - len(QUICK_MODE_STATISTICS_LIMITED)
+
+
 def test_markdown_has_one_row_per_target(report_dir: tuple[Path, dict]) -> None:
     out, _ = report_dir
     text = (out / "validation.md").read_text(encoding="utf-8")
     rows = [line for line in text.splitlines() if line.startswith("|")]
     assert rows[0] == "| quantity | measured | target | status |"
     assert len(rows) - 2 == len(TARGETS)
+    statuses = [line.strip("|").split("|")[-1].strip() for line in rows[2:]]
+    assert statuses.count("pass") >= len(TARGETS) - len(QUICK_MODE_STATISTICS_LIMITED), statuses
     assert "seed 3" in text
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import caloml.training.trainer as trainer_module
 from caloml.errors import CalomlError
 from caloml.training.config import TaskConfig, resolve_config
 from caloml.training.task import SelectionMetric
@@ -136,12 +137,37 @@ def test_selection_restores_the_best_epoch_of_the_window(tmp_path):
     assert result.selected_epoch == 2  # epoch 1 is better but outside the window
 
 
-def test_init_from_copies_weights_but_not_the_optimizer(tmp_path):
+def test_init_from_copies_weights_but_not_the_optimizer(tmp_path, monkeypatch):
     source = train(LineTask(), _config(tmp_path / "a", "trainer.epochs=2"))
-    target = train(LineTask(), _config(tmp_path / "b", "trainer.epochs=1", f"trainer.init_from={tmp_path / 'a'}"))
-    assert target.resumed_from_epoch == 0
-    first_epoch_loss = target.history[0]["loss"]
-    assert first_epoch_loss < source.history[0]["loss"]  # starts where the source ended
+    steps = 64 // 16
+    source_optimizer = {v.path: v.numpy().copy() for v in source.model.optimizer.variables}
+    assert int(source.model.optimizer.iterations.numpy()) == 2 * steps
+    state = {path: value for path, value in source_optimizer.items() if "learning_rate" not in path}
+    assert len(state) == 5  # iterations, 2 x (m, v)
+    assert all(np.any(value != 0) for value in state.values())
+    # the state right after the initialization, before the first step of the new run
+    seen: list[tuple[list[np.ndarray], dict[str, np.ndarray]]] = []
+    initialize = trainer_module._initialize_from
+
+    def record(task: Any, config: Any, model: keras.Model, path: Path) -> None:
+        initialize(task, config, model, path)
+        seen.append(([w.copy() for w in model.get_weights()], {v.path: v.numpy() for v in model.optimizer.variables}))
+
+    monkeypatch.setattr(trainer_module, "_initialize_from", record)
+    # from the run directory (its model.keras) and from its checkpoints (which also hold the source's optimizer)
+    for name, init_from in (("b", tmp_path / "a"), ("b2", tmp_path / "a" / "checkpoints")):
+        target = train(LineTask(), _config(tmp_path / name, "trainer.epochs=1", f"trainer.init_from={init_from}"))
+        weights, optimizer = seen.pop()
+        for copied, original in zip(weights, source.model.get_weights(), strict=True):
+            np.testing.assert_array_equal(copied, original)  # the weights are the source's last epoch's
+        fresh = {path: value for path, value in optimizer.items() if "learning_rate" not in path}
+        assert len(fresh) == len(state)
+        for path, value in fresh.items():  # a fresh optimizer: iteration 0, Adam's moments all zero
+            assert not np.any(value), (name, path, value)
+        assert target.resumed_from_epoch == 0
+        assert int(target.model.optimizer.iterations.numpy()) == steps  # counted from 0, not from the source's 8
+        first_epoch_loss = target.history[0]["loss"]
+        assert first_epoch_loss < source.history[0]["loss"]  # starts where the source ended
     with pytest.raises(CalomlError, match=r"no run directory, \.keras file or checkpoint"):
         train(LineTask(), _config(tmp_path / "c", f"trainer.init_from={tmp_path / 'nothing'}"))
 

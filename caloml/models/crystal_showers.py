@@ -230,8 +230,8 @@ class CrystalShowerModel(CalomlModel, keras.Model):
     # ------------------------------------------------------------------ training helpers
 
     def normal(self, rows: tf.Tensor, columns: int) -> tf.Tensor:
-        """Standard-normal numbers (rows, columns) from the next training seed."""
-        return tf.random.stateless_normal(tf.stack([rows, columns]), seed=self.next_seed())
+        """Standard-normal numbers (rows, columns) from the next training seed (each replica its own)."""
+        return tf.random.stateless_normal(tf.stack([rows, columns]), seed=self.next_seed(per_replica=True))
 
     def batch_features(self, data: Any) -> tuple[tf.Tensor, tf.Tensor]:
         """(u (B, n * n), c (B, 1)) of a training batch ``{"showers": (B, n, n) GeV, "energy": (B,) GeV}``."""

@@ -156,7 +156,7 @@ class CrystalWGAN(CrystalShowerModel):
         """One critic update and one constrainer update on real showers u (m, n * n) with conditions (m, 1)."""
         rows = tf.shape(real)[0]
         fake = tf.stop_gradient(self.decode_noise(self.normal(rows, self.latent_dim), condition, training=True))
-        mix = tf.random.stateless_uniform(tf.stack([rows, 1]), seed=self.next_seed())
+        mix = tf.random.stateless_uniform(tf.stack([rows, 1]), seed=self.next_seed(per_replica=True))
         real_input, fake_input = self.critic_input(real), self.critic_input(fake)
         interpolated = mix * real_input + (1.0 - mix) * fake_input
         with tf.GradientTape() as tape:

@@ -14,10 +14,11 @@
 6. the epoch with the best selection metric among the last ``selection_window`` is restored and saved as
    ``model.keras``; with ``trainer.export`` the exporter handed over by the command line exports it.
 
-Resuming restores the weights, the optimizer state and the epoch counter; the data order of the remaining epochs
-is seeded by ``seed + first epoch``, so a resumed run is reproducible but not bit-identical to an uninterrupted
-one. Under ``multi_worker`` only the chief writes the run directory; the other workers checkpoint into a
-scratch directory that is removed at the end.
+Resuming restores the weights, the optimizer state, the models' random-draw counters and the epoch counter, and
+the data position: the seeded dataset skips the batches of the epochs done, so a resumed run sees the batches of
+the uninterrupted run (bit-identical with ``tf.config.experimental.enable_op_determinism``). Under
+``multi_worker`` only the chief writes the run directory; the other workers checkpoint into a scratch directory
+that is removed at the end.
 
 See ``docs/training.md``.
 """
@@ -158,9 +159,10 @@ def _train(
     callbacks += logging_callbacks(task, config, data, log_dir=log_dir, chief=chief)  # progress, TensorBoard
 
     if initial_epoch < trainer.epochs:
-        seeded = replace(config, runtime=replace(config.runtime, seed=config.runtime.seed + initial_epoch))
-        dataset = strategy.distribute_datasets_from_function(lambda context: task.make_dataset(seeded, data, context))
         steps = trainer.steps_per_epoch or task.steps_per_epoch(config, data)
+        dataset = strategy.distribute_datasets_from_function(
+            lambda context: _resumed_dataset(task.make_dataset(config, data, context), context, initial_epoch * steps)
+        )
         _vector_step_outputs_for(model, strategy)
         model.fit(
             dataset,
@@ -192,6 +194,14 @@ def _train(
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _resumed_dataset(dataset: tf.data.Dataset, context: tf.distribute.InputContext, steps_done: int) -> Any:
+    """The task's (seeded, repeated) dataset from the position after ``steps_done`` steps: a resumed run sees the
+    batches the uninterrupted run would have seen (each step takes one batch per replica of this pipeline)."""
+    if steps_done == 0:
+        return dataset
+    return dataset.skip(steps_done * (context.num_replicas_in_sync // context.num_input_pipelines))
 
 
 def _vector_step_outputs_for(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
@@ -323,10 +333,15 @@ def _initialize_from(task: TrainingTask, config: Any, model: keras.Model, source
         prefix = tf.train.latest_checkpoint(str(source)) if source.is_dir() else str(source)
         if not prefix or not tf.io.gfile.exists(f"{prefix}.index"):
             raise CalomlError(f"--init-from {source}: no run directory, .keras file or checkpoint there")
+        # the model tracks its optimizers, which the checkpoint restores too: their fresh state is put back
+        optimizer_variables = [v for optimizer in task.optimizers(model).values() for v in optimizer.variables]
+        fresh_state = [v.numpy() for v in optimizer_variables]
         try:
             tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError):
             raise CalomlError(f"--init-from {source}: the checkpoint does not fit this model") from None
+        for variable, value in zip(optimizer_variables, fresh_state, strict=True):
+            variable.assign(value)
     print(f"initialized the weights from {source}")
 
 
