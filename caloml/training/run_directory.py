@@ -34,6 +34,8 @@ RESUMABLE_CHANGES = (
     "runtime.strategy",
     "runtime.cpu_replicas",
     "runtime.progress",
+    "runtime.deterministic",  # how the kernels run, not what is trained
+    "trainer.on_nonfinite",  # resuming after a NaN stop with skip-batch
 )
 
 

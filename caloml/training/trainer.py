@@ -40,8 +40,11 @@ import tensorflow as tf
 
 import caloml
 from caloml.atomic_files import atomic_write_json
+from caloml.data.input_errors import pipeline_errors
 from caloml.errors import CalomlError
 from caloml.training.config import config_to_dict, write_config
+from caloml.training.determinism import apply_determinism, deterministic_dataset
+from caloml.training.nonfinite import NonFiniteLossGuard, check_on_nonfinite
 from caloml.training.run_directory import RunDirectory
 from caloml.training.strategy import is_chief, make_strategy, worker_tag
 from caloml.training.task import SelectionMetric, TrainingTask
@@ -124,12 +127,13 @@ def _train(
             f"trainer.keep_checkpoints ({trainer.keep_checkpoints}) must be at least trainer.selection_window "
             f"({trainer.selection_window}) so that the selected epoch can be restored"
         )
+    check_on_nonfinite(trainer.on_nonfinite)
     resume = run.prepare(config_dict, overwrite=overwrite) if chief else run.has_checkpoint()
     data = task.prepare_data(config, chief=chief)
     if chief:
         run.path.mkdir(parents=True, exist_ok=True)
         write_config(config, run.config)
-    keras.utils.set_random_seed(config.runtime.seed)
+    deterministic = apply_determinism(config)  # seeds everything; op determinism with runtime.deterministic
     scratch = None if chief else Path(tempfile.mkdtemp(prefix=f"caloml-{worker_tag(strategy)}-"))
     checkpoint_dir = run.checkpoints if chief else scratch / "checkpoints"  # type: ignore[operator]
 
@@ -148,7 +152,8 @@ def _train(
     history = _read_history(run) if resume else []
 
     selection = task.selection_metric(config, data)
-    callbacks: list[keras.callbacks.Callback] = []
+    guard = NonFiniteLossGuard(trainer.on_nonfinite, checkpoint_dir, optimizers=task.optimizers(model).values())
+    callbacks: list[keras.callbacks.Callback] = [guard]  # first: a NaN epoch is never checkpointed
     if selection is not None:  # first, so that its value reaches the logs of the history and TensorBoard
         callbacks.append(SelectionLogger(selection, run, write=chief))
     callbacks.append(EpochCheckpoint(manager, epoch, run, history if chief else None))
@@ -157,18 +162,22 @@ def _train(
 
     if initial_epoch < trainer.epochs:
         seeded = replace(config, runtime=replace(config.runtime, seed=config.runtime.seed + initial_epoch))
-        dataset = strategy.distribute_datasets_from_function(lambda context: task.make_dataset(seeded, data, context))
+        dataset = strategy.distribute_datasets_from_function(
+            lambda context: deterministic_dataset(task.make_dataset(seeded, data, context), deterministic)
+        )
         steps = trainer.steps_per_epoch or task.steps_per_epoch(config, data)
         _vector_step_outputs_for(model, strategy)
-        model.fit(
-            dataset,
-            epochs=trainer.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=1 if config.runtime.progress else 2,
-            shuffle=False,  # the task's dataset shuffles (seeded)
-        )
+        records = task.input_records(config, data) if hasattr(task, "input_records") else []
+        with pipeline_errors(records, where=f"the training data of {task.name}"):  # bad data: one line
+            model.fit(
+                dataset,
+                epochs=trainer.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=1 if config.runtime.progress else 2,
+                shuffle=False,  # the task's dataset shuffles (seeded)
+            )
     else:
         print(f"{run.path}: already trained for {initial_epoch} epochs (trainer.epochs = {trainer.epochs})")
 
