@@ -15,8 +15,8 @@ interrupted command continues it); ``--print-config`` shows the resolved configu
 Models that are not Keras networks (the baselines ``bdt``, ``linreg``, ``xgb``, :mod:`caloml.tasks.baselines`)
 fit themselves: their task has a ``fit(config, overwrite=...)`` method returning the JSON summary, called instead of
 the Keras trainer, with the same configuration, seed, run-directory and summary conventions. The trainer's
-``--strategy``, ``--cpu-replicas``, ``--epochs``, ``--batch-size``, ``--steps-per-epoch``, ``--init-from`` and
-``--export`` do not apply to them and are refused with a one-line error.
+``--strategy``, ``--cpu-replicas``, ``--epochs``, ``--batch-size``, ``--steps-per-epoch``, ``--init-from``,
+``--export``, ``--on-nonfinite`` and ``--deterministic`` do not apply to them and are refused with a one-line error.
 
 See ``docs/training.md``.
 """
@@ -140,6 +140,7 @@ KERAS_TRAINER_FLAGS: dict[str, str] = {
     "--init-from": "trainer.init_from",
     "--export": "trainer.export",
     "--on-nonfinite": "trainer.on_nonfinite",
+    "--deterministic": "runtime.deterministic",  # the baselines are seeded and reproducible as they are
 }
 
 

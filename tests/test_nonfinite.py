@@ -104,3 +104,11 @@ def test_the_command_line_flags_reach_the_configuration(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "on_nonfinite: skip-batch" in out
     assert "deterministic: true" in out
+
+
+def test_the_baselines_refuse_the_keras_trainer_flags() -> None:
+    from caloml.train import main
+
+    for flag in (["--on-nonfinite", "stop"], ["--deterministic"]):
+        with pytest.raises(CalomlError, match=f"{flag[0]} does not apply to linreg"):
+            main(["linreg", *flag, "--print-config"])

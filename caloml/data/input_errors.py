@@ -20,22 +20,26 @@ from __future__ import annotations
 import gc
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+import weakref
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import tensorflow as tf
 
 from caloml.data.tfrecord import verify
 from caloml.errors import CalomlError, DataError
 
-__all__ = ["guarded_generator", "pipeline_errors", "recorded_error", "translate"]
+__all__ = ["close_generators", "guarded_generator", "pipeline_errors", "recorded_error", "translate"]
 
 Item = TypeVar("Item")
 
 _lock = threading.Lock()
 _recorded: list[CalomlError] = []
+#: The generators behind the guarded ones that have started (closed when a pipeline fails).
+_live: weakref.WeakSet[Generator[Any, None, None]] = weakref.WeakSet()
 
 
 def guarded_generator(make: Callable[[], Iterator[Item]]) -> Callable[[], Iterator[Item]]:
@@ -43,8 +47,12 @@ def guarded_generator(make: Callable[[], Iterator[Item]]) -> Callable[[], Iterat
     :func:`pipeline_errors` before TensorFlow wraps it; the generator then stops with that error."""
 
     def guarded() -> Iterator[Item]:
+        inner = make()
+        if isinstance(inner, Generator):
+            with _lock:
+                _live.add(inner)
         try:
-            yield from make()
+            yield from inner
         except CalomlError as error:
             with _lock:
                 if not _recorded:
@@ -52,6 +60,32 @@ def guarded_generator(make: Callable[[], Iterator[Item]]) -> Callable[[], Iterat
             raise
 
     return guarded
+
+
+def close_generators(timeout_s: float = 10.0) -> None:
+    """Close every started guarded generator (their files close), from this thread, while Python runs.
+
+    TensorFlow keeps the generators of ``from_generator`` alive after their pipeline fails; left to the garbage
+    collection at interpreter exit, closing them (an HDF5 file each) can deadlock against a pipeline thread that
+    waits for the interpreter lock, and the process hangs. A generator that a pipeline thread is running is closed
+    once that thread lets go of it (at most ``timeout_s`` seconds of waiting).
+    """
+    with _lock:
+        pending = list(_live)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        running = []
+        for generator in pending:
+            try:
+                generator.close()
+            except ValueError:  # "generator already executing" in a pipeline thread
+                running.append(generator)
+            except Exception:  # a failing cleanup must not hide the user's error
+                continue
+        pending = running
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)  # lets the pipeline thread reach its next yield
 
 
 def recorded_error() -> CalomlError | None:
@@ -120,6 +154,7 @@ def pipeline_errors(records: Sequence[str | Path] = (), *, where: str = "the inp
             _recorded.clear()
     if failure is not None:
         # raised outside the except block: the TensorFlow error, its traceback and the failed iterator's frames
-        # are released (and the iterator's generator finalized) here, in this thread, before the process unwinds
+        # are released here, and the generators closed, in this thread, before the process unwinds
         gc.collect()
+        close_generators()
         raise failure.with_traceback(None) from None
