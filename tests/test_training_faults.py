@@ -191,6 +191,14 @@ def test_baseline_nan_feature_is_one_line_naming_file_key_and_event(reco_files, 
     assert "event 9" in line
 
 
+@pytest.mark.parametrize("how", ["truncate", "corrupt"])
+def test_baseline_damaged_shard_is_one_line_naming_it(reco_records, root, capsys, how):
+    damaged = damage_last_shard(reco_records, root / f"pi0-records-lin-{how}", how)
+    argv = ["linreg", "--particle", "pi0", "--data", str(damaged), "--run-dir", str(root / f"lin-{how}")]
+    line = one_line_error([*argv, "--no-progress"], capsys)
+    assert str(shard_paths(damaged)[-1]) in line
+
+
 def test_baseline_reading_cells_checks_them(reco_files, root, capsys):
     """With --resample the baseline reads the cells: a NaN ECAL cell is one line naming file, key and event."""
     argv = ["bdt", "--task", "gamma-vs-pi0", "--resample", "atlas", *BDT_ARGS, "--no-progress"]
