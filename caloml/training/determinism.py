@@ -5,8 +5,10 @@
 TensorFlow's op determinism (``tf.config.experimental.enable_op_determinism``): kernels then pick deterministic
 algorithms (or raise when an op has none), ``tf.data`` delivers in order, and two runs of the same command with
 the same seed give bit-identical weights and history on the same machine and software. The trainer also asks every
-input pipeline for ordered delivery (:func:`deterministic_dataset`). Op determinism is process-wide; a test that
-wants it only for one block uses :func:`op_determinism`. The speed cost is measured in ``docs/training.md``
+input pipeline for ordered delivery (:func:`deterministic_dataset`), and the command line gives TensorFlow one
+intra-op thread before its runtime starts (:func:`configure_deterministic_threads`: on a CPU, op determinism alone
+is not enough). Op determinism is process-wide; a test that wants it only for one block uses
+:func:`op_determinism`. The speed cost is measured in ``docs/training.md``
 ("Reproducible training").
 """
 
