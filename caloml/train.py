@@ -15,8 +15,8 @@ interrupted command continues it); ``--print-config`` shows the resolved configu
 Models that are not Keras networks (the baselines ``bdt``, ``linreg``, ``xgb``, :mod:`caloml.tasks.baselines`)
 fit themselves: their task has a ``fit(config, overwrite=...)`` method returning the JSON summary, called instead of
 the Keras trainer, with the same configuration, seed, run-directory and summary conventions. The trainer's
-``--strategy``, ``--cpu-replicas``, ``--epochs``, ``--batch-size``, ``--steps-per-epoch``, ``--init-from`` and
-``--export`` do not apply to them and are refused with a one-line error.
+``--strategy``, ``--cpu-replicas``, ``--epochs``, ``--batch-size``, ``--steps-per-epoch``, ``--init-from``,
+``--export``, ``--on-nonfinite`` and ``--deterministic`` do not apply to them and are refused with a one-line error.
 
 See ``docs/training.md``.
 """
@@ -104,6 +104,8 @@ def build_parser(task: Any) -> argparse.ArgumentParser:
     shared.add_argument("--init-from", help="initial weights: a run directory, .keras file or checkpoint")
     shared.add_argument("--export", action="store_true", default=None, help="export to saved_models/ at the end")
     shared.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
+    shared.add_argument("--deterministic", action="store_true", default=None, help="bit-identical reruns (slower)")
+    shared.add_argument("--on-nonfinite", choices=["stop", "skip-batch"], help="on a NaN/inf loss (default stop)")
     shared.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="any config key")
     shared.add_argument("--overwrite", action="store_true", help="move an existing different run aside")
     shared.add_argument("--print-config", action="store_true", help="print the resolved configuration and stop")
@@ -120,6 +122,8 @@ def shared_flags(args: argparse.Namespace) -> dict[str, Any]:
         "runtime.run_dir": args.run_dir,
         "runtime.seed": args.seed,
         "runtime.progress": False if args.no_progress else None,
+        "runtime.deterministic": args.deterministic,
+        "trainer.on_nonfinite": args.on_nonfinite,
         "trainer.epochs": args.epochs,
         "trainer.global_batch_size": args.batch_size,
         "trainer.steps_per_epoch": args.steps_per_epoch,
@@ -137,6 +141,8 @@ KERAS_TRAINER_FLAGS: dict[str, str] = {
     "--steps-per-epoch": "trainer.steps_per_epoch",
     "--init-from": "trainer.init_from",
     "--export": "trainer.export",
+    "--on-nonfinite": "trainer.on_nonfinite",
+    "--deterministic": "runtime.deterministic",  # the baselines are seeded and reproducible as they are
 }
 
 
@@ -196,6 +202,10 @@ def _main(argv: Sequence[str] | None) -> int:
         from caloml.training.strategy import make_strategy
 
         strategies.append(make_strategy(config.runtime.strategy, cpu_replicas=config.runtime.cpu_replicas))
+        if config.runtime.deterministic:
+            from caloml.training.determinism import configure_deterministic_threads
+
+            configure_deterministic_threads()
 
     import_tensorflow_quietly(configure=create_strategy)
     from caloml.training.trainer import describe, train  # TensorFlow: lazy, this module parses without it

@@ -82,12 +82,16 @@ def _scalars_hdf5(path: Path, wanted: Sequence[str]) -> tuple[dict[str, np.ndarr
 def _scalars_tfrecords(path: Path, wanted: Sequence[str]) -> tuple[dict[str, np.ndarray], set[str]]:
     import tensorflow as tf  # lazy: python -m caloml.evaluate parses its arguments without TensorFlow
 
+    from caloml.data.input_errors import pipeline_errors  # lazy: it imports TensorFlow
+
     metadata = read_metadata(path)
     spec = feature_spec(metadata, scalars_only=True)
     columns: dict[str, list[np.ndarray]] = {}
-    for batch in ordered_records(path, metadata).batch(_SCALAR_BATCH).map(lambda s: tf.io.parse_example(s, spec)):
-        for key, value in batch.items():
-            columns.setdefault(key, []).append(value.numpy().reshape(len(value), -1)[:, 0])
+    batches = ordered_records(path, metadata).batch(_SCALAR_BATCH).map(lambda s: tf.io.parse_example(s, spec))
+    with pipeline_errors([path], where=str(path)):  # a damaged shard: one line naming it
+        for batch in batches:
+            for key, value in batch.items():
+                columns.setdefault(key, []).append(value.numpy().reshape(len(value), -1)[:, 0])
     arrays = set(metadata["arrays"])
     out: dict[str, np.ndarray] = {}
     for key in wanted:

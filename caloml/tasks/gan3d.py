@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from caloml.data.input_errors import pipeline_errors
 from caloml.data.pipeline import make_dataset
 from caloml.data.tfrecord import read_metadata
 from caloml.data.transforms import MinTotalDeposit, ScalarInRange
@@ -226,13 +227,14 @@ class GAN3DTask:
         low, high = math.inf, -math.inf
         e_low, e_high = math.inf, -math.inf
         n_events = 0
-        for batch in dataset:
-            values = batch[key].numpy()
-            energies = batch["energy"].numpy()
-            n_events += values.size
-            if values.size:
-                low, high = min(low, float(values.min())), max(high, float(values.max()))
-                e_low, e_high = min(e_low, float(energies.min())), max(e_high, float(energies.max()))
+        with pipeline_errors([records], where=str(records)):  # a damaged shard: one line naming it
+            for batch in dataset:
+                values = batch[key].numpy()
+                energies = batch["energy"].numpy()
+                n_events += values.size
+                if values.size:
+                    low, high = min(low, float(values.min())), max(high, float(values.max()))
+                    e_low, e_high = min(e_low, float(energies.min())), max(e_high, float(energies.max()))
         if not low < high:
             cut = config.data.min_deposit_gev
             raise DataError(f"{records}: no event with a valid '{key}' passes the {cut} GeV cut")
@@ -269,10 +271,11 @@ class GAN3DTask:
             transforms=event_filters(config),
         )
         columns: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-        for batch in dataset:
-            columns["energy"].append(batch["energy"].numpy())
-            columns[config.model.condition_angle].append(batch[config.model.condition_angle].numpy())
-            columns[f"{CELL_KEY}/sum"].append(tf.reduce_sum(batch[CELL_KEY], axis=(1, 2, 3)).numpy())
+        with pipeline_errors([records], where=str(records)):  # a damaged shard: one line naming it
+            for batch in dataset:
+                columns["energy"].append(batch["energy"].numpy())
+                columns[config.model.condition_angle].append(batch[config.model.condition_angle].numpy())
+                columns[f"{CELL_KEY}/sum"].append(tf.reduce_sum(batch[CELL_KEY], axis=(1, 2, 3)).numpy())
         if not columns["energy"]:
             raise DataError(f"{records}: no validation event passes the {config.data.min_deposit_gev} GeV cut")
         energy, angle, deposit = (np.concatenate(columns[k]).astype(np.float64) for k in keys)
@@ -300,6 +303,10 @@ class GAN3DTask:
             keys=[CELL_KEY, "energy", config.model.condition_angle],
             transforms=event_filters(config),
         )
+
+    def input_records(self, config: GanConfig, data: GanInputs) -> list[Path]:
+        """The TFRecord directories ``fit`` reads (verified to name a shard damaged during training)."""
+        return [data.train_records]
 
     def steps_per_epoch(self, config: GanConfig, data: GanInputs) -> int:
         return max(1, data.n_train_events // config.trainer.global_batch_size)

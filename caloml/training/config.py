@@ -42,6 +42,8 @@ class RuntimeConfig:
         seed: seed of every random draw of the run (data order, noise, initialization).
         progress: show a progress bar.
         mixed_precision: Keras dtype policy name, e.g. ``mixed_bfloat16`` (empty: float32).
+        deterministic: TensorFlow's op determinism and ordered input pipelines: two runs with the same seed give
+            bit-identical weights and history (slower; see :mod:`caloml.training.determinism`).
     """
 
     strategy: str = "default"
@@ -50,6 +52,7 @@ class RuntimeConfig:
     seed: int = 1
     progress: bool = True
     mixed_precision: str = ""
+    deterministic: bool = False
 
 
 @dataclasses.dataclass
@@ -67,6 +70,8 @@ class TrainerSection:
             the optimizer state and the epoch counter start fresh.
         export: after training, export the selected model to ``saved_models/`` (TF Serving layout).
         tensorboard_update_freq: steps between the per-step losses written to TensorBoard (0: none).
+        on_nonfinite: what a NaN or infinite training loss does: ``stop`` the run (the last good checkpoint is
+            kept) or undo its step (``skip-batch``); see :mod:`caloml.training.nonfinite`.
     """
 
     epochs: int = 1
@@ -77,6 +82,7 @@ class TrainerSection:
     init_from: str = ""
     export: bool = False
     tensorboard_update_freq: int = 10
+    on_nonfinite: str = "stop"
 
 
 @dataclasses.dataclass

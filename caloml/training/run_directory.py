@@ -37,6 +37,8 @@ RESUMABLE_CHANGES = (
     "runtime.cpu_replicas",
     "runtime.progress",
     "trainer.tensorboard_update_freq",  # logging only (and absent from the runs made before it existed)
+    "runtime.deterministic",  # how the kernels run, not what is trained
+    "trainer.on_nonfinite",  # resuming after a NaN stop with skip-batch
 )
 
 

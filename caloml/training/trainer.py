@@ -41,9 +41,12 @@ import tensorflow as tf
 
 import caloml
 from caloml.atomic_files import atomic_write_json, atomic_write_with
+from caloml.data.input_errors import pipeline_errors
 from caloml.errors import CalomlError
 from caloml.models.precision import resolve_policy
 from caloml.training.config import config_to_dict, write_config
+from caloml.training.determinism import apply_determinism, deterministic_dataset
+from caloml.training.nonfinite import NonFiniteLossGuard, check_on_nonfinite
 from caloml.training.run_directory import RunDirectory
 from caloml.training.run_logging import logging_callbacks
 from caloml.training.strategy import is_chief, make_strategy, worker_tag
@@ -127,12 +130,13 @@ def _train(
             f"trainer.keep_checkpoints ({trainer.keep_checkpoints}) must be at least trainer.selection_window "
             f"({trainer.selection_window}) so that the selected epoch can be restored"
         )
+    check_on_nonfinite(trainer.on_nonfinite)
     resume = run.prepare(config_dict, overwrite=overwrite) if chief else run.has_checkpoint()
     data = task.prepare_data(config, chief=chief)
     if chief:
         run.path.mkdir(parents=True, exist_ok=True)
         write_config(config, run.config)
-    keras.utils.set_random_seed(config.runtime.seed)
+    deterministic = apply_determinism(config)  # seeds everything; op determinism with runtime.deterministic
     scratch = None if chief else Path(tempfile.mkdtemp(prefix=f"caloml-{worker_tag(strategy)}-"))
     checkpoint_dir = run.checkpoints if chief else scratch / "checkpoints"  # type: ignore[operator]
 
@@ -151,8 +155,9 @@ def _train(
     history = _read_history(run) if resume else []
 
     selection = task.selection_metric(config, data)
-    callbacks: list[keras.callbacks.Callback] = []
-    if selection is not None:  # first, so that its value reaches the logs of the history and TensorBoard
+    guard = NonFiniteLossGuard(trainer.on_nonfinite, checkpoint_dir, optimizers=task.optimizers(model).values())
+    callbacks: list[keras.callbacks.Callback] = [guard]  # first: a NaN epoch is never checkpointed
+    if selection is not None:  # before the checkpoint and logging callbacks, so that its value reaches their logs
         callbacks.append(SelectionLogger(selection, run, write=chief))
     callbacks.append(EpochCheckpoint(manager, epoch, run, history if chief else None))
     log_dir = run.logs if chief else scratch / "logs"  # type: ignore[operator]
@@ -161,18 +166,23 @@ def _train(
     if initial_epoch < trainer.epochs:
         steps = trainer.steps_per_epoch or task.steps_per_epoch(config, data)
         dataset = strategy.distribute_datasets_from_function(
-            lambda context: _resumed_dataset(task.make_dataset(config, data, context), context, initial_epoch * steps)
+            lambda context: deterministic_dataset(
+                _resumed_dataset(task.make_dataset(config, data, context), context, initial_epoch * steps),
+                deterministic,
+            )
         )
         _vector_step_outputs_for(model, strategy)
-        model.fit(
-            dataset,
-            epochs=trainer.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=0,  # the progress display is one of the logging callbacks
-            shuffle=False,  # the task's dataset shuffles (seeded)
-        )
+        records = task.input_records(config, data) if hasattr(task, "input_records") else []
+        with pipeline_errors(records, where=f"the training data of {task.name}"):  # bad data: one line
+            model.fit(
+                dataset,
+                epochs=trainer.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=0,  # the progress display is one of the logging callbacks
+                shuffle=False,  # the task's dataset shuffles (seeded)
+            )
     else:
         print(f"{run.path}: already trained for {initial_epoch} epochs (trainer.epochs = {trainer.epochs})")
 

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from caloml.data.checks import check_values
+from caloml.data.input_errors import pipeline_errors
 from caloml.data.lcd import LCDReader
 from caloml.data.lcd_features import EXPERT_FEATURE_KEYS
 from caloml.data.reconstruction import Source, cell_shapes, ordered_records, read_scalars
@@ -171,6 +173,11 @@ def load_split(
                 part["class_label"] = split.labels[rows]
             parts[name].append(part)
         sources.append(source_entry(str(source.path), source.format, split, task))
+    checked = sorted(
+        {key for part in parts["train"] for key in part if key not in ("event_index", "source_index", "class_label")}
+    )
+    cells = "and the ECAL and HCAL cells it resamples" if recomputed_keys else "(it reads no cells)"
+    print(f"checked for NaN and infinite values: the per-event keys {', '.join(checked)} {cells}")
     splits = {name: {key: np.concatenate([p[key] for p in parts[name]]) for key in parts[name][0]} for name in parts}
     if particle is not None and not sum(events["pdgID"].size for events in splits.values()):
         raise CalomlError(
@@ -244,8 +251,15 @@ def _iter_cells(source: Source, indices: np.ndarray) -> Iterator[dict[str, np.nd
         .batch(_RESAMPLE_CHUNK)
         .map(lambda serialized: decode_batch(serialized, selected))
     )
-    for batch in records:
-        yield {key: value.numpy() for key, value in batch.items()}
+    position = 0
+    with pipeline_errors([source.path], where=str(source.path)):  # a damaged shard: one line naming it
+        for batch in records:
+            cells = {key: value.numpy() for key, value in batch.items()}
+            n_events = len(cells["ECAL"])
+            rows = indices[position : position + n_events]
+            check_values(cells, file=source.path, energy_keys=("ECAL", "HCAL"), offset=rows)  # NaN cells: one line
+            position += n_events
+            yield cells
 
 
 def split_events_record(

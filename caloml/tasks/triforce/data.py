@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from caloml.data.input_errors import guarded_generator
 from caloml.data.lcd import LCDReader
 from caloml.data.pipeline import per_replica_batch_size
 from caloml.data.reconstruction import Source, cell_shapes, ordered_records, read_scalars, sum_cells
@@ -310,7 +311,8 @@ def source_events(source: Source, resample: str = "none") -> tf.data.Dataset:
                     chunk = {**chunk, "ECAL": resample_ecal(np.asarray(chunk["ECAL"], np.float32), resample)}
                 yield model_inputs_numpy(chunk)
 
-    return tf.data.Dataset.from_generator(chunks, output_signature=EVENT_SIGNATURE).unbatch()
+    # guarded: a DataError of the reader (a NaN cell) reaches the user as itself, not wrapped by TensorFlow
+    return tf.data.Dataset.from_generator(guarded_generator(chunks), output_signature=EVENT_SIGNATURE).unbatch()
 
 
 def _selected_events(source: Source, mask: np.ndarray, labels: np.ndarray, resample: str = "none") -> tf.data.Dataset:
