@@ -41,7 +41,9 @@ class CommandRegistry:
         """The argument parser, one sub-parser per registered command."""
         parser = CommandLineParser(prog=self.prog, description=self.description)
         add_verbose_flag(parser)
-        subparsers = parser.add_subparsers(dest="command", required=True, metavar=self.metavar)
+        subparsers: argparse._SubParsersAction[argparse.ArgumentParser] = parser.add_subparsers(  # type: ignore[assignment]
+            dest="command", required=True, metavar=self.metavar
+        )  # its parsers are CommandLineParsers (argparse makes sub-parsers of the main parser's class)
         for name, (add_parser, run) in self.commands.items():
             subparser = add_parser(subparsers)
             if subparser.prog.split()[-1] != name:
