@@ -10,8 +10,8 @@ with micro-batch accumulation (2 events per micro-batch, 4 per replica); plain S
 the gradient, so that a per-replica instead of a global-batch average (a factor 2) shows. The Pyramid's energy
 stage (no random draws) is compared the same way. The 3DGAN's full-size step is slow (``-m slow``); it takes its
 noise and flips from the batch. The other stochastic steps (CaloPointFlow, the Pyramid's hit stages, the crystal
-models) draw their noise per replica (item 2), so on two replicas they draw other numbers than on one device and
-are not compared here.
+models) draw their noise per replica (item 2); fed the same noise through their batch keys, they are compared in
+tests/test_pinned_replicas_generators.py.
 
 Every check runs in a subprocess: the CPU must be split into two logical devices before TensorFlow initializes.
 """

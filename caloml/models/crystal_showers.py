@@ -33,12 +33,14 @@ from caloml.models.batch_contract import BatchContract, BatchKey
 
 __all__ = [
     "FRACTION_OFFSET",
+    "NOISE_KEYS",
     "CrystalShowerModel",
     "condition_energy",
     "decoded_features",
     "energy_condition",
     "features_to_showers",
     "mlp",
+    "replica_share",
     "showers_to_features",
 ]
 
@@ -46,6 +48,13 @@ __all__ = [
 FRACTION_OFFSET = 1e-4
 #: Relative tolerance of the trained energy range (float32 inputs at its ends are accepted).
 RANGE_TOLERANCE = 1e-5
+#: Optional batch keys that replace the random draws of one training step (tests, reproducibility studies), one
+#: row per shower of the batch, so that ``tf.distribute`` splits them with the showers; a missing key is drawn:
+#: ``noise_critic`` (B, latent_dim) standard-normal noise of the fake shower paired with each real one in the
+#: critic updates; ``noise_mix`` (B,) in [0, 1], the gradient penalty's interpolation weight of each pair;
+#: ``noise_generator`` (B, latent_dim) noise of the generator update (the rows of its slice);
+#: ``noise_latent`` (B, latent_dim) standard-normal eps of z = mu + sigma eps of each real shower (the VAE loss).
+NOISE_KEYS = ("noise_critic", "noise_mix", "noise_generator", "noise_latent")
 
 
 def showers_to_features(showers_gev: tf.Tensor, energy_gev: tf.Tensor) -> tf.Tensor:
@@ -233,6 +242,17 @@ class CrystalShowerModel(CalomlModel, keras.Model):
         """Standard-normal numbers (rows, columns) from the next training seed (each replica its own)."""
         return tf.random.stateless_normal(tf.stack([rows, columns]), seed=self.next_seed(per_replica=True))
 
+    def fed_noise(self, data: Any) -> dict[str, tf.Tensor]:
+        """The :data:`NOISE_KEYS` a training batch holds, as float32 (B, ...); the others are drawn."""
+        batch = self.batch_contract().batch(data)
+        return {key: tf.cast(batch[key], tf.float32) for key in NOISE_KEYS if key in batch}
+
+    def normal_or_fed(self, fed: Mapping[str, tf.Tensor] | None, key: str, rows: tf.Tensor, columns: int) -> tf.Tensor:
+        """``fed[key]`` as (rows, columns) when the batch gave it, else :meth:`normal` (the next training draw)."""
+        if fed and key in fed:
+            return tf.reshape(fed[key], (-1, columns))
+        return self.normal(rows, columns)
+
     def batch_features(self, data: Any) -> tuple[tf.Tensor, tf.Tensor]:
         """(u (B, n * n), c (B, 1)) of a training batch ``{"showers": (B, n, n) GeV, "energy": (B,) GeV}``."""
         batch = self.batch_contract().batch(data)
@@ -266,6 +286,13 @@ class CrystalShowerModel(CalomlModel, keras.Model):
             "name trainable latent_dim hidden_units hidden_layers energy_range_gev n_side threshold_gev",
             "particle geometry seed",
         )
+
+
+def replica_share(loss: tf.Tensor) -> tf.Tensor:
+    """A replica's mean loss divided by the number of replicas in sync (1 outside ``tf.distribute``): the
+    optimizers sum the replicas' gradients, so the step follows the gradient of the global batch's mean, as on
+    one device (without it two replicas would step twice as far)."""
+    return loss / float(tf.distribute.get_strategy().num_replicas_in_sync)
 
 
 def check_finite(value: tf.Tensor, what: str) -> tf.Tensor:

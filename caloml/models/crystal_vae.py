@@ -17,6 +17,7 @@ analysis (``python -m caloml.evaluate latent``). See ``docs/vaewgan.md``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -24,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from caloml.models.base import attribute_config
-from caloml.models.crystal_showers import CrystalShowerModel, check_finite, mlp, showers_to_features
+from caloml.models.crystal_showers import CrystalShowerModel, check_finite, mlp, replica_share, showers_to_features
 
 __all__ = ["CrystalVAE", "VariationalShowerModel", "vae_loss_terms"]
 
@@ -97,10 +98,14 @@ class VariationalShowerModel(CrystalShowerModel):
         ramp = tf.cast(self.vae_steps, tf.float32) / float(self.kl_anneal_steps)
         return self.beta_max * tf.minimum(1.0, ramp)
 
-    def vae_loss(self, features: tf.Tensor, condition: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The annealed negative ELBO of a batch and its parts (scalars); call it inside the gradient tape."""
+    def vae_loss(
+        self, features: tf.Tensor, condition: tf.Tensor, fed: Mapping[str, tf.Tensor] | None = None
+    ) -> dict[str, tf.Tensor]:
+        """The annealed negative ELBO of a batch and its parts (scalars); call it inside the gradient tape.
+        ``fed["noise_latent"]`` (B, latent_dim), when given, is the eps of z = mu + sigma eps (else drawn)."""
         mean, log_var = self.encode_features(features, condition)
-        z = mean + tf.exp(0.5 * log_var) * self.normal(tf.shape(mean)[0], self.latent_dim)
+        eps = self.normal_or_fed(fed, "noise_latent", tf.shape(mean)[0], self.latent_dim)
+        z = mean + tf.exp(0.5 * log_var) * eps
         decoded = self.decode(z, condition, training=True)
         reconstruction, kl = vae_loss_terms(features, mean, log_var, decoded, self.log_sigma)
         beta = self.beta()
@@ -137,15 +142,17 @@ class CrystalVAE(VariationalShowerModel):
         return mean + tf.exp(self.log_sigma) * noise[:, self.latent_dim :]
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        """One optimizer step on the annealed negative ELBO; beta advances by one step."""
+        """One optimizer step on the annealed negative ELBO; beta advances by one step. The batch may hold
+        ``noise_latent`` (B, latent_dim), the fixed eps of each shower (see ``crystal_showers.NOISE_KEYS``)."""
         if not self.compiled:
             raise RuntimeError("compile() the model before training")
         features, condition = self.batch_features(data)
         with tf.GradientTape() as tape:
-            parts = self.vae_loss(features, condition)
-            loss = check_finite(parts["loss"], "VAE loss")
+            parts = self.vae_loss(features, condition, self.fed_noise(data))
+            share = replica_share(check_finite(parts["loss"], "VAE loss"))
         variables = self.vae_variables()
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        gradients = tape.gradient(share, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self.vae_steps.assign_add(tf.ones_like(self.vae_steps.value))
         self.update_metrics(parts)
         return self.metric_results()

@@ -16,6 +16,7 @@ prior sample (no decoder noise: the adversarial stage makes it sharp). See ``doc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -93,10 +94,13 @@ class CrystalVAEWGAN(CrystalWGAN, VariationalShowerModel):
         vae.set_weights(weights)
         self.initialize_from_vae(vae)
 
-    def generator_terms(self, real: tf.Tensor, condition: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The adversarial loss plus ``reconstruction_weight`` times the VAE's negative ELBO on the real showers."""
-        adversarial, constraint = self.adversarial_loss(condition)
-        parts = self.vae_loss(real, condition)
+    def generator_terms(
+        self, real: tf.Tensor, condition: tf.Tensor, fed: Mapping[str, tf.Tensor] | None = None
+    ) -> dict[str, tf.Tensor]:
+        """The adversarial loss plus ``reconstruction_weight`` times the VAE's negative ELBO on the real showers
+        (``fed``: the rows' ``noise_generator`` and ``noise_latent``, if the batch gave them)."""
+        adversarial, constraint = self.adversarial_loss(condition, fed)
+        parts = self.vae_loss(real, condition, fed)
         return {
             "generator_loss": adversarial + self.reconstruction_weight * parts["loss"],
             "constraint": constraint,

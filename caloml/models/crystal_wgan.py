@@ -25,6 +25,7 @@ A non-finite loss stops training (:meth:`CrystalShowerModel.fit`). See ``docs/va
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -37,6 +38,7 @@ from caloml.models.crystal_showers import (
     check_finite,
     condition_energy,
     mlp,
+    replica_share,
 )
 
 __all__ = ["CrystalWGAN"]
@@ -152,11 +154,16 @@ class CrystalWGAN(CrystalShowerModel):
         hits = tf.reduce_sum(tf.sigmoid((features + 0.85) / 0.03), axis=1, keepdims=True)
         return tf.concat([features, total, (hits - 12.0) / 5.0], axis=1)
 
-    def critic_update(self, real: tf.Tensor, condition: tf.Tensor) -> None:
-        """One critic update and one constrainer update on real showers u (m, n * n) with conditions (m, 1)."""
+    def critic_update(self, real: tf.Tensor, condition: tf.Tensor, fed: Mapping[str, tf.Tensor] | None = None) -> None:
+        """One critic update and one constrainer update on real showers u (m, n * n) with conditions (m, 1);
+        ``fed``: the m rows of the batch's ``noise_critic`` and ``noise_mix`` (:data:`NOISE_KEYS`), if given."""
         rows = tf.shape(real)[0]
-        fake = tf.stop_gradient(self.decode_noise(self.normal(rows, self.latent_dim), condition, training=True))
-        mix = tf.random.stateless_uniform(tf.stack([rows, 1]), seed=self.next_seed(per_replica=True))
+        noise = self.normal_or_fed(fed, "noise_critic", rows, self.latent_dim)
+        fake = tf.stop_gradient(self.decode_noise(noise, condition, training=True))
+        if fed and "noise_mix" in fed:
+            mix = tf.reshape(fed["noise_mix"], (-1, 1))
+        else:
+            mix = tf.random.stateless_uniform(tf.stack([rows, 1]), seed=self.next_seed(per_replica=True))
         real_input, fake_input = self.critic_input(real), self.critic_input(fake)
         interpolated = mix * real_input + (1.0 - mix) * fake_input
         with tf.GradientTape() as tape:
@@ -171,15 +178,16 @@ class CrystalWGAN(CrystalShowerModel):
             wasserstein = tf.reduce_mean(score_real) - tf.reduce_mean(score_fake)
             loss = -wasserstein + self.gradient_penalty_weight * penalty + DRIFT_WEIGHT * tf.reduce_mean(score_real**2)
             loss = check_finite(loss, "critic loss")
+            share = replica_share(loss)
         variables = self.critic.trainable_variables
-        self.critic_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        gradients = tape.gradient(share, variables)
+        self.critic_optimizer.apply_gradients(zip(gradients, variables, strict=True))
         with tf.GradientTape() as tape:
             predicted = self.constrainer(self.absolute_features(real, condition), training=True)
             constrainer_loss = tf.reduce_mean(tf.square(predicted - condition))
+            share = replica_share(constrainer_loss)
         variables = self.constrainer.trainable_variables
-        self.constrainer_optimizer.apply_gradients(
-            zip(tape.gradient(constrainer_loss, variables), variables, strict=True)
-        )
+        self.constrainer_optimizer.apply_gradients(zip(tape.gradient(share, variables), variables, strict=True))
         self.update_metrics(
             {
                 "critic_loss": loss,
@@ -189,35 +197,49 @@ class CrystalWGAN(CrystalShowerModel):
             }
         )
 
-    def adversarial_loss(self, condition: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(generator loss, constraint) of showers generated from fresh noise for conditions (m, 1); call it inside
-        the generator's gradient tape."""
-        fake = self.decode_noise(self.normal(tf.shape(condition)[0], self.latent_dim), condition, training=True)
+    def adversarial_loss(
+        self, condition: tf.Tensor, fed: Mapping[str, tf.Tensor] | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(generator loss, constraint) of showers generated from fresh noise (``fed["noise_generator"]`` when
+        given) for conditions (m, 1); call it inside the generator's gradient tape."""
+        noise = self.normal_or_fed(fed, "noise_generator", tf.shape(condition)[0], self.latent_dim)
+        fake = self.decode_noise(noise, condition, training=True)
         predicted = self.constrainer(self.absolute_features(fake, condition), training=False)
         constraint = tf.reduce_mean(tf.square(predicted - condition))
         score = self.critic([self.critic_input(fake), condition], training=False)
         loss = -tf.reduce_mean(score) + self.constraint_weight * constraint
         return loss, constraint
 
-    def generator_terms(self, real: tf.Tensor, condition: tf.Tensor) -> dict[str, tf.Tensor]:
+    def generator_terms(
+        self, real: tf.Tensor, condition: tf.Tensor, fed: Mapping[str, tf.Tensor] | None = None
+    ) -> dict[str, tf.Tensor]:
         """The generator loss ``"generator_loss"`` and its parts (scalars) for m real showers u (m, n * n) with
-        conditions (m, 1); call it inside the generator's gradient tape."""
-        loss, constraint = self.adversarial_loss(condition)
+        conditions (m, 1) and the m rows of the fed noise (:data:`NOISE_KEYS`); call it inside the generator's
+        gradient tape."""
+        loss, constraint = self.adversarial_loss(condition, fed)
         return {"generator_loss": loss, "constraint": constraint}
 
     def train_step(self, data: Any) -> dict[str, tf.Tensor]:
-        """``critic_steps`` critic updates, then one generator update (see the module docstring)."""
+        """``critic_steps`` critic updates, then one generator update (see the module docstring).
+
+        The batch may hold the optional :data:`~caloml.models.crystal_showers.NOISE_KEYS` (fixed noise, one row per
+        shower); each update takes the rows of its slice."""
         if self.critic_optimizer is None:
             raise RuntimeError("compile() the model before training")
         real, condition = self.batch_features(data)
+        fed = self.fed_noise(data)
         size = tf.shape(real)[0] // self.critic_steps
         for step in range(self.critic_steps):
-            self.critic_update(real[step * size : (step + 1) * size], condition[step * size : (step + 1) * size])
+            rows = slice(step * size, (step + 1) * size)
+            self.critic_update(real[rows], condition[rows], {key: value[rows] for key, value in fed.items()})
         with tf.GradientTape() as tape:
-            terms = self.generator_terms(real[:size], condition[:size])
-            loss = check_finite(terms["generator_loss"], "generator loss")
+            terms = self.generator_terms(
+                real[:size], condition[:size], {key: value[:size] for key, value in fed.items()}
+            )
+            share = replica_share(check_finite(terms["generator_loss"], "generator loss"))
         variables = self.generator_variables()
-        self.generator_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        gradients = tape.gradient(share, variables)
+        self.generator_optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self.update_metrics(terms)
         return self.metric_results()
 

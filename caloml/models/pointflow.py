@@ -55,6 +55,7 @@ from caloml.models.pointflow_normalization import (
 __all__ = [
     "LOSS_WEIGHTINGS",
     "METRIC_NAMES",
+    "NOISE_KEYS",
     "POINT_DIM",
     "PointCloudNormalization",
     "PointEncoder",
@@ -68,6 +69,11 @@ __all__ = [
 METRIC_NAMES = ("loss", "reconstruction", "prior", "entropy")
 #: Values of ``PointFlowVAE(loss_weighting=...)``.
 LOSS_WEIGHTINGS = ("sum", "per_dimension")
+#: Optional batch keys that replace the random draws of :meth:`PointFlowVAE.elbo_terms` (tests, reproducibility
+#: studies), one row per shower so that ``tf.distribute`` splits them with the showers; a missing key is drawn:
+#: ``noise_latent`` (B, latent_dim) standard-normal eps of z = mu + sigma eps; ``noise_n_hits`` (B,) in [0, 1), the
+#: dequantization of n_hits (n - 0.5 + u).
+NOISE_KEYS = ("noise_latent", "noise_n_hits")
 
 #: Smallest total energy (GeV) whose log is taken (an empty shower gives a finite, very low value).
 _MIN_TOTAL_ENERGY_GEV = 1e-12
@@ -253,20 +259,27 @@ class PointFlowVAE(CalomlModel, keras.Model):
         """Per-shower loss terms (B,) of a batch: ``reconstruction``, ``prior``, ``entropy`` and ``loss``.
 
         ``batch``: ``points`` (B, P, 4) data units, ``mask`` (B, P), ``n_hits`` (B,), ``incident_energy`` (B,)
-        GeV, ``total_energy`` (B,) GeV. ``seed`` (2,): the stateless seed of eps and of the n_hits dequantization.
-        ``loss`` is the optimized objective (weighted by ``loss_weighting``).
+        GeV, ``total_energy`` (B,) GeV, optionally the fixed noise of :data:`NOISE_KEYS`. ``seed`` (2,): the
+        stateless seed of eps and of the n_hits dequantization (of those the batch does not give). ``loss`` is the
+        optimized objective (weighted by ``loss_weighting``).
         """
         mask = tf.cast(batch["mask"], tf.bool)
         points = tf.where(mask[..., None], self.normalize_points(batch["points"]), 0.0)
         mean, log_var = self.encoder(points, mask)
         batch_size = tf.shape(mean)[0]
         seed = tf.cast(seed, tf.int64)
-        eps = tf.random.stateless_normal(
-            tf.stack([batch_size, self.latent_dim]), seed=tf.random.experimental.stateless_fold_in(seed, 0)
-        )
-        noise = tf.random.stateless_uniform(
-            tf.stack([batch_size]), seed=tf.random.experimental.stateless_fold_in(seed, 1)
-        )
+        if "noise_latent" in batch:
+            eps = tf.reshape(tf.cast(batch["noise_latent"], tf.float32), (-1, self.latent_dim))
+        else:
+            eps = tf.random.stateless_normal(
+                tf.stack([batch_size, self.latent_dim]), seed=tf.random.experimental.stateless_fold_in(seed, 0)
+            )
+        if "noise_n_hits" in batch:
+            noise = _vector(batch["noise_n_hits"])
+        else:
+            noise = tf.random.stateless_uniform(
+                tf.stack([batch_size]), seed=tf.random.experimental.stateless_fold_in(seed, 1)
+            )
         z_stochastic = mean + tf.exp(0.5 * log_var) * eps
         extra = tf.stack(
             [self._normalized_log_n_hits(batch["n_hits"], noise), self._normalized_log_total(batch["total_energy"])],

@@ -49,10 +49,24 @@ from caloml.models.pointflow_normalization import incident_energy_bounds
 from caloml.models.pyramid_quantization import CountCDF, gumbel_dequantize, top_k_mask
 from caloml.models.pyramid_stages import ConditionalSpline1D, PositionEmbedding, SetSummary
 
-__all__ = ["STAGES", "CalorimeterPyramid", "PyramidStatistics", "check_pyramid_energies"]
+__all__ = ["NOISE_KEYS", "STAGES", "CalorimeterPyramid", "PyramidStatistics", "check_pyramid_energies"]
 
 #: The stages, in generation order.
 STAGES = ("layers", "radii", "angles", "energy")
+#: Optional batch keys that replace the dequantization draws of :meth:`CalorimeterPyramid.negative_log_likelihood`
+#: (tests, reproducibility studies): uniform numbers in (0, 1) on the whole grid, one row per shower so that
+#: ``tf.distribute`` splits them with the showers; each stage reads them at its hit elements; a missing key is
+#: drawn. ``noise_layers`` (B, L) (the Gumbel draws of the layers), ``noise_layer_count`` (B,) (the count's CDF
+#: dequantization), ``noise_radii`` (B, L, R) and ``noise_radius_count`` (B, L) (of each hit layer),
+#: ``noise_angles`` (B, L, A, R) and ``noise_angle_count`` (B, L, R) (of each hit (layer, radius) cell).
+NOISE_KEYS = (
+    "noise_layers",
+    "noise_layer_count",
+    "noise_radii",
+    "noise_radius_count",
+    "noise_angles",
+    "noise_angle_count",
+)
 #: Smallest standard deviation of a statistic.
 _STD_FLOOR = 1e-2
 #: Logs of sampled weights and responses are clipped to +-this (float32 exp overflows near 88).
@@ -334,7 +348,8 @@ class CalorimeterPyramid(CalomlModel, keras.Model):
         """Per-shower negative log-likelihoods (B,) of every stage (0 for stages not in ``train_stages``) and
         their sum ``loss``, with the dequantization noise drawn from the stateless ``seed`` (2,).
 
-        ``batch``: ``showers`` (B, L, A, R) GeV, ``incident_energy`` (B,) GeV.
+        ``batch``: ``showers`` (B, L, A, R) GeV, ``incident_energy`` (B,) GeV, optionally the fixed uniform noise of
+        :data:`NOISE_KEYS` (used instead of the seed's draws).
         """
         stats = self.statistics
         cells = tf.cast(batch["showers"], tf.float32)
@@ -350,27 +365,31 @@ class CalorimeterPyramid(CalomlModel, keras.Model):
         def count(mask: tf.Tensor) -> tf.Tensor:
             return tf.reduce_sum(tf.cast(mask, tf.int32), axis=-1)
 
+        def fed(key: str, index: tf.Tensor | None = None, transpose: list[int] | None = None) -> tf.Tensor | None:
+            """The batch's fixed uniforms of ``key`` (at the hit elements ``index``), or None: drawn."""
+            if key not in batch:
+                return None
+            values = tf.cast(batch[key], tf.float32)
+            values = values if transpose is None else tf.transpose(values, transpose)
+            return values if index is None else tf.gather_nd(values, index)
+
         if "layers" in self.train_stages:
-            x = tf.concat(
-                [gumbel_dequantize(hit_l, seeds[0]), stats.layer_counts.dequantize(count(hit_l), seeds[1])[:, None]], -1
-            )
+            layer_count = stats.layer_counts.dequantize(count(hit_l), seeds[1], fed("noise_layer_count"))
+            x = tf.concat([gumbel_dequantize(hit_l, seeds[0], fed("noise_layers")), layer_count[:, None]], -1)
             terms["layers"] = -self.layer_flow.log_prob(x, e[:, None])
         if "radii" in self.train_stages:
             index = tf.where(hit_l)
             target = tf.gather_nd(hit_lr, index)
-            x = tf.concat(
-                [gumbel_dequantize(target, seeds[2]), stats.radius_counts.dequantize(count(target), seeds[3])[:, None]],
-                -1,
-            )
+            radius_count = stats.radius_counts.dequantize(count(target), seeds[3], fed("noise_radius_count", index))
+            x = tf.concat([gumbel_dequantize(target, seeds[2], fed("noise_radii", index)), radius_count[:, None]], -1)
             log_p = self.radius_flow.log_prob(x, self._radius_context(e, hit_l, index))
             terms["radii"] = -_segment_sum(log_p, index[:, 0], n_showers)
         if "angles" in self.train_stages:
             index = tf.where(hit_lr)
             target = tf.gather_nd(tf.transpose(hits, [0, 1, 3, 2]), index)
-            x = tf.concat(
-                [gumbel_dequantize(target, seeds[4]), stats.angle_counts.dequantize(count(target), seeds[5])[:, None]],
-                -1,
-            )
+            angle_count = stats.angle_counts.dequantize(count(target), seeds[5], fed("noise_angle_count", index))
+            angles = gumbel_dequantize(target, seeds[4], fed("noise_angles", index, [0, 1, 3, 2]))
+            x = tf.concat([angles, angle_count[:, None]], -1)
             log_p = self.angle_flow.log_prob(x, self._angle_context(e, hit_lr, index))
             terms["angles"] = -_segment_sum(log_p, index[:, 0], n_showers)
         if "energy" in self.train_stages:

@@ -45,13 +45,18 @@ GUMBEL_SCALE = 3.5
 _EPS = 1e-6
 
 
-def gumbel_dequantize(hits: Any, seed: Any) -> tf.Tensor:
+def gumbel_dequantize(hits: Any, seed: Any, uniform: Any = None) -> tf.Tensor:
     """Normalized Gumbel values (..., n) float32 for a boolean hit pattern (..., n), with a stateless seed (2,).
 
     Hit entries draw Gumbel(0, 1), the others Gumbel(-7, 1); the result is ``(g - GUMBEL_CENTER) / GUMBEL_SCALE``.
+    ``uniform`` (..., n) in (0, 1): fixed uniform numbers of the Gumbel draws (clipped to the open interval)
+    instead of the seed's.
     """
     hits = tf.cast(hits, tf.bool)
-    u = tf.random.stateless_uniform(tf.shape(hits), seed, minval=_EPS, maxval=1.0 - _EPS, dtype=tf.float32)
+    if uniform is None:
+        u = tf.random.stateless_uniform(tf.shape(hits), seed, minval=_EPS, maxval=1.0 - _EPS, dtype=tf.float32)
+    else:
+        u = tf.clip_by_value(tf.reshape(tf.cast(uniform, tf.float32), tf.shape(hits)), _EPS, 1.0 - _EPS)
     gumbel = -tf.math.log(-tf.math.log(u))
     location = tf.where(hits, 0.0, GUMBEL_NON_HIT_LOCATION)
     return (gumbel + location - GUMBEL_CENTER) / GUMBEL_SCALE
@@ -114,12 +119,16 @@ class CountCDF:
         edges[-1] = 1.0
         return edges
 
-    def dequantize(self, k: Any, seed: Any) -> tf.Tensor:
-        """Continuous values (...) float32 of counts ``k`` (...) (clipped to the range), stateless seed (2,)."""
+    def dequantize(self, k: Any, seed: Any, uniform: Any = None) -> tf.Tensor:
+        """Continuous values (...) float32 of counts ``k`` (...) (clipped to the range), stateless seed (2,);
+        ``uniform`` (...) in [0, 1): fixed uniform numbers instead of the seed's."""
         edges = tf.constant(np.concatenate([[0.0], self._upper_edges()]), tf.float64)
         index = tf.clip_by_value(tf.cast(k, tf.int32) - self.k_min, 0, len(self.probabilities) - 1)
         low, high = tf.gather(edges, index), tf.gather(edges, index + 1)
-        u = tf.random.stateless_uniform(tf.shape(index), seed, dtype=tf.float64)
+        if uniform is None:
+            u = tf.random.stateless_uniform(tf.shape(index), seed, dtype=tf.float64)
+        else:
+            u = tf.reshape(tf.cast(uniform, tf.float64), tf.shape(index))
         v = tf.clip_by_value(low + u * (high - low), _EPS, 1.0 - _EPS)
         return tf.cast(tf.math.ndtri(v), tf.float32)
 
