@@ -25,15 +25,25 @@ EXAMPLES = ROOT / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 KERNEL_NAME = "caloml-tests"
 
-#: Notebook -> the parameter values of the test run (python source, one assignment a line).
+#: Notebook -> the parameter values of the test run (python source, one assignment a line): a few showers, one
+#: training step, the smallest models that still run every stage (flows of one coupling layer, a narrow GAN input),
+#: so that all four run in the default test run (about 75 s of single-core CPU time together, kernels included).
 TINY: dict[str, str] = {
-    "01-quickstart": "EPOCHS = 1\nSTEPS_PER_EPOCH = 1\nBATCH_SIZE = 4\nN_GENERATED = 4",
+    "01-quickstart": "EPOCHS = 1\nSTEPS_PER_EPOCH = 1\nBATCH_SIZE = 2\nLATENT_SIZE = 32\nN_GENERATED = 4",
     "02-reconstruction": "N_PER_PARTICLE = 60\nEPOCHS = 2\nBATCH_SIZE = 32",
-    "03-pointflow-and-pyramid": "TRAIN_EVENTS = 32\nEPOCHS = 1\nSTEPS_PER_EPOCH = 1\nN_GENERATED = 16",
+    "03-pointflow-and-pyramid": "\n".join(
+        [
+            "TRAIN_EVENTS = 32",
+            "VALIDATION_EVENTS = 8",
+            "EPOCHS = 1",
+            "STEPS_PER_EPOCH = 1",
+            "N_GENERATED = 8",
+            "POINTFLOW_MODEL = {'n_latent_layers': 1, 'n_point_layers': 1, 'hidden_units': 16}",
+            "PYRAMID_MODEL = {'n_flow_layers': 1, 'n_energy_layers': 1, 'hidden_units': 16}",
+        ]
+    ),
     "04-evaluate-a-generator": "N_EVENTS = 40\nCLASSIFIER = False",
 }
-#: The notebooks that train a 3D convolutional or flow model: minutes on a shared 2-core CPU, so opt-in (-m slow).
-SLOW = {"01-quickstart", "03-pointflow-and-pyramid"}
 
 
 def _code_cells(book: Any) -> list[Any]:
@@ -108,9 +118,7 @@ def test_the_readme_snippet_runs_as_the_start_of_the_quickstart(
     assert (tmp_path / "tf_records" / "electrons" / "metadata.json").is_file()
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(name, marks=[pytest.mark.slow] if name in SLOW else []) for name in TINY]
-)
+@pytest.mark.parametrize("name", list(TINY))
 def test_the_notebook_runs_and_shows_its_plots(
     name: str, kernel_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -114,3 +114,65 @@ def test_observables_and_image_of_known_showers() -> None:
 def test_hparams_are_flat_plain_values() -> None:
     config = {"data": {"particle": "electron", "range": [1.0, 2.0], "records": ""}, "model": {"w": {"a": 1.0}}}
     assert flat_hparams(config) == {"data.particle": "electron", "data.range": "[1.0, 2.0]", "model.w": '{"a": 1.0}'}
+
+
+# -- the point-cloud generators' pictures: the tasks' tensorboard_samples hooks -----------------------------------
+#: The smallest models of each point-cloud task: one coupling layer of each flow.
+TINY_MODELS = {
+    "pointflow": {"n_latent_layers": 1, "n_point_layers": 1, "hidden_units": 16},
+    "pyramid": {"n_flow_layers": 1, "n_energy_layers": 1, "hidden_units": 16},
+}
+
+
+@pytest.mark.parametrize("name", list(TINY_MODELS))
+def test_point_cloud_generators_show_their_showers_depth_last(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tensorflow as tf
+
+    from caloml.data.pipeline import make_dataset
+    from caloml.tasks.pointflow.task import TASK as POINTFLOW
+    from caloml.tasks.pyramid.task import TASK as PYRAMID
+    from caloml.training.config import resolve_config
+    from caloml.training.tensorboard import write_samples
+
+    task = {"pointflow": POINTFLOW, "pyramid": PYRAMID}[name]
+    monkeypatch.chdir(tmp_path)  # the default data's cache goes to ./tf_records
+    flags = {
+        "data.energy_range_gev": [10.0, 50.0],
+        "data.train_events": 12,
+        "data.validation_events": 4,
+        "runtime.run_dir": str(tmp_path / "run"),
+        "runtime.progress": False,
+        "runtime.seed": 5,
+        **{f"model.{key}": value for key, value in TINY_MODELS[name].items()},
+    }
+    config = resolve_config(task.config_class, preset=task.presets["quick"], flags=flags)
+    data = task.prepare_data(config, chief=True)
+    model = task.build_model(config, data)  # untrained: the pictures need no training
+
+    samples = task.tensorboard_samples(model, config, data, n_events=4)
+    # CaloChallenge dataset 2 (45 layers, 16 angles, 9 radii) with the layers (depth) last
+    assert samples.generated.shape == samples.reference.shape == (4, 16, 9, 45)
+    records = make_dataset(data.train_records, global_batch_size=4, shuffle=False)
+    first = next(iter(records))
+    np.testing.assert_allclose(samples.reference, np.moveaxis(first["showers"].numpy(), 1, -1))
+    np.testing.assert_allclose(samples.energy_gev, first["incident_energies"].numpy()[:, 0])
+    assert np.all(np.isfinite(samples.generated))
+    assert np.all(samples.generated >= 0)
+    assert np.all(samples.generated.reshape(4, -1).sum(axis=1) > 0)  # every shower deposits energy
+    again = task.tensorboard_samples(model, config, data, n_events=4)
+    np.testing.assert_array_equal(again.generated, samples.generated)  # seeded: the epochs' pictures compare
+
+    writer = tf.summary.create_file_writer(str(tmp_path / "logs"))
+    write_samples(writer, samples, step=0)
+    writer.flush()
+    events = _events(tmp_path / "logs")
+    (image,) = events.Images("showers")
+    # rows of 16 angles; projections 9 + 45 + 45 wide (angle-radius, angle-layer, radius-layer), generated | reference
+    assert (image.height, image.width) == (3 * (4 * 17 - 1), 3 * (2 * 99 + 5))
+    (fraction,) = events.Histograms("reference/deposit_over_primary")
+    assert fraction.histogram_value.num == 4
+    deposit_over_primary = samples.reference.reshape(4, -1).sum(axis=1) / samples.energy_gev
+    assert fraction.histogram_value.sum == pytest.approx(deposit_over_primary.sum(), rel=1e-5)
+    assert fraction.histogram_value.max == pytest.approx(deposit_over_primary.max(), rel=1e-5)

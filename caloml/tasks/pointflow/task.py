@@ -17,9 +17,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from caloml.data.pipeline import make_dataset
+from caloml.data.transforms import MinTotalDeposit
 from caloml.errors import CalomlError
 from caloml.geometry import POINT_CLOUD_GRIDS, get_point_cloud_grid
 from caloml.models.pointflow import PointCloudNormalization, PointFlowVAE
+from caloml.models.pointflow_sampler import PointFlowShowerSampler
 from caloml.sim.particles import PARTICLES
 from caloml.tasks.default_data import training_data_flags
 from caloml.tasks.pointflow.config import (
@@ -43,6 +46,7 @@ from caloml.tasks.pointflow.data import (
     scan_records,
 )
 from caloml.training.task import SelectionMetric
+from caloml.training.tensorboard import ShowerSamples
 
 __all__ = ["TASK", "PointFlowInputs", "PointFlowTask", "validation_negative_elbo"]
 
@@ -203,6 +207,36 @@ class PointFlowTask:
             f"entropy, one seeded draw of z) on "
             f"{len(validation['n_hits'])} validation showers with fixed dequantization",
         )
+
+    # -- TensorBoard
+    def tensorboard_samples(
+        self,
+        model: keras.Model,
+        config: PointFlowConfig,
+        data: PointFlowInputs,
+        n_events: int = 16,
+        n_points: int = 2000,
+    ) -> ShowerSamples:
+        """The first ``n_events`` training showers with a cell and showers sampled for their incident energies
+        (``n_points`` flow points per shower, seed ``runtime.seed``, the same every epoch): the epoch's TensorBoard
+        pictures, (N, X, Y, Z) GeV with the depth last (CaloChallenge (layers, angles, radii) becomes (angles,
+        radii, layers); LCD (x, y, z) stays)."""
+        grid = get_point_cloud_grid(config.data.geometry)
+        dataset = make_dataset(
+            data.train_records,
+            global_batch_size=n_events,
+            shuffle=False,
+            keys=[grid.cell_key, grid.energy_key],
+            transforms=[MinTotalDeposit(0.0, grid.cell_key)],
+        )
+        batch = next(iter(dataset))
+        reference = batch[grid.cell_key].numpy()
+        energy = batch[grid.energy_key].numpy().reshape(len(reference)).astype(np.float32)
+        sampler = PointFlowShowerSampler(model, n_points)
+        generated = sampler.generate(energy, batch_size=len(energy), seed=config.runtime.seed).showers
+        if grid.file_layout == "calochallenge":
+            generated, reference = np.moveaxis(generated, 1, -1), np.moveaxis(reference, 1, -1)
+        return ShowerSamples(generated, reference, energy)
 
 
 def validation_negative_elbo(

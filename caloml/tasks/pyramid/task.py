@@ -36,6 +36,7 @@ from caloml.tasks.pyramid.config import (
 )
 from caloml.tasks.pyramid.data import PyramidInputs, collect_showers, compute_statistics, shower_dataset
 from caloml.training.task import SelectionMetric
+from caloml.training.tensorboard import ShowerSamples
 
 __all__ = ["STATISTICS_FILE", "TASK", "PyramidTask", "read_source_statistics", "validation_negative_log_likelihood"]
 
@@ -203,6 +204,21 @@ class PyramidTask:
             f"noise) on {len(validation['incident_energy'])} validation showers",
         )
 
+    # -- TensorBoard
+    def tensorboard_samples(
+        self, model: keras.Model, config: PyramidConfig, data: PyramidInputs, n_events: int = 16
+    ) -> ShowerSamples:
+        """The first ``n_events`` training showers with a hit and showers sampled for their incident energies (the
+        stateless seed ``(runtime.seed, 0)``, the same every epoch): the epoch's TensorBoard pictures. Showers go
+        from (N, 45 layers, 16 angles, 9 radii) to (N, 16, 9, 45) GeV, the layers (depth) last as the pictures
+        expect."""
+        reference = collect_showers(
+            data.train_records, n_showers=n_events, hit_threshold_gev=data.hit_threshold_gev, seed=0, shuffle=False
+        )
+        energy = reference["incident_energy"].astype(np.float32)
+        sampled = model.sample(energy, tf.constant([config.runtime.seed, 0], tf.int64))["showers"]
+        return ShowerSamples(_layers_last(np.asarray(sampled)), _layers_last(reference["showers"]), energy)
+
 
 def validation_negative_log_likelihood(
     model: keras.Model, showers: dict[str, np.ndarray], *, batch_size: int, seed: int, cache: dict[int, Any] | None
@@ -241,6 +257,11 @@ def read_source_statistics(source: Path) -> PyramidStatistics:
             return PyramidStatistics.from_dict(json.loads(archive.read("config.json"))["config"]["statistics"])
     except (OSError, KeyError, TypeError, ValueError, zipfile.BadZipFile):
         raise CalomlError(f"--init-from {source}: no Pyramid run directory, checkpoint or .keras file") from None
+
+
+def _layers_last(showers: np.ndarray) -> np.ndarray:
+    """(N, layers, angles, radii) -> (N, angles, radii, layers)."""
+    return np.moveaxis(showers, 1, -1)
 
 
 def _resuming(config: PyramidConfig) -> bool:
