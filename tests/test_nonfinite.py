@@ -66,8 +66,10 @@ def test_a_nan_loss_stops_with_epoch_step_and_loss_and_keeps_the_last_good_check
     assert sorted(p.name for p in (run / "checkpoints").glob("ckpt-*.index")) == ["ckpt-1.index"]
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1]
 
-    # the same run resumed with skip-batch: the poisoned step (now the second of the resumed epoch) is undone
-    result = train(PoisonedLineTask({1}), _config(run, "trainer.epochs=3", "trainer.on_nonfinite=skip-batch"))
+    # the same run resumed with skip-batch: the resumed dataset continues at the data position of the stop (after
+    # the batches of epoch 1), so it meets the same poisoned batch again, second in the resumed epoch, and undoes it
+    poisoned = PoisonedLineTask({STEPS_PER_EPOCH + 1})
+    result = train(poisoned, _config(run, "trainer.epochs=3", "trainer.on_nonfinite=skip-batch"))
     assert result.resumed_from_epoch == 1
     history = json.loads((run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
