@@ -1,6 +1,6 @@
 """Equivalence of one training step on two logical CPU replicas and on one device, for the stochastic generators.
 
-Issue 18, item 3, for the models that draw random numbers in their step: CaloPointFlow (the reparameterization eps
+For the models that draw random numbers in their step: CaloPointFlow (the reparameterization eps
 and the n_hits dequantization), the Calorimeter Pyramid's hit stages (Gumbel and count dequantization) and the
 crystal WGAN, VAE and VAE + WGAN (fake-shower noise, the gradient penalty's mixing weights, the VAE's eps). Each
 replica draws its own numbers (tests/test_pinned_replicas.py), so two replicas match one device only when the
