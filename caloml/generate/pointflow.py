@@ -141,7 +141,8 @@ def iter_pointflow_batches(
     model: Any, energies_gev: np.ndarray, *, seed: int, n_points: int = 10_000, batch_size: int = 100
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(incident energies (b,) GeV, showers (b, *grid) GeV) batch by batch: the batches of
-    :meth:`~caloml.models.pointflow_sampler.PointFlowShowerSampler.iter_batches`, as ``generate_showers`` draws them.
+    :meth:`~caloml.models.pointflow_sampler.PointFlowShowerSampler.iter_batches`, as ``generate_showers`` draws them
+    (from an :class:`~caloml.generate.exported_model.ExportedPointFlow`: its per-shower seeded signature).
 
     CalomlError for energies outside the model's trained range, before any sampling, and for invalid showers.
     """
