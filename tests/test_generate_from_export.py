@@ -3,6 +3,7 @@ same file (layout, keys, values up to float rounding) as from the run directory,
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -88,3 +89,45 @@ def test_pyramid_from_export_writes_the_run_directorys_file(tmp_path: Path) -> N
     _assert_same_files(tmp_path / "from_run.h5", tmp_path / "from_export.h5", rtol=1e-5)
     with h5py.File(tmp_path / "from_run.h5") as a, h5py.File(tmp_path / "from_export.h5") as b:
         assert a.attrs["caloml_hits_placed"] == b.attrs["caloml_hits_placed"]
+
+
+def test_pointflow_from_export_writes_the_run_directorys_layout(tmp_path: Path) -> None:
+    from test_pointflow_generate_export import _tiny_model
+
+    run = _run_dir(tmp_path, _tiny_model((45, 16, 9)), seed=6)
+    saved = tmp_path / "saved"
+    assert export_main(["pointflow", "--model", str(run), "--saved-models", str(saved), "--n-points", "100"]) == 0
+    export = saved / "pointflow-calochallenge-2" / "1"
+    common = ["pointflow", "-n", "5", "--seed", "3", "--energy-range", "2", "50", "--no-progress"]
+    runs = {
+        "run": [*common, "--model", str(run), "--n-points", "100", "--batch-size", "5"],
+        "export": [*common, "--model", str(export), "--batch-size", "2"],
+        "again": [*common, "--model", str(export), "--batch-size", "5"],  # other batches, same per-shower seeds
+    }
+    for name, args in runs.items():
+        assert generate_main([*args, "--out", str(tmp_path / f"{name}.h5")]) == 0
+    with (
+        h5py.File(tmp_path / "run.h5") as a,
+        h5py.File(tmp_path / "export.h5") as b,
+        h5py.File(tmp_path / "again.h5") as c,
+    ):
+        assert sorted(a) == sorted(b) == ["incident_energies", "showers"]
+        for key in a:
+            assert a[key].shape == b[key].shape, key
+            assert a[key].dtype == b[key].dtype, key
+        np.testing.assert_array_equal(a["incident_energies"][()], b["incident_energies"][()])  # MeV, same draw
+        np.testing.assert_array_equal(b["showers"][()], c["showers"][()])  # the same seed: the same file
+        showers_mev, run_mev = b["showers"][()], a["showers"][()]
+        config = json.loads(b.attrs["caloml_config"])
+    assert showers_mev.shape == (5, 6480)
+    assert np.all(np.isfinite(showers_mev))
+    assert np.all(showers_mev >= 0)
+    totals, run_totals = showers_mev.sum(axis=1), run_mev.sum(axis=1)
+    assert np.all(totals > 0)
+    # the same model draws the totals: the export's are of the run directory's magnitude (MeV, not GeV)
+    assert 0.1 < np.median(totals) / np.median(run_totals) < 10
+    assert config["n_points"] == 100
+    assert config["model_path"] == str(export)
+    with pytest.raises(CalomlError, match="outside"):
+        generate_main(["pointflow", "-n", "2", "--energy-range", "2", "500", "--model", str(export),
+                       "--out", str(tmp_path / "x.h5")])  # fmt: skip

@@ -5,8 +5,10 @@ saved_models/<name>/<v>``: the loaders here wrap the SavedModel's signatures in 
 modules call on a Keras model, with the export's ``assets.extra/export.json`` for the configuration and trained
 ranges. The same seed and request give the same file as from the run directory (the noise is drawn by caloml, as
 for a Keras model, and passed to the export's noise signature; the Pyramid's batches use its ``sample`` signature
-with the same stateless seeds), up to float rounding. CaloPointFlow's generation runs its sampler class on the Keras
-model and is not covered. See ``docs/serving.md``.
+with the same stateless seeds), up to float rounding. CaloPointFlow's export draws each shower from its own int64
+seed (``showers_from_seeds``), derived from the request's seed and the shower's index: the same seed gives the same
+file, with the run directory's layout, units and energies, but other draws than the run directory's sampler.
+See ``docs/serving.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ import numpy as np
 from caloml.errors import CalomlError
 from caloml.export.serving import export_info_path
 
-__all__ = ["SAVED_MODEL_FILE", "ExportedCrystal", "ExportedGAN3D", "ExportedPyramid", "is_export", "load_exported"]
+__all__ = [
+    "SAVED_MODEL_FILE",
+    "ExportedCrystal",
+    "ExportedGAN3D",
+    "ExportedPointFlow",
+    "ExportedPyramid",
+    "is_export",
+    "load_exported",
+    "per_shower_seeds",
+]
 
 #: The file that marks a SavedModel directory.
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -160,6 +171,45 @@ class ExportedPyramid(_Exported):
         }
 
 
+def per_shower_seeds(seed: int, first_index: int, count: int) -> np.ndarray:
+    """The int64 seeds (count,) of showers ``first_index ...`` of a request with ``seed``: shower ``i``'s seed
+    depends on ``(seed, i)`` only, so a file does not depend on the batch size."""
+    indices = np.arange(first_index, first_index + count, dtype=np.uint64)
+    key = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 11]).generate_state(2, dtype=np.uint64)
+    mixed = (indices * np.uint64(0x9E3779B97F4A7C15) + key[0]) ^ key[1]  # a bijection of the index (wraps mod 2^64)
+    mixed ^= mixed >> np.uint64(31)
+    return mixed.view(np.int64)
+
+
+class ExportedPointFlow(_Exported):
+    """A CaloPointFlow export with what :mod:`caloml.generate.pointflow` reads of the model: ``grid_shape``,
+    ``normalization``, ``check_incident_energy``, and :meth:`sample_showers` (the ``showers_from_seeds`` signature)."""
+
+    def __init__(self, path: Path, info: dict[str, Any], loaded: Any) -> None:
+        from caloml.models.pointflow_normalization import PointCloudNormalization
+
+        super().__init__(path, info, loaded)
+        self.grid_shape = tuple(int(n) for n in info["grid_shape"])
+        self.normalization = PointCloudNormalization.from_dict(info["normalization"])
+        self.n_points = int(info["n_points"])
+
+    def check_incident_energy(self, incident_energy_gev: Any, what: str = "incident energy") -> None:
+        """CalomlError unless every incident energy (GeV) is finite and inside the trained range (the model's check)."""
+        from caloml.models.pointflow_normalization import check_incident_energy_range
+
+        check_incident_energy_range(incident_energy_gev, self.normalization.incident_energy_range_gev, what)
+
+    def sample_showers(self, energy_gev: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(showers (B, *grid) float32 GeV, non-empty cells (B,) int32) for energies (B,) GeV and int64 seeds (B,)."""
+        import tensorflow as tf
+
+        out = self.signatures["showers_from_seeds"](
+            energy_gev=tf.constant(np.asarray(energy_gev, np.float32).reshape(-1)),
+            seed=tf.constant(np.asarray(seeds, np.int64).reshape(-1)),
+        )
+        return out["showers_gev"].numpy(), out["n_hits"].numpy()
+
+
 #: ``model`` of ``export.json`` -> the wrapper of its export.
 _ADAPTERS: dict[str, type[_Exported]] = {
     "gan3d": ExportedGAN3D,
@@ -167,6 +217,7 @@ _ADAPTERS: dict[str, type[_Exported]] = {
     "vae": ExportedCrystal,
     "vaewgan": ExportedCrystal,
     "pyramid": ExportedPyramid,
+    "pointflow": ExportedPointFlow,
 }
 
 

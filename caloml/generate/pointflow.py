@@ -8,7 +8,9 @@ own energies in a seeded order), samples the showers with
 :func:`~caloml.models.pointflow_sampler.batch_seeds` ``(seed, k)``) and writes them one batch at a time,
 atomically: CaloChallenge dataset 2 in MeV (:class:`caloml.data.calochallenge.CaloChallengeWriter`) or LCD
 (:class:`caloml.data.lcd.LCDWriter`). The resolved request is stored as the root attribute ``caloml_config``.
-See ``docs/pointflow.md``.
+From an exported SavedModel (``saved_models/<name>/<v>``) the export's ``showers_from_seeds`` signature draws the
+showers instead (:class:`caloml.generate.exported_model.ExportedPointFlow`): same layout, units and energies, other
+draws. See ``docs/pointflow.md``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from caloml.data.calochallenge import CaloChallengeWriter
 from caloml.data.hdf5 import HDF5EventWriter, detect_layout, open_hdf5, open_reader, provenance_attrs
 from caloml.data.lcd import LCDWriter
 from caloml.errors import CalomlError, OutputExistsError
+from caloml.generate.exported_model import ExportedPointFlow, per_shower_seeds
 from caloml.generate.trained_model import load_trained_model, resolve_model_file
 from caloml.geometry import POINT_CLOUD_GRIDS, point_cloud_grid_of_shape
 from caloml.progress import progress_bar
@@ -138,17 +141,14 @@ def iter_pointflow_batches(
     model: Any, energies_gev: np.ndarray, *, seed: int, n_points: int = 10_000, batch_size: int = 100
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(incident energies (b,) GeV, showers (b, *grid) GeV) batch by batch: the batches of
-    :meth:`~caloml.models.pointflow_sampler.PointFlowShowerSampler.iter_batches`, as ``generate_showers`` draws them.
+    :meth:`~caloml.models.pointflow_sampler.PointFlowShowerSampler.iter_batches`, as ``generate_showers`` draws them
+    (from an :class:`~caloml.generate.exported_model.ExportedPointFlow`: its per-shower seeded signature).
 
     CalomlError for energies outside the model's trained range, before any sampling, and for invalid showers.
     """
-    from caloml.models.pointflow_sampler import PointFlowShowerSampler
-
     grid = tuple(int(n) for n in model.grid_shape)
-    sampler = PointFlowShowerSampler(model, n_points)
     start = 0
-    for chunk, batch in sampler.iter_batches(energies_gev, batch_size=batch_size, seed=seed):
-        showers = batch.showers
+    for chunk, showers in _iter_raw_batches(model, energies_gev, seed=seed, n_points=n_points, batch_size=batch_size):
         if showers.shape != (chunk.size, *grid) or not np.all(np.isfinite(showers)) or np.any(showers < 0):
             raise CalomlError(
                 f"the model produced invalid showers for events {start}-{start + chunk.size - 1} "
@@ -156,6 +156,29 @@ def iter_pointflow_batches(
             )
         start += chunk.size
         yield chunk, showers
+
+
+def _iter_raw_batches(
+    model: Any, energies_gev: np.ndarray, *, seed: int, n_points: int, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """A Keras model: the sampler class's batches. An export: its ``showers_from_seeds`` signature, shower ``i``
+    with the seed :func:`~caloml.generate.exported_model.per_shower_seeds` gives for ``(seed, i)`` (its own
+    ``n_points``, fixed at export)."""
+    if isinstance(model, ExportedPointFlow):
+        energies = np.asarray(energies_gev, np.float32).reshape(-1)
+        model.check_incident_energy(energies)
+        if int(batch_size) < 1:
+            raise CalomlError(f"batch_size must be positive, got {batch_size}")
+        for start in range(0, energies.size, int(batch_size)):
+            chunk = energies[start : start + int(batch_size)]
+            showers, _ = model.sample_showers(chunk, per_shower_seeds(seed, start, chunk.size))
+            yield chunk, showers
+        return
+    from caloml.models.pointflow_sampler import PointFlowShowerSampler
+
+    sampler = PointFlowShowerSampler(model, n_points)
+    for chunk, batch in sampler.iter_batches(energies_gev, batch_size=batch_size, seed=seed):
+        yield chunk, batch.showers
 
 
 def generate_pointflow_file(
@@ -248,15 +271,18 @@ def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
         "pointflow",
         help="generate showers with a trained CaloPointFlow model (CaloChallenge or LCD layout)",
         description=(
-            "Generate showers with a trained CaloPointFlow model (a run directory or a .keras file) with the"
-            " Monte-Carlo cell sampler, into an HDF5 file in the layout of its geometry: CaloChallenge dataset 2"
+            "Generate showers with a trained CaloPointFlow model (a run directory, a .keras file or an exported"
+            " SavedModel version directory) with the Monte-Carlo cell sampler, into an HDF5 file in the layout of its"
+            " geometry: CaloChallenge dataset 2"
             " (incident_energies (N,1) and showers (N,6480) in MeV) or LCD (ECAL stored as 50 x GeV, energy in GeV)."
             " Incident energies are log-uniform in --energy-range (default: the trained range) or those of a"
             " reference file (--energies-like). The file appears atomically."
         ),
     )
     add_generation_arguments(parser)
-    parser.add_argument("--n-points", type=positive_int, default=10_000, help="flow points per shower (10000)")
+    parser.add_argument(
+        "--n-points", type=positive_int, default=10_000, help="flow points per shower (10000; an export: its own)"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=100, help="showers per batch (default 100)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -287,13 +313,14 @@ def run_pointflow(args: argparse.Namespace) -> int:
     out = check_generation_arguments(args)
     from caloml.models.pointflow import PointFlowVAE
 
-    trained = load_trained_model(args.model, PointFlowVAE)
+    trained = load_trained_model(args.model, PointFlowVAE, allow_export=True)
+    n_points = trained.model.n_points if isinstance(trained.model, ExportedPointFlow) else args.n_points
     request = PointFlowGenerationRequest(
         args.events,
         args.seed,
         tuple(args.energy_range) if args.energy_range is not None else None,
         args.energies_like,
-        args.n_points,
+        n_points,
         args.batch_size,
     )
     start = time.perf_counter()
