@@ -201,7 +201,8 @@ def export_trained(model: Any, config: Any, run_dir: Path) -> Path:
     """The trainer's export after ``--export``: ``model`` (the selected PointFlowVAE of the run in ``run_dir``,
     trained with ``config``, a :class:`~caloml.tasks.pointflow.config.PointFlowConfig`) to ``saved_models/``,
     recording the run directory and the training seed; returns the version directory."""
-    return export_pointflow(model, provenance={"source": str(run_dir), "seed": config.runtime.seed})
+    provenance = {"source": str(run_dir), "seed": config.runtime.seed, "particle": config.data.particle}
+    return export_pointflow(model, provenance=provenance)
 
 
 # -- command line -------------------------------------------------------------------------------------------------
@@ -232,6 +233,9 @@ def run_pointflow(args: argparse.Namespace) -> int:
 
     trained = load_trained_model(args.model, PointFlowVAE)
     provenance = trained.export_provenance()
+    particle = (trained.run_config.get("data") or {}).get("particle")
+    if isinstance(particle, str):  # an LCD-grid file of generated showers carries its pdgID (generate from export)
+        provenance["particle"] = particle
     path = export_pointflow(
         trained.model,
         args.saved_models,

@@ -194,7 +194,7 @@ def generate_pointflow_file(
     """Generate ``request`` into ``out`` (the layout of the model's geometry), atomically; returns the configuration.
 
     An existing ``out`` raises :class:`~caloml.errors.OutputExistsError` unless ``overwrite``. ``run_config`` (the
-    training run's ``config.yaml``) supplies the particle of the LCD ``pdgID`` key.
+    training run's ``config.yaml``, or an export's ``export.json``) supplies the particle of the LCD ``pdgID`` key.
     """
 
     out = Path(out)
@@ -205,6 +205,9 @@ def generate_pointflow_file(
     what = f"{request.energies_like}: its incident energies" if request.energies_like else "the incident energies"
     model.check_incident_energy(energies, what)
     particle = _default_data_particle(run_config or {})
+    if particle is None and isinstance(getattr(model, "info", None), dict):  # an export: its export.json says
+        exported_particle = model.info.get("particle")
+        particle = exported_particle if isinstance(exported_particle, str) else None
     config: dict[str, Any] = {
         **asdict(request),
         "generator": "pointflow",
@@ -256,7 +259,12 @@ def _default_data_particle(run_config: dict[str, Any]) -> str | None:
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """The options a flow generator's command shares: ``--model``, ``-n``, ``--energy-range`` (GeV) or
     ``--energies-like``, ``--seed`` and ``--out`` (checked by :func:`check_generation_arguments`)."""
-    parser.add_argument("--model", required=True, metavar="PATH", help="run directory or .keras file")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="PATH",
+        help="run directory, .keras file or exported SavedModel (saved_models/NAME/VERSION)",
+    )
     parser.add_argument("-n", "--events", type=positive_int, required=True, help="number of showers")
     energy = parser.add_mutually_exclusive_group()
     energy.add_argument("--energy-range", type=float, nargs=2, metavar=("LOW", "HIGH"), help="GeV, log-uniform")
