@@ -5,7 +5,10 @@ the Calorimeter Pyramid read TFRecords (a NaN cannot enter them: the conversion 
 records), Triforce and the baselines read LCD HDF5 files or TFRecords, the crystal generators read one HDF5 file.
 Most cases run in-process through :func:`caloml.errors.run_cli` (exit status 2, one line on stderr, no traceback);
 the Triforce NaN cell, which once hung the process after a wrapped TensorFlow error, runs as a user runs it, in a
-subprocess bounded by a timeout. The tiny input files are shared by the module.
+subprocess bounded by a timeout. A damaged shard is usually found while the task prepares its data; the
+``during_fit`` tests damage it right after that, so that ``fit`` meets it and the trainer must name the shard from
+the task's ``input_records`` (those in-process runs are bounded by :data:`FIT_TIMEOUT_S`). The tiny input files are
+shared by the module.
 """
 
 from __future__ import annotations
