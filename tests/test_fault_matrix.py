@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import importlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -251,6 +252,50 @@ CASES = [
     case(
         "generate-pyramid-out-under-file", "generate", "pyramid --model {missing} -n 4 --out {blocker}/p.h5", "a file"
     ),
+    # generating from a damaged or incomplete export directory
+    case(
+        "generate-gan-export-without-saved-model",
+        "generate",
+        "gan --model {export_no_pb} -n 4 --out {new}",
+        "an incomplete export (no saved_model.pb",
+    ),
+    case(
+        "generate-gan-export-info-corrupt",
+        "generate",
+        "gan --model {export_corrupt_info} -n 4 --out {existing} --overwrite",
+        "without a readable export.json",
+    ),
+    case(
+        "generate-gan-export-info-missing",
+        "generate",
+        "gan --model {export_no_info} -n 4 --out {new}",
+        "without a readable export.json",
+    ),
+    case(
+        "generate-gan-export-saved-model-corrupt",
+        "generate",
+        "gan --model {export_corrupt_pb} -n 4 --out {existing} --overwrite",
+        "not a readable SavedModel",
+    ),
+    case(
+        "generate-gan-export-of-another-model",
+        "generate",
+        "gan --model {export_pyramid} -n 4 --out {new}",
+        "an export of a CalorimeterPyramid model, expected a GAN3D",
+    ),
+    case(
+        "generate-gan-export-precision-bfloat16",
+        "generate",
+        "gan --model {export_corrupt_pb} -n 4 --precision bfloat16 --out {new}",
+        "--precision applies to a run directory or .keras file",
+    ),
+    case("generate-gan-precision-unknown", "generate", "gan --model {missing} -n 4 --precision fp8 --out {new}", "fp8"),
+    case(
+        "generate-pyramid-export-info-corrupt",
+        "generate",
+        "pyramid --model {export_corrupt_info} -n 4 --out {new}",
+        "without a readable export.json",
+    ),
     # -- caloml.export ------------------------------------------------------------------------------------------------
     case("export-gan-saved-models-under-file", "export", "gan --model {missing} --saved-models {blocker}/sm", "a file"),
     case("export-gan-saved-models-is-file", "export", "gan --model {missing} --saved-models {existing}", "directory"),
@@ -259,6 +304,23 @@ CASES = [
     case("export-pointflow-under-file", "export", "pointflow --model {missing} --saved-models {blocker}/sm", "a file"),
     case("export-vaewgan-under-file", "export", "vaewgan --model {missing} --saved-models {blocker}/sm", "a file"),
     case("export-pyramid-under-file", "export", "pyramid --model {missing} --saved-models {blocker}/sm", "a file"),
+    case("export-pointflow-onnx", "export", "pointflow --model {missing} --format onnx", "has no ONNX form"),
+    case("export-pyramid-onnx", "export", "pyramid --model {missing} --format saved_model,onnx", "has no ONNX form"),
+    case("export-gan-precision-unknown", "export", "gan --model {missing} --precision float16", "choice: 'float16'"),
+    case("export-gan-format-empty", "export", "gan --model {missing} --format ,", "formats are comma-separated"),
+    case(
+        "export-gan-onnx-from-incomplete-export",
+        "export",
+        "gan --model {export_no_pb} --format onnx --saved-models {existing_dir}",
+        "an incomplete export (no saved_model.pb",
+    ),
+    case(
+        "export-gan-onnx-from-an-export",
+        "export",
+        "gan --model {export_corrupt_pb} --format onnx --saved-models {existing_dir}",
+        "an exported SavedModel; this command needs the run directory",
+    ),
+    case("export-triforce-onnx-missing-model", "export", "triforce --model {missing} --format onnx", "missing"),
     # -- caloml.evaluate ----------------------------------------------------------------------------------------------
     case(
         "evaluate-gen-out-under-file", "evaluate", "gen --generated {lcd} --reference {lcd} --out {blocker}/r", "a file"
@@ -365,6 +427,25 @@ CASES = [
         "not a role of the cluster",
         TF_CONFIG=BAD_ROLE,
     ),
+    case("train-on-nonfinite-unknown", "train", f"{TINY_GAN} --on-nonfinite bogus", "invalid choice: 'bogus'"),
+    case(
+        "train-deterministic-linreg",
+        "train",
+        "linreg --particle pi0 --deterministic --run-dir {new_dir}",
+        "--deterministic does not apply to linreg",
+    ),
+    case(
+        "train-deterministic-bdt",
+        "train",
+        "bdt --task gamma-vs-pi0 --deterministic --run-dir {existing_dir}",
+        "--deterministic does not apply to bdt",
+    ),
+    case(
+        "train-on-nonfinite-xgb",
+        "train",
+        "xgb --particle pi0 --on-nonfinite skip-batch --run-dir {new_dir}",
+        "--on-nonfinite does not apply to xgb",
+    ),
     case(
         "scan-run-root-under-file", "scan", "gan --grid model.latent_size=8,16 --run-root {blocker}/scan", "is a file"
     ),
@@ -376,6 +457,15 @@ CASES = [
     ),
     case("bench-seed-negative", "bench", "sim --seed -1", "seed must be"),
     case("bench-unknown-benchmark", "bench", "simm", "unknown benchmark 'simm'"),
+    case("bench-events-zero", "bench", "sim -n 0", "must be positive, got 0"),
+    case("bench-batches-zero", "bench", "gan --batches 0", "need positive integers, got '0'"),
+    case("bench-batches-not-integers", "bench", "gan --batches 1,x", "not a comma-separated list of integers"),
+    case("bench-modes-unknown", "bench", "gan --modes fp8", "got 'fp8'"),
+    case("bench-networks-unknown", "bench", "reco --networks rnn", "got 'rnn'"),
+    case("bench-repeats-zero", "bench", "gan --repeats 0", "must be positive, got 0"),
+    case("bench-max-call-seconds-negative", "bench", "gan --max-call-seconds -1", "must be positive, got -1"),
+    case("bench-max-call-seconds-nan", "bench", "gan --max-call-seconds nan", "must be positive, got nan"),
+    case("bench-gan-missing-model", "bench", "gan --model {missing} --batches 1", "no such model file"),
     # -- argparse's own usage errors are one line too (caloml.cli_args.CommandLineParser) ----------------------------
     case("usage-simulate-unknown-flag", "data", f"{SIM} --out {{new}} --bogus", "unrecognized arguments: --bogus"),
     case("usage-simulate-bad-int", "data", "simulate -n many --out {new}", "invalid int value: 'many'"),
@@ -400,6 +490,28 @@ def _tree_digest(root: Path) -> dict[str, str]:
             continue
         digest[relative] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return digest
+
+
+def _export_version(
+    model_dir: Path,
+    *,
+    saved_model: bool = True,
+    info: str | None = "",
+    model: str = "gan3d",
+    cls: str = "caloml.models.gan3d.GAN3D",
+) -> Path:
+    """A damaged export version directory ``model_dir/1``: ``saved_model.pb`` random bytes (or absent), and
+    ``assets.extra/export.json`` naming ``model`` and ``cls`` (``info`` "": a valid one; other text: that text;
+    None: absent)."""
+    version = model_dir / "1"
+    (version / "assets.extra").mkdir(parents=True)
+    (version / "variables").mkdir()
+    if saved_model:
+        (version / "saved_model.pb").write_bytes(np.random.default_rng(11).bytes(512))
+    if info is not None:
+        text = info or json.dumps({"model": model, "model_class": cls, "precision": "float32", "seed": 1})
+        (version / "assets.extra" / "export.json").write_text(text)
+    return version
 
 
 @pytest.fixture(scope="module")
@@ -427,7 +539,17 @@ def damaged_inputs(tmp_path_factory: pytest.TempPathFactory, lcd_file: Path, rec
     shard.write_bytes(bytes(damaged))
     with LCDWriter(root / "generated.h5") as writer:
         writer.append(make_lcd_events(seed=5))
+    exports = {
+        "export_no_pb": _export_version(root / "no_pb", saved_model=False),
+        "export_corrupt_pb": _export_version(root / "corrupt_pb"),
+        "export_corrupt_info": _export_version(root / "corrupt_info", info='{"model": "gan3d", '),
+        "export_no_info": _export_version(root / "no_info", info=None),
+        "export_pyramid": _export_version(
+            root / "pyramid", model="pyramid", cls="caloml.models.pyramid.CalorimeterPyramid"
+        ),
+    }
     return {
+        **exports,
         "lcd": lcd_file,
         "lcd2": root / "generated.h5",
         "corrupt": root / "corrupt.h5",
@@ -490,7 +612,7 @@ def test_fault_gives_one_line_and_leaves_everything_as_it_was(
 
 
 def test_the_matrix_covers_every_command_line_with_at_least_60_rows() -> None:
-    assert len(CASES) >= 90
+    assert len(CASES) >= 130
     assert len({row.id for row in CASES}) == len(CASES)
     assert set(MAINS) == {row.command for row in CASES}
     faults = [row for row in CASES if row.fault is not None]

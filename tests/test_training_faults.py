@@ -5,15 +5,19 @@ the Calorimeter Pyramid read TFRecords (a NaN cannot enter them: the conversion 
 records), Triforce and the baselines read LCD HDF5 files or TFRecords, the crystal generators read one HDF5 file.
 Most cases run in-process through :func:`caloml.errors.run_cli` (exit status 2, one line on stderr, no traceback);
 the Triforce NaN cell, which once hung the process after a wrapped TensorFlow error, runs as a user runs it, in a
-subprocess bounded by a timeout. The tiny input files are shared by the module.
+subprocess bounded by a timeout. A damaged shard is usually found while the task prepares its data; the
+``during_fit`` tests damage it right after that, so that ``fit`` meets it and the trainer must name the shard from
+the task's ``input_records`` (those in-process runs are bounded by :data:`FIT_TIMEOUT_S`). The tiny input files are
+shared by the module.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
@@ -24,17 +28,27 @@ from caloml.data.lcd import LCDWriter
 from caloml.data.tfrecord import convert_to_tfrecords, shard_paths
 from caloml.errors import USER_ERROR_EXIT_CODE, run_cli
 from caloml.sim.run import SimulationRequest, simulate_file
+from caloml.tasks.pointflow.task import PointFlowTask
+from caloml.tasks.pyramid.task import PyramidTask
+from caloml.tasks.triforce.task import TriforceTask
 from caloml.train import main as train_main
 
 #: Seconds a bad-data run may take before the test calls it a hang.
 TIMEOUT_S = 240
+#: Seconds an in-process run that meets damage inside ``fit`` may take (the process exits past it).
+FIT_TIMEOUT_S = 180
 
 
 def damage_last_shard(records: Path, out: Path, how: str) -> Path:
     """A copy of the TFRecord directory ``records`` at ``out`` whose last shard is ``truncate``\\ d to half its
     bytes or ``corrupt``\\ ed (64 bytes flipped in its middle)."""
     shutil.copytree(records, out)
-    shard = shard_paths(out)[-1]
+    damage_shard(shard_paths(out)[-1], how)
+    return out
+
+
+def damage_shard(shard: Path, how: str) -> None:
+    """``truncate`` the TFRecord file ``shard`` to half its bytes, or ``corrupt`` it (64 bytes flipped mid-file)."""
     data = bytearray(shard.read_bytes())
     if how == "truncate":
         del data[len(data) // 2 :]
@@ -42,7 +56,31 @@ def damage_last_shard(records: Path, out: Path, how: str) -> Path:
         middle = len(data) // 2
         data[middle : middle + 64] = bytes(b ^ 0x5A for b in data[middle : middle + 64])
     shard.write_bytes(bytes(data))
-    return out
+
+
+def damage_after_prepare(monkeypatch: pytest.MonkeyPatch, task_class: type, records: Path, how: str) -> Path:
+    """Damage the last shard of ``records`` right after ``task_class.prepare_data`` has read and checked it (a
+    shard damaged while a run goes on): the damage is met inside ``fit``, where the trainer verifies the
+    directories of the task's ``input_records`` to name the shard. Returns that shard."""
+    prepare = task_class.prepare_data
+    shard = shard_paths(records)[-1]
+
+    def prepare_then_damage(self: object, config: object, *, chief: bool) -> object:
+        data = prepare(self, config, chief=chief)
+        damage_shard(shard, how)
+        return data
+
+    monkeypatch.setattr(task_class, "prepare_data", prepare_then_damage)
+    return shard
+
+
+@pytest.fixture
+def bounded() -> Iterator[None]:
+    """The test's process exits (dumping every thread's stack) when the test runs past :data:`FIT_TIMEOUT_S`:
+    a pipeline that hangs after an error fails the run instead of stalling it."""
+    faulthandler.dump_traceback_later(FIT_TIMEOUT_S, exit=True, file=sys.__stderr__)
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 def set_nan(path: Path, out: Path, key: str, index: tuple[int, ...]) -> Path:
@@ -161,6 +199,19 @@ def test_triforce_damaged_shard_is_one_line_naming_it(reco_files, reco_records, 
     assert str(shard_paths(damaged)[-1]) in line
 
 
+@pytest.mark.parametrize("how", ["truncate", "corrupt"])
+def test_triforce_shard_damaged_during_fit_is_one_line_naming_it(
+    reco_files, reco_records, root, capsys, monkeypatch, bounded, how
+):
+    records = root / f"pi0-records-fit-{how}"
+    shutil.copytree(reco_records, records)
+    shard = damage_after_prepare(monkeypatch, TriforceTask, records, how)
+    argv = [*TRIFORCE_ARGS, "--data", str(reco_files["photons"]), str(records), "--run-dir", str(root / f"rtf-{how}")]
+    line = one_line_error(argv, capsys)
+    assert str(shard) in line
+    assert "truncated or corrupt TFRecord shard" in line
+
+
 def test_triforce_truncated_hdf5_file_is_one_line(reco_files, root, capsys):
     truncated = root / "pi0-truncated.h5"
     truncated.write_bytes(reco_files["pi0"].read_bytes()[: reco_files["pi0"].stat().st_size // 2])
@@ -249,3 +300,26 @@ def test_calochallenge_damaged_shard_is_one_line_naming_it(calochallenge_records
     argv = [model, "--data", str(damaged), "--validation-data", str(calochallenge_records), "--no-progress"]
     line = one_line_error([*argv, "--run-dir", str(root / f"run-{model}-{how}")], capsys)
     assert str(damaged) in line
+
+
+#: One case runs by default (a quick run's first step costs tens of seconds); the others are ``slow``.
+FIT_CASES = [
+    pytest.param(PointFlowTask, "corrupt", id="pointflow-corrupt"),
+    pytest.param(PointFlowTask, "truncate", id="pointflow-truncate", marks=pytest.mark.slow),
+    pytest.param(PyramidTask, "corrupt", id="pyramid-corrupt", marks=pytest.mark.slow),
+    pytest.param(PyramidTask, "truncate", id="pyramid-truncate", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("task_class", "how"), FIT_CASES)
+def test_calochallenge_shard_damaged_during_fit_is_one_line_naming_it(
+    calochallenge_records, root, capsys, monkeypatch, bounded, task_class, how
+):
+    model = task_class.name
+    records = root / f"cc-fit-{model}-{how}"
+    shutil.copytree(calochallenge_records, records)
+    shard = damage_after_prepare(monkeypatch, task_class, records, how)
+    argv = [model, "--preset", "quick", "--data", str(records), "--validation-data", str(calochallenge_records)]
+    line = one_line_error([*argv, "--no-progress", "--run-dir", str(root / f"run-fit-{model}-{how}")], capsys)
+    assert str(shard) in line
+    assert "truncated or corrupt TFRecord shard" in line

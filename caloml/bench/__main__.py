@@ -23,7 +23,14 @@ from pathlib import Path
 
 from caloml.bench.features import benchmark_features
 from caloml.bench.simulator import benchmark_filtered_simulation, benchmark_simulator
-from caloml.cli_args import CommandLineParser, add_verbose_flag, apply_verbosity, non_negative_seed, positive_int
+from caloml.cli_args import (
+    CommandLineParser,
+    add_verbose_flag,
+    apply_verbosity,
+    non_negative_seed,
+    positive_float,
+    positive_int,
+)
 from caloml.data.tfrecord import convert_to_tfrecords
 from caloml.errors import run_cli
 from caloml.quiet import import_tensorflow_quietly
@@ -149,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gan.add_argument("--repeats", type=positive_int, default=3, help="timed calls per batch size (default 3)")
     gan.add_argument(
         "--max-call-seconds",
-        type=float,
+        type=positive_float,
         default=300.0,
         help="skip a batch size whose call is predicted to take longer (default 300)",
     )

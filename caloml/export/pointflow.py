@@ -227,6 +227,11 @@ def add_pointflow_parser(subparsers: argparse._SubParsersAction) -> argparse.Arg
 
 def run_pointflow(args: argparse.Namespace) -> int:
     """Load the model, export it and print the version directory."""
+    if "onnx" in args.format:  # refused before any model is read
+        raise CalomlError(
+            "--format onnx: CaloPointFlow has no ONNX form (its sampling draws random numbers inside the"
+            " graph; see docs/serving.md); export with --format saved_model"
+        )
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     from caloml.models.pointflow import PointFlowVAE

@@ -20,6 +20,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from caloml.errors import CalomlError
 from caloml.export.serving import (
     MEV_PER_GEV,
     PER_EXAMPLE_SAMPLE_SIGNATURES,
@@ -132,6 +133,11 @@ def add_pyramid_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
 
 def run_pyramid(args: argparse.Namespace) -> int:
     """Load the model, export it and print the version directory."""
+    if "onnx" in args.format:  # refused before any model is read
+        raise CalomlError(
+            "--format onnx: the Calorimeter Pyramid has no ONNX form (its sampling draws random numbers inside the"
+            " graph; see docs/serving.md); export with --format saved_model"
+        )
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     from caloml.models.pyramid import CalorimeterPyramid

@@ -297,6 +297,11 @@ def run_gan(args: argparse.Namespace) -> int:
     shower_bytes = 51 * 51 * 25 * np.dtype(np.float32).itemsize  # the generator's output alone: a lower bound
     check_memory(args.batch_size * shower_bytes, f"--batch-size {args.batch_size} (showers of 51 x 51 x 25 cells)")
 
+    if is_export(args.model) and args.precision != "float32":  # refused before the export is loaded
+        raise CalomlError(
+            f"{args.model}: --precision applies to a run directory or .keras file; an export computes in the"
+            " precision it was exported with (python -m caloml.export gan --precision ...)"
+        )
     resolve_model_file(args.model)  # a missing or wrong path fails before TensorFlow is loaded
     import_tensorflow_quietly()
     from caloml.models.gan3d import GAN3D  # imports TensorFlow: only after the argument checks above
@@ -304,11 +309,6 @@ def run_gan(args: argparse.Namespace) -> int:
 
     trained = load_trained_model(args.model, GAN3D, particle=args.particle, allow_export=True)
     if is_export(args.model):  # an export computes in the precision it was exported in (its export.json says which)
-        if args.precision != "float32":
-            raise CalomlError(
-                f"{args.model}: --precision applies to a run directory or .keras file; an export computes in the"
-                " precision it was exported with (python -m caloml.export gan --precision ...)"
-            )
         model = trained.model
         precision = str(model.info.get("precision", "float32"))
     else:

@@ -88,6 +88,8 @@ def resolve_model_file(path: str | Path) -> Path:
         return path / EXPORTED_MODEL_FILE
     if path.is_dir():
         model_file = path / MODEL_FILE
+        if not model_file.is_file() and (path / "assets.extra" / "export.json").is_file():
+            raise CalomlError(f"{path}: an incomplete export (no {EXPORTED_MODEL_FILE} in it); export the model again")
         if not model_file.is_file():
             raise CalomlError(f"{path}: not a run directory (no {MODEL_FILE} in it) and not a .keras model file")
         return model_file

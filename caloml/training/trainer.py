@@ -18,7 +18,7 @@ Resuming restores the weights, the optimizer state, the models' random-draw coun
 the data position: the seeded dataset skips the batches of the epochs done, so a resumed run sees the batches of
 the uninterrupted run (bit-identical with ``tf.config.experimental.enable_op_determinism``). Under
 ``multi_worker`` only the chief writes the run directory; the other workers checkpoint into a scratch directory
-that is removed at the end.
+that is removed at the end (or, after a kill, by the next run: its name carries the process id).
 
 See ``docs/training.md``.
 """
@@ -40,7 +40,13 @@ import numpy as np
 import tensorflow as tf
 
 import caloml
-from caloml.atomic_files import atomic_write_json, atomic_write_with
+from caloml.atomic_files import (
+    TEMPORARY_SUFFIX,
+    atomic_write_json,
+    atomic_write_with,
+    remove_stale_temporaries,
+    temporary_name,
+)
 from caloml.data.input_errors import pipeline_errors
 from caloml.errors import CalomlError
 from caloml.models.precision import resolve_policy
@@ -137,7 +143,7 @@ def _train(
         run.path.mkdir(parents=True, exist_ok=True)
         write_config(config, run.config)
     deterministic = apply_determinism(config)  # seeds everything; op determinism with runtime.deterministic
-    scratch = None if chief else Path(tempfile.mkdtemp(prefix=f"caloml-{worker_tag(strategy)}-"))
+    scratch = None if chief else worker_scratch_directory(worker_tag(strategy))
     checkpoint_dir = run.checkpoints if chief else scratch / "checkpoints"  # type: ignore[operator]
 
     with strategy.scope():
@@ -204,6 +210,17 @@ def _train(
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def worker_scratch_directory(worker: str, root: Path | None = None) -> Path:
+    """A new scratch directory for a non-chief ``worker``'s checkpoints and logs, in ``root`` (the system's
+    temporary folder by default), after removing those of dead processes there: its name carries the host and
+    process id (``.caloml-<worker>.caloml-tmp-<host>-<pid>-<random>.tmp``, :mod:`caloml.atomic_files`), so that a
+    re-run cleans up after a killed run."""
+    root = Path(root if root is not None else tempfile.gettempdir())
+    remove_stale_temporaries(root)
+    prefix = temporary_name(root / f"caloml-{worker}")
+    return Path(tempfile.mkdtemp(prefix=prefix, suffix=TEMPORARY_SUFFIX, dir=root))
 
 
 def _resumed_dataset(dataset: tf.data.Dataset, context: tf.distribute.InputContext, steps_done: int) -> Any:

@@ -114,6 +114,10 @@ class CrystalTask:
     ) -> tf.data.Dataset:
         return crystal_dataset(config, data, input_context)
 
+    def input_records(self, config: CrystalConfig, data: CrystalInputs) -> list[Path]:
+        """None: ``fit`` reads the showers from memory (the crystal file is read whole, and checked, beforehand)."""
+        return []
+
     def steps_per_epoch(self, config: CrystalConfig, data: CrystalInputs) -> int:
         return max(1, len(data.train_energy) // config.trainer.global_batch_size)
 

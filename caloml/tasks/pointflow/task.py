@@ -151,6 +151,10 @@ class PointFlowTask:
             shuffle_buffer=config.data.shuffle_buffer,
         )
 
+    def input_records(self, config: PointFlowConfig, data: PointFlowInputs) -> list[Path]:
+        """The TFRecord directories ``fit`` reads (verified to name a shard damaged during training)."""
+        return [data.train_records]
+
     def steps_per_epoch(self, config: PointFlowConfig, data: PointFlowInputs) -> int:
         return max(1, data.n_train_events // config.trainer.global_batch_size)
 

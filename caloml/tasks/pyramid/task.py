@@ -143,6 +143,10 @@ class PyramidTask:
             shuffle_buffer=config.data.shuffle_buffer,
         )
 
+    def input_records(self, config: PyramidConfig, data: PyramidInputs) -> list[Path]:
+        """The TFRecord directories ``fit`` reads (verified to name a shard damaged during training)."""
+        return [data.train_records]
+
     def steps_per_epoch(self, config: PyramidConfig, data: PyramidInputs) -> int:
         return max(1, data.n_train_events // config.trainer.global_batch_size)
 

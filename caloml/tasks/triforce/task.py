@@ -195,6 +195,11 @@ class TriforceTask:
             input_context=input_context,
         )
 
+    def input_records(self, config: TriforceConfig, data: TriforceInputs) -> list[Path]:
+        """The TFRecord directories among the inputs ``fit`` reads (verified to name a shard damaged during
+        training; the LCD HDF5 files are read by a generator that names its own file)."""
+        return [source.path for source in data.sources if source.format == "tfrecords"]
+
     def steps_per_epoch(self, config: TriforceConfig, data: TriforceInputs) -> int:
         return max(1, data.n_events("train") // config.trainer.global_batch_size)
 
