@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cli(argv: Sequence[str] | None = None) -> NoReturn:
     """Console entry point (``caloml``): :func:`main` with one-line user errors, then exit."""
-    run_cli(main, argv)
+    run_cli(main, argv, process_exit=True)
 
 
 if __name__ == "__main__":

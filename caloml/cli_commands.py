@@ -63,4 +63,4 @@ class CommandRegistry:
 
     def cli(self, argv: Sequence[str] | None = None) -> NoReturn:
         """Console entry point: :meth:`main`, a user error printed as one line (exit status 2), then exit."""
-        run_cli(self.main, argv)
+        run_cli(self.main, argv, process_exit=True)

@@ -8,6 +8,7 @@ traceback, and exits with status 2. Programming errors still raise with their tr
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -28,13 +29,30 @@ class OutputExistsError(CalomlError):
     """An output path exists and the caller did not ask to overwrite it."""
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> NoReturn:
-    """Run a command's ``main`` and exit; a :class:`CalomlError` becomes one line on stderr and exit 2."""
+def run_cli(
+    main: Callable[[Sequence[str] | None], int | None],
+    argv: Sequence[str] | None = None,
+    *,
+    process_exit: bool = False,
+) -> NoReturn:
+    """Run a command's ``main`` and exit; a :class:`CalomlError` becomes one line on stderr and exit 2.
+
+    ``process_exit`` (the console entry points, never in-process callers such as tests): after a user error the
+    process ends at once (``os._exit``, streams flushed first) instead of through the interpreter's shutdown. A
+    failed ``tf.data`` pipeline can leave TensorFlow threads and Python generators holding open HDF5 readers, and the
+    interpreter's final garbage collection then deadlocks against them now and then: the error line was printed and
+    the process hung. Nothing is lost by skipping the shutdown: every caloml output is written atomically, and a
+    half-written temporary is removed by the next run (:mod:`caloml.atomic_files`).
+    """
     try:
         status = main(argv)
     except CalomlError as error:
         message = " ".join(str(error).split())  # always a single line
         print(f"caloml: error: {message}", file=sys.stderr)
+        if process_exit:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(USER_ERROR_EXIT_CODE)
         sys.exit(USER_ERROR_EXIT_CODE)
     except KeyboardInterrupt:
         print("caloml: interrupted", file=sys.stderr)

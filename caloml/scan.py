@@ -220,7 +220,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def cli() -> None:
     """Console entry point with one-line user errors."""
-    run_cli(main)
+    run_cli(main, process_exit=True)
 
 
 if __name__ == "__main__":

@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cli() -> None:
     """Console entry point."""
-    run_cli(main)
+    run_cli(main, process_exit=True)
 
 
 if __name__ == "__main__":
