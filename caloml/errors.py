@@ -29,6 +29,11 @@ class OutputExistsError(CalomlError):
     """An output path exists and the caller did not ask to overwrite it."""
 
 
+def _hosted() -> bool:
+    """Whether a test runner or an interactive shell runs this process (an ``os._exit`` would end it too)."""
+    return any(name in sys.modules for name in ("pytest", "IPython", "ipykernel"))
+
+
 def run_cli(
     main: Callable[[Sequence[str] | None], int | None],
     argv: Sequence[str] | None = None,
@@ -37,8 +42,9 @@ def run_cli(
 ) -> NoReturn:
     """Run a command's ``main`` and exit; a :class:`CalomlError` becomes one line on stderr and exit 2.
 
-    ``process_exit`` (the console entry points, never in-process callers such as tests): after a user error the
-    process ends at once (``os._exit``, streams flushed first) instead of through the interpreter's shutdown. A
+    ``process_exit`` (the console entry points): after a user error the process ends at once (``os._exit``, streams
+    flushed first) instead of through the interpreter's shutdown, unless a test runner or an interactive shell
+    (pytest, IPython/Jupyter) owns the process: there the usual ``SystemExit`` is raised. A
     failed ``tf.data`` pipeline can leave TensorFlow threads and Python generators holding open HDF5 readers, and the
     interpreter's final garbage collection then deadlocks against them now and then: the error line was printed and
     the process hung. Nothing is lost by skipping the shutdown: every caloml output is written atomically, and a
@@ -49,7 +55,7 @@ def run_cli(
     except CalomlError as error:
         message = " ".join(str(error).split())  # always a single line
         print(f"caloml: error: {message}", file=sys.stderr)
-        if process_exit:
+        if process_exit and not _hosted():
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(USER_ERROR_EXIT_CODE)
