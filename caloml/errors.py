@@ -31,7 +31,11 @@ class OutputExistsError(CalomlError):
 
 def _hosted() -> bool:
     """Whether a test runner or an interactive shell runs this process (an ``os._exit`` would end it too)."""
-    return any(name in sys.modules for name in ("pytest", "IPython", "ipykernel"))
+    if "pytest" in sys.modules or "ipykernel" in sys.modules:
+        return True
+    ipython = sys.modules.get("IPython")  # imported by some libraries without a shell: only a running shell counts
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return callable(get_ipython) and get_ipython() is not None
 
 
 def run_cli(
