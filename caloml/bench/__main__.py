@@ -131,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "what",
         nargs="*",
-        # checked per name by its type, not by ``choices``: Python 3.12+'s argparse checks an empty or default list
-        # against ``choices`` as one value and refuses it. No WHAT means all.
+        # checked per name by its type, not by ``choices``: recent argparse (3.11.7 here) checks an empty or default
+        # list against ``choices`` as one value and refuses it. No WHAT means all.
         type=_benchmark_name,
         metavar="WHAT",
         help=f"one or more of {', '.join(BENCHMARK_NAMES)} (default: all)",
