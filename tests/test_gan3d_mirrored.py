@@ -18,29 +18,17 @@ agree to 1e-4. About 70 s on two cores (subprocess start, two traced full-size s
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
+
+from worker_process import run_worker
 
 GLOBAL_BATCH = 4
 LEARNING_RATE = 1e-6
 
 
 def test_mirrored_step_matches_single_device(tmp_path: Path) -> None:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    repo = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-        cwd=repo,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    run_worker(__file__, tmp_path)
     report = json.loads((tmp_path / "report.json").read_text())
 
     assert report["replicas"] == 2

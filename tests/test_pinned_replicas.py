@@ -19,13 +19,12 @@ Every check runs in a subprocess: the CPU must be split into two logical devices
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from worker_process import run_worker
 
 GAN_SEED = 11
 CRYSTAL_SEED = 21
@@ -39,19 +38,7 @@ GAN_UPDATE_TOLERANCE = 0.03
 
 
 def _run_worker(mode: str, out_dir: Path) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    repo = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), mode, str(out_dir)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-        cwd=repo,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    run_worker(__file__, mode, out_dir)
     return json.loads((out_dir / "report.json").read_text())
 
 

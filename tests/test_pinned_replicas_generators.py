@@ -23,13 +23,12 @@ stages (three spline flows to trace), the VAE and the VAE + WGAN share a second 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from worker_process import run_worker
 
 BATCH = 8
 # float32 sums over 4 or 8 showers in another order give a few 1e-7 relative, amplified through the flows' splines
@@ -42,19 +41,7 @@ CRITIC_SLICE_ORDER = [0, 1, 4, 5, 2, 3, 6, 7]
 
 
 def _run_worker(mode: str, out_dir: Path) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    repo = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), mode, str(out_dir)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-        cwd=repo,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    run_worker(__file__, mode, out_dir)
     return json.loads((out_dir / "report.json").read_text())
 
 

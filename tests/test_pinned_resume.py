@@ -18,8 +18,6 @@ it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from test_trainer import LineTask, _config
+from worker_process import run_worker
 
 from caloml.training.trainer import train
 
@@ -88,19 +87,7 @@ def test_a_resumed_line_fit_ends_where_the_uninterrupted_one_ends(tmp_path: Path
 
 
 def _run_worker(mode: str, out_dir: Path) -> None:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    repo = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(repo), str(repo / "tests"), env.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), mode, str(out_dir)],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env=env,
-        cwd=out_dir,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
+    run_worker(__file__, mode, out_dir, cwd=out_dir, timeout_s=1200)
 
 
 @pytest.mark.slow  # about 50 s single-threaded (the default run keeps the line fit)
