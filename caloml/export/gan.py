@@ -56,7 +56,6 @@ __all__ = [
     "SIGNATURES",
     "accepted_range",
     "add_gan_parser",
-    "bfloat16_copy",
     "export_gan",
     "export_trained",
     "run_gan",
@@ -106,21 +105,6 @@ def accepted_range(trained: tuple[float, float]) -> tuple[np.float32, np.float32
     return float32_inside(low, high)
 
 
-def bfloat16_copy(model: Any) -> Any:
-    """``model`` (a GAN3D) rebuilt under Keras' ``mixed_bfloat16`` policy with the same float32 weights: its layers
-    compute in bfloat16, and the inverse power transform and the output stay float32."""
-    import keras  # lazy: python -m caloml.export imports this module to parse its arguments
-
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        copy = type(model).from_config(model.get_config())
-    finally:
-        keras.config.set_dtype_policy(previous)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def export_gan(
     model: Any,
     saved_models_dir: str | Path = "saved_models",
@@ -141,9 +125,12 @@ def export_gan(
     """
     import tensorflow as tf  # lazy: python -m caloml.export imports this module to parse its arguments
 
+    from caloml.models.precision import model_in_precision  # lazy too: it imports Keras and TensorFlow
+
     if precision not in PRECISIONS:
         raise CalomlError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    network = bfloat16_copy(model) if precision == "bfloat16" else model
+    # built for the serving machine, not this one: no float32 fallback where this CPU lacks bfloat16 units
+    network = model_in_precision(model, precision, for_this_machine=False)
     noise_size = int(model.latent_size) - 2
     energy_low, energy_high = accepted_range(model.energy_range_gev)
     theta_low, theta_high = accepted_range(model.theta_range_rad)

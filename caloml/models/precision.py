@@ -96,11 +96,11 @@ def resolve_policy(requested: str, flags: set[str] | None = None, gpus: int | No
 
 
 @contextlib.contextmanager
-def dtype_policy(policy: str) -> Iterator[str]:
-    """Set Keras' global dtype policy to ``policy`` (resolved with :func:`resolve_policy`) inside the block and
-    restore the previous one after it, also on error; yields the policy in force."""
+def dtype_policy(policy: str, *, for_this_machine: bool = True) -> Iterator[str]:
+    """Set Keras' global dtype policy to ``policy`` (resolved with :func:`resolve_policy` when ``for_this_machine``)
+    inside the block and restore the previous one after it, also on error; yields the policy in force."""
     previous = keras.config.dtype_policy()
-    resolved = resolve_policy(policy)
+    resolved = resolve_policy(policy) if for_this_machine else policy_of_precision(policy)
     keras.config.set_dtype_policy(resolved)
     try:
         yield resolved
@@ -108,11 +108,12 @@ def dtype_policy(policy: str) -> Iterator[str]:
         keras.config.set_dtype_policy(previous)
 
 
-def model_in_precision(model: Any, precision: str) -> Any:
-    """``model`` rebuilt from its config under the dtype policy of ``precision`` (resolved for this machine), with
-    its weights copied (the variables stay float32; the layout is unchanged). Returns ``model`` itself when the
-    policy is the one it was built under."""
-    with dtype_policy(precision) as policy:
+def model_in_precision(model: Any, precision: str, *, for_this_machine: bool = True) -> Any:
+    """``model`` rebuilt from its config under the dtype policy of ``precision`` (resolved for this machine unless
+    ``for_this_machine`` is false: an export is built for the machine that serves it), with its weights copied (the
+    variables stay float32; the layout is unchanged). Returns ``model`` itself when the policy is the one it was
+    built under."""
+    with dtype_policy(precision, for_this_machine=for_this_machine) as policy:
         if model.dtype_policy.name == policy:
             return model
         copy = type(model).from_config(model.get_config())
