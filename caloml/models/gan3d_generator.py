@@ -13,6 +13,13 @@ Layer by layer as published, in the channels-last layout of caloml's arrays (x, 
 BatchNorm epsilon 1e-6. The image is in "power space": cell energies in GeV raised to the power 0.85; the final
 ReLU gives exact zeros (sparse images). 1,365,047 parameters (the paper quotes about 1.37 M).
 
+Mixed precision: under a mixed policy (``mixed_bfloat16``) the layers up to ``relu_4`` compute in bfloat16 and the
+tail from ``batchnorm_4`` on (6% of the multiply-adds) in float32. The image is a thin positive fringe of a mostly
+negative last convolution (about 0.2-3% of the cells are hit), so its total energy is ill-conditioned in the tail's
+weights and inputs: perturbing the weights at random by bfloat16's rounding size moves the total energy by +-2%,
+and a fully bfloat16 generator gave showers 1.6-2% low against float32 on the same noise. With the float32 tail the
+difference is -0.08 +- 0.11% (32 showers; ``docs/results.md``), at the cost measured in ``docs/benchmarks.md``.
+
 See ``docs/3dgan.md``.
 """
 
@@ -35,6 +42,9 @@ IMAGE_SHAPE: tuple[int, int, int, int] = (*CLIC_ECAL.shape, 1)
 N_CONDITIONS = 2
 
 _BATCHNORM_EPSILON = 1e-6
+
+#: The first layer of the float32 tail under a mixed precision policy (see the module docstring).
+FLOAT32_TAIL_FROM = "batchnorm_4"
 
 # (filters, kernel, zero padding before the convolution or None, batch normalization after the ReLU)
 _CONV_STACK: tuple[tuple[int, tuple[int, int, int], tuple[int, int, int] | None, bool], ...] = (
@@ -134,6 +144,8 @@ class Generator3D(keras.Model):
             for layer in block:
                 x = layer(x)
         image = output_relu(output_conv(x))
+        layers_in_order = [layer for block in blocks for layer in block] + [output_conv]
+        _compute_tail_in_float32(layers_in_order)
         super().__init__(inputs=[energy_input, angle_input, noise_input], outputs=image, **kwargs)
 
         # === Config ===
@@ -152,3 +164,13 @@ class Generator3D(keras.Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Generator3D:
         return cls(**config)
+
+
+def _compute_tail_in_float32(layers_in_order: list[keras.layers.Layer]) -> None:
+    """Under a mixed policy, set the layers from :data:`FLOAT32_TAIL_FROM` on to compute in float32 (their inputs
+    are cast up; variables are float32 under any policy). No effect under a float32 policy."""
+    if keras.config.dtype_policy().compute_dtype == "float32":
+        return
+    names = [layer.name for layer in layers_in_order]
+    for layer in layers_in_order[names.index(FLOAT32_TAIL_FROM) :]:
+        layer.dtype_policy = keras.DTypePolicy("float32")

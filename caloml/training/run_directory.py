@@ -8,6 +8,7 @@ Layout::
     RUN/selection.json      the model-selection metric per epoch and the chosen epoch
     RUN/model.keras         the selected model (complete Keras archive), written when training ends
     RUN/history.json        the per-epoch training metrics
+    RUN/timing.json         per epoch: wall seconds of training and of the selection metric, showers seen
 
 Starting a run in a directory that holds one: the same configuration (up to the keys in
 :data:`RESUMABLE_CHANGES`, e.g. more epochs) resumes from the last checkpoint; a different one is refused unless
@@ -84,6 +85,11 @@ class RunDirectory:
     @property
     def model(self) -> Path:
         return self.path / "model.keras"
+
+    @property
+    def timing(self) -> Path:
+        """Per-epoch wall-clock seconds and examples seen (kept apart from ``history.json``, which is exact)."""
+        return self.path / "timing.json"
 
     @property
     def history(self) -> Path:

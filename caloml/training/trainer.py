@@ -163,14 +163,17 @@ def _train(
     selection = task.selection_metric(config, data)
     guard = NonFiniteLossGuard(trainer.on_nonfinite, checkpoint_dir, optimizers=task.optimizers(model).values())
     callbacks: list[keras.callbacks.Callback] = [guard]  # first: a NaN epoch is never checkpointed
+    steps = trainer.steps_per_epoch or task.steps_per_epoch(config, data)
+    timer = EpochTimer(run, steps * trainer.global_batch_size) if chief else None
+    if timer is not None:
+        callbacks.append(timer)
     if selection is not None:  # before the checkpoint and logging callbacks, so that its value reaches their logs
-        callbacks.append(SelectionLogger(selection, run, write=chief))
-    callbacks.append(EpochCheckpoint(manager, epoch, run, history if chief else None))
+        callbacks.append(SelectionLogger(selection, run, write=chief, timer=timer))
+    callbacks.append(EpochCheckpoint(manager, epoch, run, history if chief else None, timer))
     log_dir = run.logs if chief else scratch / "logs"  # type: ignore[operator]
     callbacks += logging_callbacks(task, config, data, log_dir=log_dir, chief=chief)  # progress, TensorBoard
 
     if initial_epoch < trainer.epochs:
-        steps = trainer.steps_per_epoch or task.steps_per_epoch(config, data)
         dataset = strategy.distribute_datasets_from_function(
             lambda context: deterministic_dataset(
                 _resumed_dataset(task.make_dataset(config, data, context), context, initial_epoch * steps),
@@ -258,12 +261,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
         epoch: tf.Variable,
         run: RunDirectory,
         history: list[dict[str, float]] | None,
+        timer: EpochTimer | None = None,
     ) -> None:
         super().__init__()
         self.manager = manager
         self.epoch = epoch
         self.run = run
         self.history = history
+        self.timer = timer
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch.assign(epoch + 1)
@@ -272,19 +277,63 @@ class EpochCheckpoint(keras.callbacks.Callback):
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
             self.history[:] = [h for h in self.history if h["epoch"] != epoch + 1] + [row]
             atomic_write_json(self.run.history, self.history)
+            if self.timer is not None:
+                self.timer.record(epoch + 1)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall-clock time of every epoch, in ``timing.json`` (seconds; the learning curve's time axis).
+
+    Rows: ``epoch``, ``training_seconds`` (the steps), ``validation_seconds`` (the selection metric; recorded by
+    :class:`SelectionLogger`), ``examples_seen`` (epochs x steps x global batch) and ``finished_unix`` (seconds since
+    1970). Resumed runs append; timings are not part of ``history.json``, which must be exactly reproducible.
+    """
+
+    def __init__(self, run: RunDirectory, examples_per_epoch: int) -> None:
+        super().__init__()
+        self.run = run
+        self.examples_per_epoch = int(examples_per_epoch)
+        self.rows: list[dict[str, float]] = _read_json_list(run.timing)
+        self.started = time.monotonic()
+        self.training_seconds = 0.0
+        self.validation_seconds = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.monotonic()
+        self.validation_seconds = 0.0
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.training_seconds = time.monotonic() - self.started
+
+    def record(self, epoch: int) -> None:
+        row = {
+            "epoch": epoch,
+            "training_seconds": round(self.training_seconds, 3),
+            "validation_seconds": round(self.validation_seconds, 3),
+            "examples_seen": epoch * self.examples_per_epoch,
+            "finished_unix": round(time.time(), 3),
+        }
+        self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
+        atomic_write_json(self.run.timing, self.rows)
 
 
 class SelectionLogger(keras.callbacks.Callback):
     """After every epoch: compute the selection metric, log it and record it in ``selection.json``."""
 
-    def __init__(self, metric: SelectionMetric, run: RunDirectory, *, write: bool) -> None:
+    def __init__(
+        self, metric: SelectionMetric, run: RunDirectory, *, write: bool, timer: EpochTimer | None = None
+    ) -> None:
         super().__init__()
         self.metric = metric
         self.run = run
         self.write = write
+        self.timer = timer
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        started = time.monotonic()
         value = float(self.metric.compute(self.model))
+        if self.timer is not None:
+            self.timer.validation_seconds = time.monotonic() - started
         if logs is not None:
             logs[f"val_{self.metric.name}"] = value
         print(f"epoch {epoch + 1}: {self.metric.name} = {value:.4g}")
@@ -297,9 +346,13 @@ class SelectionLogger(keras.callbacks.Callback):
 
 
 def _read_history(run: RunDirectory) -> list[dict[str, float]]:
-    if not run.history.exists():
+    return _read_json_list(run.history)
+
+
+def _read_json_list(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
         return []
-    return list(json.loads(run.history.read_text()))
+    return list(json.loads(path.read_text()))
 
 
 def _read_selection(run: RunDirectory, metric: SelectionMetric) -> dict[str, Any]:
