@@ -62,7 +62,8 @@ def test_bf16_3dgan_showers_match_float32_from_the_same_noise(gan_pair: tuple[GA
         # the precision-sensitive tail (the image's thin positive fringe) computes in float32
         compute = {layer.name: layer.compute_dtype for layer in bf16.generator.layers}
         assert [compute[f"conv_{i}"] for i in range(1, 8)] == ["bfloat16"] * 4 + ["float32"] * 3
-        assert compute["relu_4"] == "bfloat16" and compute["batchnorm_4"] == "float32"
+        assert compute["relu_4"] == "bfloat16"
+        assert compute["batchnorm_4"] == "float32"
         assert {v.dtype for v in bf16.weights} == {"float32"} or {v.dtype for v in bf16.weights} == {
             "float32",
             "int64",
