@@ -793,3 +793,30 @@ def test_precision_reaches_the_networks_and_is_recorded(
     if in_force == "bfloat16":  # the option reached the network: bfloat16 rounding shows
         assert not np.array_equal(approximate["score/net"], exact["score/net"])
     assert "computed in float32" in printed["float32"]
+
+
+def test_bfloat16_falls_back_to_float32_where_the_machine_has_no_bfloat16_units(
+    setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without bfloat16 units the networks compute in float32, one warning says so, and the report records float32
+    as the precision in force beside the request; an unknown precision is a one-line error."""
+    with pytest.raises(CalomlError, match="unknown precision 'float16'"):
+        evaluate_reconstruction(
+            [setup["test"]["photon"]], [setup["models"] / "dnn-run"], tmp_path / "x", precision="float16"
+        )
+    assert not (tmp_path / "x").exists()
+    monkeypatch.setattr("caloml.models.precision.bf16_support", lambda *args: (False, "no bfloat16 units (test)"))
+    tests = [str(setup["test"]["photon"]), str(setup["test"]["pi0"])]
+    out = tmp_path / "report"
+    argv = ["reco", "--test", *tests, "--model", str(setup["models"] / "dnn-run"), "--out", str(out), "--no-plots"]
+    with caplog.at_level("WARNING", logger="caloml.models.precision"):
+        assert main([*argv, "--no-progress", "--precision", "bfloat16"]) == 0
+    assert [r.getMessage() for r in caplog.records if "no bfloat16 units (test)" in r.getMessage()] == [
+        "caloml: mixed_bfloat16 requested but no bfloat16 units (test): computing in float32"
+    ]
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["options"]["precision"] == "float32"
+    assert record["models"][0]["precision"] == "float32"
+    assert json.loads((out / "arguments.json").read_text())["precision_requested"] == "bfloat16"
+    with np.load(out / "predictions.npz") as data, np.load(setup["out"] / "predictions.npz") as reference:
+        np.testing.assert_array_equal(data["score/dnn-run"], reference["score/dnn-run"])  # float32: the same numbers
