@@ -5,6 +5,8 @@ simulated files; the network is an untrained TriforceDNN whose energy head start
 (so its energies must equal the linear regression's). The test files converted to TFRecord directories (4 shards
 each) must give the same events and predictions as the HDF5 rows; and the quick Triforce, BDT and linear-regression
 runs on the tasks' default data (TFRecords cached under ``tf_records/``) are evaluated from the network run's split.
+``--precision bfloat16`` must reach the network (probabilities within 0.01 of float32, the BDT untouched) and the
+precision in force, float32 where the machine has no bfloat16 units, must be recorded.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A Triforce network is a ``.keras`` file or a run directory holding ``model.keras``; a baseline a directory with
 ``baseline.json`` (:mod:`caloml.models.baselines`), or a directory of per-particle ones. Single-particle regressions
 of one kind are merged into one model. What a model's run directory records (its ECAL granularity, its split) is
-checked against the evaluation, so that no model is scored on its own training events. See
-``docs/reconstruction.md``.
+checked against the evaluation, so that no model is scored on its own training events. The networks are rebuilt in
+the evaluation's precision (:func:`networks_in_precision`). See ``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
