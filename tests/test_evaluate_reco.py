@@ -5,6 +5,8 @@ simulated files; the network is an untrained TriforceDNN whose energy head start
 (so its energies must equal the linear regression's). The test files converted to TFRecord directories (4 shards
 each) must give the same events and predictions as the HDF5 rows; and the quick Triforce, BDT and linear-regression
 runs on the tasks' default data (TFRecords cached under ``tf_records/``) are evaluated from the network run's split.
+``--precision bfloat16`` must reach the network (probabilities within 0.01 of float32, the BDT untouched) and the
+precision in force, float32 where the machine has no bfloat16 units, must be recorded.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from caloml.data.lcd import LCDReader
 from caloml.data.reconstruction_tasks import get_task, load_events, split_indices
 from caloml.errors import CalomlError, OutputExistsError
 from caloml.evaluate.__main__ import main
-from caloml.evaluate.reconstruction import JSON_KEYS, evaluate_reconstruction
+from caloml.evaluate.reconstruction import JSON_KEYS, PRECISIONS, evaluate_reconstruction
 from caloml.models.baselines import (
     BDTClassifier,
     LinearEnergyRegression,
@@ -29,6 +31,9 @@ from caloml.models.baselines import (
     load_baseline,
     regression_feature_names,
 )
+from caloml.models.precision import PRECISIONS as MODEL_PRECISIONS
+from caloml.models.precision import resolve_policy
+from caloml.models.triforce_nets import TriforceDNN
 from caloml.observables.reconstruction_metrics import (
     binned_accuracy,
     binned_response,
@@ -71,8 +76,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
         half = of_particle.size * 2 // 3
         xgb = XGBoostEnergyRegression(regression_feature_names(particle), seed=1, max_rounds=40)
         xgb.fit(part(of_particle[:half]), part(of_particle[half:])).save(models / "xgb" / particle)
-
-    from caloml.models.triforce_nets import TriforceDNN
 
     assert linear.coefficients is not None
     network = TriforceDNN(1, 8, 0.0, initial_energy_coefficients=linear.coefficients, seed=3)
@@ -751,3 +754,71 @@ def test_default_data_runs_are_evaluated_on_their_split(
     with pytest.raises(CalomlError, match=r"runs/bdt-2: \d+ of the evaluated events are not in its run's test split"):
         main(["reco", "--test", "runs/dnn", "--model", "runs/dnn", "runs/bdt-2", "--out", "report-2", "--no-plots"])
     assert not (tmp_path / "report-2").exists()
+
+
+def test_precision_reaches_the_networks_and_is_recorded(
+    setup: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--precision bfloat16`` rebuilds the Triforce network in bfloat16 (same weights): class probabilities
+    within 0.01 and energies within 2% (or 2 GeV) of float32, not bit-identical where the machine computes in
+    bfloat16; the BDT is unaffected; the precision in force is in metrics.json, comparison.md and the printed table."""
+    assert tuple(MODEL_PRECISIONS) == PRECISIONS  # the command line's choices are the precisions of the models
+    network = TriforceDNN(1, 8, 0.0, initial_energy_coefficients=setup["linear"].coefficients, seed=3)
+    head = network.get_layer("energy")  # a trained-like state: bfloat16 enters the energy through the dense part
+    head.kernel.assign(np.random.default_rng(3).normal(0, 0.05, head.kernel.shape).astype(np.float32))
+    network.save(tmp_path / "net.keras")
+    models = [str(tmp_path / "net.keras"), str(setup["models"] / "bdt")]
+    tests = [str(setup["test"]["photon"]), str(setup["test"]["pi0"])]
+    in_force = "bfloat16" if "bfloat16" in resolve_policy("bfloat16") else "float32"
+    arrays, printed = {}, {}
+    for precision in PRECISIONS:
+        out = tmp_path / precision
+        argv = ["reco", "--test", *tests, "--model", *models, "--out", str(out), "--no-progress", "--no-plots"]
+        assert main([*argv, "--energy-bin-width", BIN_WIDTH, "--precision", precision]) == 0
+        printed[precision] = capsys.readouterr().out
+        record = json.loads((out / "metrics.json").read_text())
+        expected = "float32" if precision == "float32" else in_force
+        assert record["options"]["precision"] == expected
+        assert json.loads((out / "arguments.json").read_text())["precision_requested"] == precision
+        assert [m["precision"] for m in record["models"]] == [expected, None]  # the BDT: its own arithmetic
+        assert f"computed in {expected}" in (out / "comparison.md").read_text()
+        auc, error = record["classification"]["net"]["auc"], record["classification"]["net"]["auc_error"]
+        assert 0.0 < error < 0.2
+        assert f"{auc:.4g} +- {error:.2g}" in printed[precision]
+        with np.load(out / "predictions.npz") as data:
+            arrays[precision] = {key: data[key] for key in data.files}
+    exact, approximate = arrays["float32"], arrays["bfloat16"]
+    np.testing.assert_array_equal(approximate["score/bdt"], exact["score/bdt"])
+    np.testing.assert_allclose(approximate["score/net"], exact["score/net"], atol=0.01)
+    # GeV: bfloat16 keeps 8 bits of mantissa, so sums of a few hundred GeV round by about 1 GeV
+    np.testing.assert_allclose(approximate["energy/net"], exact["energy/net"], rtol=0.02, atol=2.0)
+    if in_force == "bfloat16":  # the option reached the network: bfloat16 rounding shows
+        assert not np.array_equal(approximate["score/net"], exact["score/net"])
+    assert "computed in float32" in printed["float32"]
+
+
+def test_bfloat16_falls_back_to_float32_where_the_machine_has_no_bfloat16_units(
+    setup: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without bfloat16 units the networks compute in float32, one warning says so, and the report records float32
+    as the precision in force beside the request; an unknown precision is a one-line error."""
+    with pytest.raises(CalomlError, match="unknown precision 'float16'"):
+        evaluate_reconstruction(
+            [setup["test"]["photon"]], [setup["models"] / "dnn-run"], tmp_path / "x", precision="float16"
+        )
+    assert not (tmp_path / "x").exists()
+    monkeypatch.setattr("caloml.models.precision.bf16_support", lambda *args: (False, "no bfloat16 units (test)"))
+    tests = [str(setup["test"]["photon"]), str(setup["test"]["pi0"])]
+    out = tmp_path / "report"
+    argv = ["reco", "--test", *tests, "--model", str(setup["models"] / "dnn-run"), "--out", str(out), "--no-plots"]
+    with caplog.at_level("WARNING", logger="caloml.models.precision"):
+        assert main([*argv, "--no-progress", "--precision", "bfloat16"]) == 0
+    assert [r.getMessage() for r in caplog.records if "no bfloat16 units (test)" in r.getMessage()] == [
+        "caloml: mixed_bfloat16 requested but no bfloat16 units (test): computing in float32"
+    ]
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["options"]["precision"] == "float32"
+    assert record["models"][0]["precision"] == "float32"
+    assert json.loads((out / "arguments.json").read_text())["precision_requested"] == "bfloat16"
+    with np.load(out / "predictions.npz") as data, np.load(setup["out"] / "predictions.npz") as reference:
+        np.testing.assert_array_equal(data["score/dnn-run"], reference["score/dnn-run"])  # float32: the same numbers

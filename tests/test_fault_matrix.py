@@ -368,6 +368,12 @@ CASES = [
         "seed",
     ),
     case(
+        "evaluate-reco-precision-unknown",
+        "evaluate",
+        "reco --test {lcd} --model {missing} --out {new_dir} --precision float16",
+        "choice: 'float16'",
+    ),
+    case(
         "evaluate-latent-out-under-file",
         "evaluate",
         "latent --model {missing} --reference {lcd} --out {blocker}/r",

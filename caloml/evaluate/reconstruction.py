@@ -14,7 +14,8 @@ model predicts the same events, read once, chunk by chunk; a model whose run rec
 events that run trained or validated on. Classification: ROC, AUC, accuracy in bins of energy and eta (class 1, the
 pion, is positive). Regression, per particle type: relative bias and resolution in bins of the true energy, the fit
 ``sigma / E = sqrt(a^2 / E + b^2 + (c / E)^2)`` and the ratio to a linear regression; charged pions below the
-raw-sum cut (:data:`caloml.particles.CHPI_MIN_RAW_FRACTION`) are left out of the regression metrics. The report
+raw-sum cut (:data:`caloml.particles.CHPI_MIN_RAW_FRACTION`) are left out of the regression metrics. ``--precision
+bfloat16`` evaluates the Triforce networks in bfloat16 arithmetic (the baselines are unaffected). The report
 directory (``metrics.json`` with the top-level keys :data:`JSON_KEYS`, ``comparison.md``, ``arguments.json``,
 ``predictions.npz``, plots) is built aside and renamed into place. See ``docs/reconstruction.md``.
 """
@@ -43,10 +44,12 @@ from caloml.evaluate.reconstruction_models import (
     check_model_resample,
     check_model_splits,
     load_models,
+    networks_in_precision,
 )
 from caloml.evaluate.reconstruction_sources import infer_task, resolve_resample, resolve_test_sources
 from caloml.evaluate.reconstruction_table import comparison_markdown, comparison_table
 from caloml.evaluate.report import HEADER_KEYS, report_header
+from caloml.evaluate.two_sample import auc_standard_error
 from caloml.json_values import json_plain
 from caloml.observables.reconstruction_metrics import (
     LCD_ECAL_REFERENCE,
@@ -62,6 +65,7 @@ from caloml.report_directory import check_report_dir, report_dir
 
 __all__ = [
     "JSON_KEYS",
+    "PRECISIONS",
     "ReconstructionOptions",
     "add_reco_parser",
     "comparison_table",
@@ -83,6 +87,9 @@ JSON_KEYS: tuple[str, ...] = (
     "timings_s",
 )
 LINEAR_KIND = "linear_energy_regression"
+#: The arithmetic of the Triforce networks (``--precision``): the names of :data:`caloml.models.precision.PRECISIONS`,
+#: repeated here because python -m caloml.evaluate parses its arguments without TensorFlow.
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass
@@ -101,6 +108,10 @@ class ReconstructionOptions:
             record (they must agree), ``none`` without runs. A value contradicting a test run's or a model run's
             record is refused (:func:`caloml.evaluate.reconstruction_sources.resolve_resample`,
             :func:`~caloml.evaluate.reconstruction_models.check_model_resample`). Resolved before it is recorded.
+        precision: the arithmetic of the Triforce networks, ``float32`` or ``bfloat16`` (Keras' ``mixed_bfloat16``:
+            bfloat16 arithmetic on the same float32 weights; float32 on a machine without bfloat16 units, with one
+            warning line). The baselines are unaffected. Resolved (the precision in force) before it is recorded;
+            the request is ``precision_requested`` in ``arguments.json``.
         plots: draw the PNG figures (False: metrics only, faster).
         overwrite: replace an existing report directory.
         progress: print progress to stderr.
@@ -115,6 +126,7 @@ class ReconstructionOptions:
     min_bin_events: int = 5
     chunk_events: int = 128
     resample: str | None = None
+    precision: str = "float32"
     plots: bool = True
     overwrite: bool = False
     progress: bool = True
@@ -133,6 +145,8 @@ class ReconstructionOptions:
                 raise CalomlError(f"{name} must be positive, got {getattr(self, name)}")
         if self.resample is not None:
             check_resample(self.resample, where="resample")
+        if self.precision not in PRECISIONS:
+            raise CalomlError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
 
 
 # -- prediction -------------------------------------------------------------------------------------------------------
@@ -212,6 +226,7 @@ def _classification(
             continue
         scores = predictions[f"score/{model.name}"]
         metrics = classification_metrics(labels, scores)
+        metrics["auc_error"] = auc_standard_error(metrics["auc"], *metrics["n_per_class"][::-1])  # class 1 positive
         full = metrics.pop("roc_full")
         correct = (scores >= 0.5) == (labels == 1)
         metrics["accuracy_vs_energy"] = binned_accuracy(predictions["energy"], correct, e_edges)
@@ -330,6 +345,7 @@ def evaluate_reconstruction(
         raise CalomlError(f"evaluate_reconstruction: {error}; options are {known}") from None
     opts.check()
     requested_resample = opts.resample
+    requested_precision = opts.precision
     out = Path(out_dir)
     check_report_dir(out, opts.overwrite, "reconstruction report")
     start = time.perf_counter()
@@ -345,6 +361,7 @@ def evaluate_reconstruction(
     import keras  # lazy: python -m caloml.evaluate parses its arguments without TensorFlow
 
     keras.utils.set_random_seed(opts.seed)
+    opts.precision = networks_in_precision(loaded, opts.precision)
     t0 = time.perf_counter()
     predictions, info = _predict_all(loaded, sources, task, opts)
     timings["predict"] = time.perf_counter() - t0
@@ -378,6 +395,7 @@ def evaluate_reconstruction(
         **dataclasses.asdict(opts),
         "resample_requested": requested_resample,
         "resample_from": resample_from,
+        "precision_requested": requested_precision,
     }
     record: dict[str, Any] = {
         **report_header("reco", opts),
@@ -461,6 +479,13 @@ def add_reco_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         help="evaluate on the ECAL resampled to an ATLAS- or CMS-like granularity (default: what the --test runs"
         " recorded, none for plain files); refused when it contradicts a test or model run's record",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="arithmetic of the Triforce networks: bfloat16 = Keras mixed_bfloat16 on the same float32 weights"
+        " (float32 on a machine without bfloat16 units, with a note); the baselines are unaffected (default float32)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="metrics only, no PNG figures")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--no-progress", action="store_true", help="print nothing but the summary")
@@ -483,6 +508,7 @@ def run_reco(args: argparse.Namespace) -> int:
         min_bin_events=args.min_bin_events,
         chunk_events=args.chunk_events,
         resample=args.resample,
+        precision=args.precision,
         plots=not args.no_plots,
         overwrite=args.overwrite,
         progress=not args.no_progress,

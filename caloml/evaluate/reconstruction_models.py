@@ -3,8 +3,8 @@
 A Triforce network is a ``.keras`` file or a run directory holding ``model.keras``; a baseline a directory with
 ``baseline.json`` (:mod:`caloml.models.baselines`), or a directory of per-particle ones. Single-particle regressions
 of one kind are merged into one model. What a model's run directory records (its ECAL granularity, its split) is
-checked against the evaluation, so that no model is scored on its own training events. See
-``docs/reconstruction.md``.
+checked against the evaluation, so that no model is scored on its own training events. The networks are rebuilt in
+the evaluation's precision (:func:`networks_in_precision`). See ``docs/reconstruction.md``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ __all__ = [
     "check_model_splits",
     "load_model",
     "load_models",
+    "networks_in_precision",
     "recorded_resample",
 ]
 
@@ -57,6 +58,8 @@ class ReconstructionModel:
             :func:`recorded_resample`; empty when none records it).
         splits: the test events its run directories' ``test_events.json`` record (see
             :func:`check_model_splits`; empty when none has one).
+        precision: the arithmetic a Triforce network computes in (``float32``, ``bfloat16``; see
+            :func:`networks_in_precision`); None for the baselines, which ``--precision`` does not affect.
     """
 
     name: str
@@ -73,6 +76,7 @@ class ReconstructionModel:
     recorded_resample: dict[str, str] = field(default_factory=dict)
     #: the splits its run directories record (their ``test_events.json``), one TestSource per recorded source
     splits: list[TestSource] = field(default_factory=list)
+    precision: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description."""
@@ -86,6 +90,7 @@ class ReconstructionModel:
             "particles": None if self.particles is None else list(self.particles),
             "merged_from": [str(p) for p in self.merged_from],
             "recorded_resample": sorted(set(self.recorded_resample.values())),
+            "precision": self.precision,
         }
 
     def predict(self, events: Mapping[str, np.ndarray]) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -266,10 +271,10 @@ def _load_model(path: Path, name: str | None) -> ReconstructionModel:
         if path.suffix != ".keras":
             raise CalomlError(f"{path}: not a model (a Triforce network is a .keras file, a baseline a directory)")
         kind, network = _load_network(path)
-        return ReconstructionModel(display, path, kind, False, True, True, network=network)
+        return ReconstructionModel(display, path, kind, False, True, True, network=network, precision="float32")
     if (path / "model.keras").is_file():
         kind, network = _load_network(path / "model.keras")
-        return ReconstructionModel(path.name, path, kind, False, True, True, network=network)
+        return ReconstructionModel(path.name, path, kind, False, True, True, network=network, precision="float32")
     kind, bdt, regressions = _load_baseline_dir(path)
     if bdt is not None:
         return ReconstructionModel(path.name, path, kind, True, True, False, bdt=bdt)
@@ -319,6 +324,26 @@ def load_models(paths: Sequence[str | os.PathLike]) -> list[ReconstructionModel]
             model.name = f"{base}-{seen[base]}"
         models.append(model)
     return models
+
+
+def networks_in_precision(models: Sequence[ReconstructionModel], precision: str) -> str:
+    """Rebuild every Triforce network of ``models`` in ``precision`` (``float32`` or ``bfloat16``: Keras'
+    ``mixed_bfloat16``, bfloat16 arithmetic on the same float32 weights) and return the precision in force.
+
+    On a machine without bfloat16 units bfloat16 becomes float32 with one warning line
+    (:func:`caloml.models.precision.resolve_policy`); the returned name says which. The baselines (BDT, linear and
+    XGBoost regressions) keep their own arithmetic: their :attr:`~ReconstructionModel.precision` stays None.
+    """
+    # lazy: it imports Keras and TensorFlow, and python -m caloml.evaluate parses its arguments without them
+    from caloml.models.precision import model_in_precision, resolve_policy
+
+    policy = resolve_policy(precision)  # once: one fallback line however many networks
+    resolved = "bfloat16" if "bfloat16" in policy else "float32"
+    for model in models:
+        if model.network is not None:
+            model.network = model_in_precision(model.network, policy, for_this_machine=False)
+            model.precision = resolved
+    return resolved
 
 
 def check_model_resample(models: Sequence[ReconstructionModel], resample: str) -> None:

@@ -38,9 +38,11 @@ def comparison_table(
 ) -> dict[str, Any]:
     """Rows (one per model) and pairs (every network against every baseline of the same kind of output).
 
-    Resolutions at low and high energy are those of the lowest and highest true-energy bins holding at least
-    ``min_bin_events`` events of the particle (``selection[particle]["low_bin"]``, ``["high_bin"]``: 10-35 and
-    485-510 GeV with the default bins and enough events; the same bins for every model). Pairs:
+    ``auc_error`` is the Hanley-McNeil standard error of the AUC; ``precision`` the arithmetic of a Triforce
+    network (None for a baseline). Resolutions at low and high energy are those of the lowest and highest
+    true-energy bins holding at least ``min_bin_events`` events of the particle (``selection[particle]["low_bin"]``,
+    ``["high_bin"]``: 10-35 and 485-510 GeV with the default bins and enough events; the same bins for every
+    model). Pairs:
     ``auc_difference`` (network - baseline) and ``accuracy_difference`` for two classifiers; per particle
     ``resolution_ratio_low`` / ``_high`` (baseline / network, > 1: the network is better) for two regressors.
     """
@@ -51,11 +53,14 @@ def comparison_table(
             "kind": model.kind,
             "baseline": model.baseline,
             "n_test_events": n_events,
+            "precision": model.precision,
             "auc": None,
+            "auc_error": None,
             "accuracy": None,
         }
         if model.name in classification:
             row["auc"] = classification[model.name]["auc"]
+            row["auc_error"] = classification[model.name].get("auc_error")
             row["accuracy"] = classification[model.name]["accuracy"]
         for particle in task.particles:
             low, high = selection[particle]["low_bin"], selection[particle]["high_bin"]
@@ -136,6 +141,13 @@ def comparison_markdown(record: dict[str, Any]) -> str:
         f"E in GeV" + (f"; lin/model = resolution of {linear} over the model's." if linear else "."),
         "",
     ]
+    precisions = sorted({row["precision"] for row in comparison["rows"] if row.get("precision")})
+    if precisions:
+        lines += [
+            f"Triforce networks computed in {', '.join(precisions)}; the baselines in their own arithmetic"
+            " (--precision does not affect them). AUC +- its Hanley-McNeil standard error.",
+            "",
+        ]
     header = ["model", "kind", "AUC", "accuracy"]
     for particle in particles:
         header += [f"{particle} events", f"{particle} res. low", f"{particle} res. high", f"{particle} fit a, b, c"]
@@ -143,7 +155,10 @@ def comparison_markdown(record: dict[str, Any]) -> str:
             header += [f"{particle} lin/model low", f"{particle} lin/model high"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in comparison["rows"]:
-        cells = [row["model"], row["kind"] + (" (baseline)" if row["baseline"] else ""), _fmt(row["auc"])]
+        auc = _fmt(row["auc"])
+        if row["auc"] is not None and row.get("auc_error") is not None:
+            auc += f" +- {_fmt(row['auc_error'], 2)}"
+        cells = [row["model"], row["kind"] + (" (baseline)" if row["baseline"] else ""), auc]
         cells.append(_fmt(row["accuracy"]))
         for particle in particles:
             p = row[particle]
