@@ -157,6 +157,8 @@ def case(
 
 SIM = "simulate -n 8 --no-progress --workers 1"
 TINY_GAN = "gan --events 24 --batch-size 4 --steps-per-epoch 2 --epochs 1 --no-progress"
+#: A valid ``evaluate curve`` command line up to the reference checks (the rows change one argument or add one).
+CURVE = "curve --run {curve_run} --reference {lcd} --out {new_dir} --no-classifier --no-progress"
 WORKERS = '{"cluster": {"worker": ["localhost:2222", "localhost:2223"]}, "task": {"type": "worker", "index": %s}}'
 TWO_CHIEFS = '{"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}}'
 SAME_ADDRESS = '{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}'
@@ -367,6 +369,28 @@ CASES = [
         "reco --test {lcd} --model {missing} --out {new_dir} --seed -1",
         "seed",
     ),
+    case("evaluate-curve-no-checkpoints", "evaluate", f"{CURVE} --run {{curve_no_checkpoints}}", "no checkpoints"),
+    case(
+        "evaluate-curve-epoch-not-kept", "evaluate", f"{CURVE} --epochs 1,3", "epoch 3 is not kept; kept epochs: 1, 2"
+    ),
+    case("evaluate-curve-bad-epochs", "evaluate", f"{CURVE} --epochs 0", "--epochs must be"),
+    case("evaluate-curve-not-3dgan", "evaluate", f"{CURVE} --run {{curve_run}} {{curve_other}}", "not a 3DGAN run"),
+    case("evaluate-curve-missing-run", "evaluate", f"{CURVE} --run {{missing}}", "no such run directory"),
+    case("evaluate-curve-bad-timing", "evaluate", f"{CURVE} --run {{curve_bad_timing}}", "unreadable timing"),
+    case(
+        "evaluate-curve-missing-reference",
+        "evaluate",
+        "curve --run {curve_run} --reference {missing} --out {new_dir}",
+        "missing",
+    ),
+    case(
+        "evaluate-curve-corrupt-reference",
+        "evaluate",
+        "curve --run {curve_run} --reference {corrupt} --out {new_dir}",
+        "corrupt.h5",
+    ),
+    case("evaluate-curve-too-many-showers", "evaluate", f"{CURVE} -n 41", "more than the reference's 40 showers"),
+    case("evaluate-curve-out-exists", "evaluate", f"{CURVE} --out {{existing_dir}}", "overwrite"),
     case(
         "evaluate-latent-out-under-file",
         "evaluate",
@@ -550,6 +574,7 @@ def damaged_inputs(tmp_path_factory: pytest.TempPathFactory, lcd_file: Path, rec
     }
     return {
         **exports,
+        **_curve_runs(root),
         "lcd": lcd_file,
         "lcd2": root / "generated.h5",
         "corrupt": root / "corrupt.h5",
@@ -557,6 +582,20 @@ def damaged_inputs(tmp_path_factory: pytest.TempPathFactory, lcd_file: Path, rec
         "nan": root / "nan.h5",
         "corrupt_records": records,
     }
+
+
+def _curve_runs(root: Path) -> dict[str, Path]:
+    """Run directories for ``evaluate curve``: a 3DGAN run with (empty) checkpoints of epochs 1 and 2, one without
+    checkpoints, one with a damaged timing.json and a run of another model."""
+    runs = {name: root / name for name in ("curve_run", "curve_no_checkpoints", "curve_bad_timing", "curve_other")}
+    for name, run in runs.items():
+        (run / "checkpoints").mkdir(parents=True)
+        model = "model: {hidden_units: 8}\n" if name == "curve_other" else "model: {condition_angle: mtheta}\n"
+        (run / "config.yaml").write_text(model)
+        for epoch in (1, 2) if name != "curve_no_checkpoints" else ():
+            (run / "checkpoints" / f"ckpt-{epoch}.index").write_bytes(b"")
+    (runs["curve_bad_timing"] / "timing.json").write_text('[{"epoch": 1, "training_')
+    return runs
 
 
 def workspace(root: Path, inputs: dict[str, Path]) -> dict[str, Path]:
