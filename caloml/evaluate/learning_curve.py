@@ -189,7 +189,8 @@ def _build_model(run: _Run) -> tuple[Any, Any]:
     """The run's model as the trainer builds it (the task's ``build_model`` on its data), and the data."""
     from caloml.tasks.gan3d import TASK  # lazy: imports TensorFlow
 
-    with _working_directory(_launch_directory(run.path, run.config.runtime.run_dir)):
+    launch = _launch_directory(run.path, run.config.runtime.run_dir)
+    with _working_directory(launch), contextlib.redirect_stdout(sys.stderr):  # stdout: the table only
         data = TASK.prepare_data(run.config, chief=False)  # never simulates: the run's data must be there
     return TASK.build_model(run.config, data), data
 
@@ -213,7 +214,7 @@ def _check_reference(path: Path, n_showers: int, runs: list[_Run]) -> list[str]:
             raise DataError(f"{path}: the reference must be an LCD file with a 51 x 51 x 25 ECAL")
         if n_showers > probe.n_events:
             raise CalomlError(f"{path}: -n {n_showers} is more than the reference's {probe.n_events} showers")
-        keys = [key for key in ("ECAL", "energy", "theta", "mtheta") if key in probe.keys]
+        keys: list[str] = [key for key in ("ECAL", "energy", "theta", "mtheta") if key in probe.keys]
     for run in runs:
         if run.config.model.condition_angle not in keys:
             raise DataError(f"{path}: no '{run.config.model.condition_angle}' key, the condition of {run.path}")
@@ -361,9 +362,9 @@ def _table(rows: list[dict[str, Any]]) -> str:
             return "n/a".rjust(width)
         return format(value, spec)
 
-    lines = [f"{'run':<32} " + " ".join(heading.rjust(len(format(0, spec))) for _, heading, spec in _TABLE)]
+    lines = [f"{'run':<40} " + " ".join(heading.rjust(len(format(0, spec))) for _, heading, spec in _TABLE)]
     for row in rows:
-        lines.append(f"{row['label'][:32]:<32} " + " ".join(cell(row[key], spec) for key, _, spec in _TABLE))
+        lines.append(f"{row['label'][:40]:<40} " + " ".join(cell(row[key], spec) for key, _, spec in _TABLE))
     return "\n".join(lines)
 
 
@@ -417,6 +418,10 @@ def learning_curve(
     import_tensorflow_quietly()
     opened = [_open_run(Path(path), epochs) for path in runs]  # every run and the reference checked first
     reference_keys = _check_reference(reference, n_showers, opened)
+    labels = [run.label for run in opened]
+    for run in opened:  # runs of the same directory name: the whole path tells their lines apart
+        if labels.count(run.label) > 1:
+            run.label = run.label.replace(run.path.name, str(run.path), 1)
     notes: list[str] = []
     use_classifier = classifier and n_showers >= MIN_EVENTS
     if classifier and not use_classifier:
