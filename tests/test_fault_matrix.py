@@ -392,6 +392,15 @@ CASES = [
     case("evaluate-curve-too-many-showers", "evaluate", f"{CURVE} -n 41", "more than the reference's 40 showers"),
     case("evaluate-curve-out-exists", "evaluate", f"{CURVE} --out {{existing_dir}}", "overwrite"),
     case(
+        "evaluate-curve-reference-lacks-mtheta", "evaluate", f"{CURVE} -n 8 --run {{curve_mtheta}}", "no 'mtheta' key"
+    ),
+    case(
+        "evaluate-curve-no-training-data",
+        "evaluate",
+        f"{CURVE} -n 8",
+        "rebuilding its model needs the run's training data",
+    ),
+    case(
         "evaluate-latent-out-under-file",
         "evaluate",
         "latent --model {missing} --reference {lcd} --out {blocker}/r",
@@ -585,12 +594,15 @@ def damaged_inputs(tmp_path_factory: pytest.TempPathFactory, lcd_file: Path, rec
 
 
 def _curve_runs(root: Path) -> dict[str, Path]:
-    """Run directories for ``evaluate curve``: a 3DGAN run with (empty) checkpoints of epochs 1 and 2, one without
-    checkpoints, one with a damaged timing.json and a run of another model."""
-    runs = {name: root / name for name in ("curve_run", "curve_no_checkpoints", "curve_bad_timing", "curve_other")}
+    """Run directories for ``evaluate curve``: a 3DGAN run with (empty) checkpoints of epochs 1 and 2 and no training
+    data, one without checkpoints, one with a damaged timing.json, one conditioned on the measured angle (which the
+    test LCD file lacks) and a run of another model."""
+    names = ("curve_run", "curve_no_checkpoints", "curve_bad_timing", "curve_other", "curve_mtheta")
+    runs = {name: root / name for name in names}
+    models = {"curve_other": "{hidden_units: 8}", "curve_mtheta": "{condition_angle: mtheta}"}
     for name, run in runs.items():
         (run / "checkpoints").mkdir(parents=True)
-        model = "model: {hidden_units: 8}\n" if name == "curve_other" else "model: {condition_angle: mtheta}\n"
+        model = f"model: {models.get(name, '{condition_angle: theta}')}\n"
         (run / "config.yaml").write_text(model)
         for epoch in (1, 2) if name != "curve_no_checkpoints" else ():
             (run / "checkpoints" / f"ckpt-{epoch}.index").write_bytes(b"")

@@ -140,7 +140,7 @@ def test_a_run_without_timing_json_counts_showers_from_its_config(
 def test_a_trained_run_without_model_keras(tmp_path: Path) -> None:
     """Two epochs of the real trainer (default data, 2 steps of 4 showers), model.keras removed: the curve works."""
     tiny = ["--events", "24", "--energy-range", "100", "200", "--batch-size", "4", "--steps-per-epoch", "2"]
-    settings = ["--set", "data.validation_events=8", "--set", "trainer.keep_checkpoints=3"]
+    settings = ["--set", "data.validation_events=8", "--set", "trainer.selection_window=2"]
     trained = run_command_line(
         "caloml.train", "gan", *tiny, *settings, "--epochs", "2", "--run-dir", "run", "--no-progress", cwd=tmp_path
     )

@@ -190,8 +190,14 @@ def _build_model(run: _Run) -> tuple[Any, Any]:
     from caloml.tasks.gan3d import TASK  # lazy: imports TensorFlow
 
     launch = _launch_directory(run.path, run.config.runtime.run_dir)
-    with _working_directory(launch), contextlib.redirect_stdout(sys.stderr):  # stdout: the table only
-        data = TASK.prepare_data(run.config, chief=False)  # never simulates: the run's data must be there
+    try:
+        with _working_directory(launch), contextlib.redirect_stdout(sys.stderr):  # stdout: the table only
+            data = TASK.prepare_data(run.config, chief=False)  # never simulates: the run's data must be there
+    except CalomlError as error:  # DataError included
+        raise CalomlError(
+            f"{run.path}: rebuilding its model needs the run's training data (the trained angle range), read from"
+            f" {launch}: {str(error).splitlines()[0]}"
+        ) from None
     return TASK.build_model(run.config, data), data
 
 
