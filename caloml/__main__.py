@@ -26,7 +26,10 @@ COMMAND_LINES: dict[str, tuple[str, str]] = {
     "scan": ("caloml.scan", "hyperparameter scan with repeated seeds"),
     "generate": ("caloml.generate.__main__", "showers of a trained generator into an HDF5 file"),
     "export": ("caloml.export.__main__", "a trained model as a SavedModel for TF Serving"),
-    "evaluate": ("caloml.evaluate.__main__", "generated showers against a reference; reconstruction; latent space"),
+    "evaluate": (
+        "caloml.evaluate.__main__",
+        "generated showers against a reference; reconstruction; latent space; learning curve",
+    ),
     "bench": ("caloml.bench.__main__", "throughput benchmarks on this machine"),
 }
 

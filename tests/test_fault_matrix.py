@@ -157,6 +157,8 @@ def case(
 
 SIM = "simulate -n 8 --no-progress --workers 1"
 TINY_GAN = "gan --events 24 --batch-size 4 --steps-per-epoch 2 --epochs 1 --no-progress"
+#: A valid ``evaluate curve`` command line up to the reference checks (the rows change one argument or add one).
+CURVE = "curve --run {curve_run} --reference {lcd} --out {new_dir} --no-classifier --no-progress"
 WORKERS = '{"cluster": {"worker": ["localhost:2222", "localhost:2223"]}, "task": {"type": "worker", "index": %s}}'
 TWO_CHIEFS = '{"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief", "index": 0}}'
 SAME_ADDRESS = '{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}'
@@ -367,6 +369,37 @@ CASES = [
         "reco --test {lcd} --model {missing} --out {new_dir} --seed -1",
         "seed",
     ),
+    case("evaluate-curve-no-checkpoints", "evaluate", f"{CURVE} --run {{curve_no_checkpoints}}", "no checkpoints"),
+    case(
+        "evaluate-curve-epoch-not-kept", "evaluate", f"{CURVE} --epochs 1,3", "epoch 3 is not kept; kept epochs: 1, 2"
+    ),
+    case("evaluate-curve-bad-epochs", "evaluate", f"{CURVE} --epochs 0", "--epochs must be"),
+    case("evaluate-curve-not-3dgan", "evaluate", f"{CURVE} --run {{curve_run}} {{curve_other}}", "not a 3DGAN run"),
+    case("evaluate-curve-missing-run", "evaluate", f"{CURVE} --run {{missing}}", "no such run directory"),
+    case("evaluate-curve-bad-timing", "evaluate", f"{CURVE} --run {{curve_bad_timing}}", "unreadable timing"),
+    case(
+        "evaluate-curve-missing-reference",
+        "evaluate",
+        "curve --run {curve_run} --reference {missing} --out {new_dir}",
+        "missing",
+    ),
+    case(
+        "evaluate-curve-corrupt-reference",
+        "evaluate",
+        "curve --run {curve_run} --reference {corrupt} --out {new_dir}",
+        "corrupt.h5",
+    ),
+    case("evaluate-curve-too-many-showers", "evaluate", f"{CURVE} -n 41", "more than the reference's 40 showers"),
+    case("evaluate-curve-out-exists", "evaluate", f"{CURVE} --out {{existing_dir}}", "overwrite"),
+    case(
+        "evaluate-curve-reference-lacks-mtheta", "evaluate", f"{CURVE} -n 8 --run {{curve_mtheta}}", "no 'mtheta' key"
+    ),
+    case(
+        "evaluate-curve-no-training-data",
+        "evaluate",
+        f"{CURVE} -n 8",
+        "rebuilding its model needs the run's training data",
+    ),
     case(
         "evaluate-reco-precision-unknown",
         "evaluate",
@@ -556,6 +589,7 @@ def damaged_inputs(tmp_path_factory: pytest.TempPathFactory, lcd_file: Path, rec
     }
     return {
         **exports,
+        **_curve_runs(root),
         "lcd": lcd_file,
         "lcd2": root / "generated.h5",
         "corrupt": root / "corrupt.h5",
@@ -563,6 +597,23 @@ def damaged_inputs(tmp_path_factory: pytest.TempPathFactory, lcd_file: Path, rec
         "nan": root / "nan.h5",
         "corrupt_records": records,
     }
+
+
+def _curve_runs(root: Path) -> dict[str, Path]:
+    """Run directories for ``evaluate curve``: a 3DGAN run with (empty) checkpoints of epochs 1 and 2 and no training
+    data, one without checkpoints, one with a damaged timing.json, one conditioned on the measured angle (which the
+    test LCD file lacks) and a run of another model."""
+    names = ("curve_run", "curve_no_checkpoints", "curve_bad_timing", "curve_other", "curve_mtheta")
+    runs = {name: root / name for name in names}
+    models = {"curve_other": "{hidden_units: 8}", "curve_mtheta": "{condition_angle: mtheta}"}
+    for name, run in runs.items():
+        (run / "checkpoints").mkdir(parents=True)
+        model = f"model: {models.get(name, '{condition_angle: theta}')}\n"
+        (run / "config.yaml").write_text(model)
+        for epoch in (1, 2) if name != "curve_no_checkpoints" else ():
+            (run / "checkpoints" / f"ckpt-{epoch}.index").write_bytes(b"")
+    (runs["curve_bad_timing"] / "timing.json").write_text('[{"epoch": 1, "training_')
+    return runs
 
 
 def workspace(root: Path, inputs: dict[str, Path]) -> dict[str, Path]:

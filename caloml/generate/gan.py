@@ -64,6 +64,7 @@ __all__ = [
     "condition_key",
     "generate_file",
     "generate_showers",
+    "iter_batches_at_conditions",
     "iter_generated_batches",
     "run_gan",
 ]
@@ -165,30 +166,63 @@ def iter_generated_batches(model: Any, request: GenerationRequest) -> Iterator[d
     assert request.theta_range_rad is not None
     energy_rng, theta_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(request.seed).spawn(3))
     noise_size = int(model.latent_size) - 2
-    pdg_id = _PDG_IDS.get(model.particle, 0)
-    true_angle = condition_key(model) == "theta"
     for start in range(0, request.n_events, request.batch_size):
         n = min(request.batch_size, request.n_events - start)
         energy = _uniform(energy_rng, request.energy_range_gev, n)
         theta = _uniform(theta_rng, request.theta_range_rad, n)
         noise = noise_rng.standard_normal((n, noise_size), dtype=np.float32)
-        model.check_conditions(energy, theta)  # GAN3D.generate trusts its inputs
-        showers = np.asarray(generate(energy, theta, noise), dtype=np.float32)
-        if showers.shape != (n, 51, 51, 25) or not np.all(np.isfinite(showers)):
-            raise CalomlError(
-                f"the model produced {'invalid values' if showers.shape == (n, 51, 51, 25) else 'a wrong shape'}"
-                f" for events {start}-{start + n - 1} (shape {showers.shape}); the checkpoint is broken"
-            )
-        batch = {"ECAL": showers, "energy": energy}
-        if true_angle:
-            batch["theta"] = theta
-            batch["eta"] = (-np.log(np.tan(theta.astype(np.float64) / 2.0))).astype(np.float32)
-        else:
-            batch["mtheta_condition"] = theta
-        batch["mtheta"] = measured_angle(showers).astype(np.float32)
-        batch["pdgID"] = np.full(n, pdg_id, np.int32)
-        batch["ECAL_E"] = showers.sum(axis=(1, 2, 3), dtype=np.float64).astype(np.float32)
-        yield batch
+        yield _generated_batch(model, generate, energy, theta, noise, start)
+
+
+def _generated_batch(
+    model: Any, generate: Any, energy: np.ndarray, theta: np.ndarray, noise: np.ndarray, start: int
+) -> dict[str, np.ndarray]:
+    """One batch of showers for the given conditions and noise, as a dict with the keys of the module docstring."""
+    n = len(energy)
+    model.check_conditions(energy, theta)  # GAN3D.generate trusts its inputs
+    showers = np.asarray(generate(energy, theta, noise), dtype=np.float32)
+    if showers.shape != (n, 51, 51, 25) or not np.all(np.isfinite(showers)):
+        raise CalomlError(
+            f"the model produced {'invalid values' if showers.shape == (n, 51, 51, 25) else 'a wrong shape'}"
+            f" for events {start}-{start + n - 1} (shape {showers.shape}); the checkpoint is broken"
+        )
+    batch = {"ECAL": showers, "energy": energy}
+    if condition_key(model) == "theta":
+        batch["theta"] = theta
+        batch["eta"] = (-np.log(np.tan(theta.astype(np.float64) / 2.0))).astype(np.float32)
+    else:
+        batch["mtheta_condition"] = theta
+    batch["mtheta"] = measured_angle(showers).astype(np.float32)
+    batch["pdgID"] = np.full(n, _PDG_IDS.get(model.particle, 0), np.int32)
+    batch["ECAL_E"] = showers.sum(axis=(1, 2, 3), dtype=np.float64).astype(np.float32)
+    return batch
+
+
+def iter_batches_at_conditions(
+    model: Any, energy_gev: np.ndarray, theta_rad: np.ndarray, *, seed: int = 1, batch_size: int = 64
+) -> Iterator[dict[str, np.ndarray]]:
+    """Showers of ``model`` for given conditions, batch by batch (dicts with the keys of the module docstring).
+
+    ``energy_gev`` and ``theta_rad`` are (N,) (GeV; radians, the model's kind of angle condition). The noise of
+    shower ``i`` comes from its own stream, the ``i``-th child of ``numpy.random.SeedSequence(seed)``: a shower
+    depends on the seed, its index and its conditions only (not on N or the batch size), so that two models given
+    the same arguments see the same noise.
+    """
+    energy = np.asarray(energy_gev, np.float32).reshape(-1)
+    theta = np.asarray(theta_rad, np.float32).reshape(-1)
+    if energy.shape != theta.shape or energy.size == 0:
+        raise CalomlError(f"need as many energies as angles, at least one: got {energy.size} and {theta.size}")
+    if batch_size < 1:
+        raise CalomlError(f"the batch size must be positive, got {batch_size}")
+    generate = _compiled_generate(model)
+    noise_size = int(model.latent_size) - 2
+    streams = np.random.SeedSequence(int(seed)).spawn(energy.size)
+    for start in range(0, energy.size, batch_size):
+        stop = min(start + batch_size, energy.size)
+        noise = np.stack(
+            [np.random.default_rng(s).standard_normal(noise_size, dtype=np.float32) for s in streams[start:stop]]
+        )
+        yield _generated_batch(model, generate, energy[start:stop], theta[start:stop], noise, start)
 
 
 def generate_showers(
