@@ -57,7 +57,14 @@ from caloml.observables.metrics import separation_power
 from caloml.quiet import import_tensorflow_quietly
 from caloml.report_directory import check_report_dir, report_dir
 
-__all__ = ["DEFAULT_ENERGY_BINNING", "EvaluationOptions", "evaluate_generated", "summarize"]
+__all__ = [
+    "DEFAULT_ENERGY_BINNING",
+    "EvaluationOptions",
+    "condition_binning",
+    "evaluate_generated",
+    "run_classifiers",
+    "summarize",
+]
 
 #: Default incident-energy binning per layout: 5 GeV-wide bins (3DGAN paper) for LCD, 12 logarithmic bins
 #: (4 per decade over the 1 GeV - 1 TeV of datasets 2 and 3) for CaloChallenge.
@@ -266,7 +273,7 @@ def _classifier_inputs(features: ShowerFeatures, use_theta: bool) -> tuple[np.nd
     return features.low_level, high_level_input(features, use_theta=use_theta)[features.low_level_indices]
 
 
-def _run_classifiers(
+def run_classifiers(
     gen: ShowerFeatures, ref: ShowerFeatures, angle_key: str | None, options: EvaluationOptions
 ) -> dict:
     import_tensorflow_quietly()  # TensorFlow's start-up log lines would bury the command's own output
@@ -373,6 +380,23 @@ def _open_background(path: str, pair: InputPair, chunk_events: int) -> tuple[Pat
         return Path(path), int(reader.n_events), {"path": str(path), "n_events": int(reader.n_events)}
 
 
+def condition_binning(features_gen: Any, features_ref: Any, options: EvaluationOptions, *, use_theta: bool) -> Binning:
+    """The incident-energy bins (GeV) and, with ``use_theta``, the angle bins (rad) over both samples' conditions,
+    as ``options`` asks (resolved for the layout); the binning of every per-bin comparison."""
+    energy = energy_edges(
+        features_gen.energy_gev,
+        features_ref.energy_gev,
+        width_gev=options.energy_bin_width_gev,
+        log_bins=options.log_energy_bins,
+    )
+    angles = None
+    if use_theta:
+        assert features_gen.theta_rad is not None
+        assert features_ref.theta_rad is not None
+        angles = angle_edges(features_gen.theta_rad, features_ref.theta_rad, options.angle_bin_width_rad)
+    return Binning(energy, angles)
+
+
 def evaluate_generated(
     generated: str | Path,
     reference: str | Path,
@@ -449,18 +473,8 @@ def evaluate_generated(
     timings["features"] = time.perf_counter() - start
 
     t0 = time.perf_counter()
-    energy = energy_edges(
-        features_gen.energy_gev,
-        features_ref.energy_gev,
-        width_gev=opts.energy_bin_width_gev,
-        log_bins=opts.log_energy_bins,
-    )
-    angles = None
-    if use_theta:
-        assert features_gen.theta_rad is not None
-        assert features_ref.theta_rad is not None
-        angles = angle_edges(features_gen.theta_rad, features_ref.theta_rad, opts.angle_bin_width_rad)
-    binning = Binning(energy, angles)
+    binning = condition_binning(features_gen, features_ref, opts, use_theta=use_theta)
+    energy, angles = binning.energy_edges_gev, binning.angle_edges_rad
     comparisons, flags = compare_features(
         features_gen, features_ref, binning, n_bins=opts.bins, min_bin_events=opts.min_bin_events, alpha=opts.alpha
     )
@@ -500,7 +514,7 @@ def evaluate_generated(
 
     t0 = time.perf_counter()
     if opts.classifier:
-        classifier = _run_classifiers(features_gen, features_ref, angle_key, opts)
+        classifier = run_classifiers(features_gen, features_ref, angle_key, opts)
     else:
         classifier = {"available": False, "reason": "switched off (--no-classifier)"}
     timings["classifier"] = time.perf_counter() - t0

@@ -47,9 +47,9 @@ from caloml.cli_args import non_negative_seed, output_directory, positive_int
 from caloml.data.hdf5 import open_reader
 from caloml.data.lcd import LCDReader, LCDWriter
 from caloml.errors import CalomlError, DataError
-from caloml.evaluate.comparison import Binning, ColumnComparison, angle_edges, compare_features, energy_edges
+from caloml.evaluate.comparison import ColumnComparison, compare_features
 from caloml.evaluate.features import HIT_THRESHOLD_GEV, extract_features
-from caloml.evaluate.generative import EvaluationOptions, _run_classifiers
+from caloml.evaluate.generative import EvaluationOptions, condition_binning, run_classifiers
 from caloml.evaluate.inputs import open_pair
 from caloml.evaluate.learning_curve_plots import plot_curve
 from caloml.evaluate.two_sample import MIN_EVENTS
@@ -287,21 +287,10 @@ def _epoch_metrics(generated: Path, reference: Path, run: _Run, seed: int, class
             for source in (pair.generated, pair.reference)
         )
         angle_key, use_theta = pair.angle_key, pair.has_theta
-    energy = energy_edges(
-        features_gen.energy_gev,
-        features_ref.energy_gev,
-        width_gev=options.energy_bin_width_gev,
-        log_bins=options.log_energy_bins,
-    )
-    angles = None
-    if use_theta:
-        assert features_gen.theta_rad is not None
-        assert features_ref.theta_rad is not None
-        angles = angle_edges(features_gen.theta_rad, features_ref.theta_rad, options.angle_bin_width_rad)
     comparisons, _ = compare_features(
         features_gen,
         features_ref,
-        Binning(energy, angles),
+        condition_binning(features_gen, features_ref, options, use_theta=use_theta),
         n_bins=options.bins,
         min_bin_events=options.min_bin_events,
         alpha=options.alpha,
@@ -323,7 +312,7 @@ def _epoch_metrics(generated: Path, reference: Path, run: _Run, seed: int, class
     power, observable = _largest_separation_power(comparisons)
     metrics["largest_separation_power"] = power
     metrics["largest_separation_power_observable"] = observable
-    result = _run_classifiers(features_gen, features_ref, angle_key, options) if classifier else {}
+    result = run_classifiers(features_gen, features_ref, angle_key, options) if classifier else {}
     for kind in ("low_level", "high_level"):
         test = result.get(kind, {})
         metrics[f"auc_{kind}"] = test.get("auc")
