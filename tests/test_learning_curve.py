@@ -25,6 +25,7 @@ from command_line import run_command_line
 from caloml.evaluate import learning_curve
 from caloml.evaluate.__main__ import main as evaluate_main
 from caloml.evaluate.learning_curve import CSV_COLUMNS
+from caloml.models.precision import bf16_support
 from caloml.tasks.gan3d import TASK, GanConfig
 from caloml.training.config import resolve_config, write_config
 
@@ -165,3 +166,24 @@ def test_a_trained_run_without_model_keras(tmp_path: Path) -> None:
         for key in METRICS:
             assert math.isfinite(row[key]), key
     assert rows[0]["sampling_fraction_error_percent"] != rows[1]["sampling_fraction_error_percent"]
+
+
+def test_bfloat16_generation_reaches_the_generator_and_is_recorded(
+    curve: tuple[Path, str], checkpointed_run: Path, lcd_file: Path, tmp_path: Path
+) -> None:
+    record = learning_curve(
+        checkpointed_run, lcd_file, tmp_path / "out", epochs=[2], n_showers=8, precision="bfloat16", classifier=False
+    )  # one run given bare
+    expected = "bfloat16" if bf16_support(gpus=0)[0] else "float32"  # no bfloat16 units: float32, with a note
+    assert record["arguments"]["precision"] == expected
+    assert record["arguments"]["precision_requested"] == "bfloat16"
+    (row,) = record["rows"]
+    full = json.loads((curve[0] / "curve.json").read_text())["rows"][1]
+    if expected == "bfloat16":
+        assert row["label"] == "run (float32) generated in bfloat16"
+        assert row["sampling_fraction_error_percent"] != full["sampling_fraction_error_percent"]  # it computed
+        assert row["sampling_fraction_error_percent"] == pytest.approx(
+            full["sampling_fraction_error_percent"], rel=0.05
+        )
+    else:
+        assert any("no bfloat16 units" in note for note in record["notes"])

@@ -277,7 +277,7 @@ def _largest_separation_power(comparisons: dict[str, list[ColumnComparison]]) ->
 
 def _epoch_metrics(generated: Path, reference: Path, run: _Run, seed: int, classifier: bool) -> dict[str, Any]:
     """The curve's metrics of one generated file against the reference subset (see ``docs/evaluation.md``)."""
-    from caloml.tasks.gan3d import sampling_fraction_error  # lazy: imports TensorFlow
+    from caloml.tasks.gan3d import sampling_fraction_error, selection_bin_edges  # lazy: imports TensorFlow
 
     with open_pair(generated, reference, chunk_events=64) as pair:
         options = EvaluationOptions(seed=seed, classifier=classifier, progress=False).resolved(pair.layout)
@@ -296,8 +296,7 @@ def _epoch_metrics(generated: Path, reference: Path, run: _Run, seed: int, class
         alpha=options.alpha,
     )
     # the trainer's selection metric: equal primary-energy bins over the (reference) energies
-    low, high = float(features_ref.energy_gev.min()), float(features_ref.energy_gev.max())
-    edges = np.linspace(low, np.nextafter(high, math.inf), max(1, run.config.trainer.selection_energy_bins) + 1)
+    edges = selection_bin_edges(features_ref.energy_gev, run.config.trainer.selection_energy_bins)
     metrics: dict[str, Any] = {
         "sampling_fraction_error_percent": 100.0
         * sampling_fraction_error(
@@ -399,9 +398,11 @@ def learning_curve(
             corrupt reference, ``n_showers`` beyond the reference, an unreadable ``timing.json``; one line each.
     """
     from caloml.generate.gan import iter_batches_at_conditions  # lazy: these import TensorFlow
-    from caloml.models.precision import model_in_precision
+    from caloml.models.precision import model_in_precision, resolve_policy
 
     out = Path(out_dir)
+    if isinstance(runs, (str, Path)):  # one run given bare, not as a list of its characters
+        runs = [runs]
     if not runs:
         raise CalomlError("give at least one run directory")
     if n_showers < 1:
@@ -418,6 +419,13 @@ def learning_curve(
         if labels.count(run.label) > 1:
             run.label = run.label.replace(run.path.name, str(run.path), 1)
     notes: list[str] = []
+    policy = resolve_policy(precision)  # float32, with one warning line, on a machine without bfloat16 units
+    precision_used = "bfloat16" if "bfloat16" in policy else "float32"
+    if precision_used != precision:
+        notes.append(f"{precision} requested, but this machine has no bfloat16 units: generated in {precision_used}")
+    if precision_used != "float32":  # the label says how each run was trained and, here, how it generated
+        for run in opened:
+            run.label += f" generated in {precision_used}"
     use_classifier = classifier and n_showers >= MIN_EVENTS
     if classifier and not use_classifier:
         notes.append(f"classifier two-sample test skipped: it needs -n >= {MIN_EVENTS} (got {n_showers})")
@@ -430,7 +438,8 @@ def learning_curve(
         "reference": str(reference),
         "epochs": "all" if epochs is None else list(epochs),
         "n_showers": n_showers,
-        "precision": precision,
+        "precision": precision_used,
+        "precision_requested": precision,
         "seed": seed,
         "classifier": classifier,
     }
@@ -454,7 +463,7 @@ def learning_curve(
             for epoch in run.epochs:
                 started = time.perf_counter()
                 _restore(model, run, epoch)
-                generator = model_in_precision(model, precision)
+                generator = model_in_precision(model, precision_used, for_this_machine=False)
                 generated_file = Path(tmp) / "generated.h5"
                 condition = angles[run.config.model.condition_angle]
                 with LCDWriter(generated_file, overwrite=True, compression_level=None) as writer:

@@ -44,8 +44,10 @@ N_CONDITIONS = 2
 
 _BATCHNORM_EPSILON = 1e-6
 
-#: The first layer of the float32 tail under a mixed precision policy (see the module docstring).
-FLOAT32_TAIL_FROM = "batchnorm_4"
+#: The float32 tail under a mixed precision policy (see the module docstring) starts at the batch normalization of
+#: this convolution block: ``batchnorm_4`` and every layer after it.
+FLOAT32_TAIL_BLOCK = 4
+FLOAT32_TAIL_FROM = f"batchnorm_{FLOAT32_TAIL_BLOCK}"
 
 # (filters, kernel, zero padding before the convolution or None, batch normalization after the ReLU)
 _CONV_STACK: tuple[tuple[int, tuple[int, int, int], tuple[int, int, int] | None, bool], ...] = (
@@ -69,18 +71,25 @@ def conv_block(
     conv: keras.layers.Layer,
     activation: keras.layers.Layer,
     batchnorm_synchronized: bool | None,
+    *,
+    pad_dtype: str | None = None,
+    batchnorm_dtype: str | None = None,
 ) -> list[keras.layers.Layer]:
     """The layers of convolution block ``index`` of the 3DGAN networks, in order: ``pad_<index>`` (when
     ``zero_padding`` is given), ``conv``, ``activation``, then ``batchnorm_<index>`` unless
-    ``batchnorm_synchronized`` is None (the block has no batch normalization)."""
+    ``batchnorm_synchronized`` is None (the block has no batch normalization). ``pad_dtype`` / ``batchnorm_dtype``:
+    the dtype policy of the padding / batch normalization (None: the global one)."""
     block: list[keras.layers.Layer] = []
     if zero_padding is not None:
-        block.append(keras.layers.ZeroPadding3D(zero_padding, name=f"pad_{index}"))
+        block.append(keras.layers.ZeroPadding3D(zero_padding, dtype=pad_dtype, name=f"pad_{index}"))
     block += [conv, activation]
     if batchnorm_synchronized is not None:
         block.append(
             keras.layers.BatchNormalization(
-                epsilon=_BATCHNORM_EPSILON, synchronized=batchnorm_synchronized, name=f"batchnorm_{index}"
+                epsilon=_BATCHNORM_EPSILON,
+                synchronized=batchnorm_synchronized,
+                dtype=batchnorm_dtype,
+                name=f"batchnorm_{index}",
             )
         )
     return block
@@ -119,18 +128,39 @@ class Generator3D(keras.Model):
         )
         reshape = keras.layers.Reshape((9, 9, 8, 8), name="reshape")
         upsample = keras.layers.UpSampling3D(size=(6, 6, 6), name="upsample")
+        tail = _float32_tail_dtype()  # "float32" for the tail's layers under a mixed policy, else None
         blocks: list[list[keras.layers.Layer]] = []
         for index, (filters, kernel, padding, batchnorm) in enumerate(_CONV_STACK, start=1):
+            in_tail = index > FLOAT32_TAIL_BLOCK
+            layer_dtype = tail if in_tail else None
             initializer = keras.initializers.HeUniform(seed=layer_seed(seed, index))
-            conv = GuardedConv3D(filters, kernel, padding="valid", kernel_initializer=initializer, name=f"conv_{index}")
-            activation = keras.layers.ReLU(name=f"relu_{index}")
-            blocks.append(conv_block(index, padding, conv, activation, batchnorm_synchronized if batchnorm else None))
+            conv = GuardedConv3D(
+                filters,
+                kernel,
+                padding="valid",
+                kernel_initializer=initializer,
+                dtype=layer_dtype,
+                name=f"conv_{index}",
+            )
+            activation = keras.layers.ReLU(dtype=layer_dtype, name=f"relu_{index}")
+            blocks.append(
+                conv_block(
+                    index,
+                    padding,
+                    conv,
+                    activation,
+                    batchnorm_synchronized if batchnorm else None,
+                    pad_dtype=layer_dtype,
+                    batchnorm_dtype=tail if index >= FLOAT32_TAIL_BLOCK else None,
+                )
+            )
         last = len(_CONV_STACK) + 1
         output_conv = GuardedConv3D(
             1,
             (2, 2, 2),
             padding="valid",
             kernel_initializer=keras.initializers.GlorotNormal(seed=layer_seed(seed, last)),
+            dtype=tail,
             name=f"conv_{last}",
         )
         output_relu = keras.layers.ReLU(dtype="float32", name="image")  # float32 image under any policy
@@ -145,8 +175,6 @@ class Generator3D(keras.Model):
             for layer in block:
                 x = layer(x)
         image = output_relu(output_conv(x))
-        layers_in_order = [layer for block in blocks for layer in block] + [output_conv]
-        _compute_tail_in_float32(layers_in_order)
         super().__init__(inputs=[energy_input, angle_input, noise_input], outputs=image, **kwargs)
 
         # === Config ===
@@ -167,11 +195,10 @@ class Generator3D(keras.Model):
         return cls(**config)
 
 
-def _compute_tail_in_float32(layers_in_order: list[keras.layers.Layer]) -> None:
-    """Under a mixed policy, set the layers from :data:`FLOAT32_TAIL_FROM` on to compute in float32 (their inputs
-    are cast up; variables are float32 under any policy). No effect under a float32 policy."""
-    if keras.config.dtype_policy().compute_dtype == "float32":
-        return
-    names = [layer.name for layer in layers_in_order]
-    for layer in layers_in_order[names.index(FLOAT32_TAIL_FROM) :]:
-        layer.dtype_policy = keras.DTypePolicy("float32")
+def _float32_tail_dtype() -> str | None:
+    """``"float32"`` under a mixed policy (float32 variables, lower-precision arithmetic: the tail then computes in
+    float32), else None (the tail follows the global policy: float32, or a policy whose variables are not float32)."""
+    policy = keras.config.dtype_policy()
+    if policy.variable_dtype == "float32" and policy.compute_dtype != "float32":
+        return "float32"
+    return None

@@ -350,7 +350,7 @@ class GAN3DTask:
 
     # -- selection
     def selection_metric(self, config: GanConfig, data: GanInputs) -> SelectionMetric:
-        edges = _energy_bins(data.validation_energy_gev, config.trainer.selection_energy_bins)
+        edges = selection_bin_edges(data.validation_energy_gev, config.trainer.selection_energy_bins)
         seed = config.runtime.seed
 
         def compute(model: keras.Model) -> float:
@@ -395,7 +395,9 @@ def event_filters(config: GanConfig) -> list[Any]:
     ]
 
 
-def _energy_bins(energy_gev: np.ndarray, n_bins: int) -> np.ndarray:
+def selection_bin_edges(energy_gev: np.ndarray, n_bins: int) -> np.ndarray:
+    """Edges (GeV) of ``n_bins`` equal primary-energy bins over ``energy_gev`` (N,), the last edge just above the
+    largest energy: the bins of the model-selection metric :func:`sampling_fraction_error`."""
     low, high = float(energy_gev.min()), float(energy_gev.max())
     return np.linspace(low, np.nextafter(high, math.inf), max(1, n_bins) + 1)
 
