@@ -401,6 +401,20 @@ CASES = [
         "rebuilding its model needs the run's training data",
     ),
     case(
+        "evaluate-precision-missing-model",
+        "evaluate",
+        "precision --model {missing} --out {new_dir}",
+        "no such model file or run directory",
+    ),
+    case("evaluate-precision-corrupt-model", "evaluate", "precision --model {corrupt} --out {new_dir}", "Keras model"),
+    case(
+        "evaluate-precision-negative-draws",
+        "evaluate",
+        "precision --model {missing} --out {new_dir} --draws -1",
+        "--draws must be 0 or more",
+    ),
+    case("evaluate-precision-out-exists", "evaluate", "precision --model {missing} --out {existing_dir}", "overwrite"),
+    case(
         "evaluate-reco-precision-unknown",
         "evaluate",
         "reco --test {lcd} --model {missing} --out {new_dir} --precision float16",

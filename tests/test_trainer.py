@@ -123,9 +123,20 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     assert second.resumed_from_epoch == 2
     assert int(second.model.optimizer.iterations.numpy()) == 4 * steps
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2, 3, 4]
+    # timing.json: one row per epoch, the first run's rows kept, showers seen = epoch x steps x batch
+    timing = json.loads((run / "timing.json").read_text())
+    assert [row["epoch"] for row in timing] == [1, 2, 3, 4]
+    assert [row["examples_seen"] for row in timing] == [64, 128, 192, 256]
+    assert all(row["training_seconds"] > 0 for row in timing)
     # the same command again: nothing left to do, and the run is not restarted
     third = train(LineTask(), _config(run, "trainer.epochs=4"))
     assert third.resumed_from_epoch == 4
+    assert json.loads((run / "timing.json").read_text()) == timing
+    # an unreadable timing.json does not stop a resumed run: it starts afresh, with a warning
+    (run / "timing.json").write_text("{not json")
+    with pytest.warns(UserWarning, match="timing.json"):
+        train(LineTask(), _config(run, "trainer.epochs=5"))
+    assert [row["epoch"] for row in json.loads((run / "timing.json").read_text())] == [5]
 
 
 def test_selection_restores_the_best_epoch_of_the_window(tmp_path):

@@ -4,8 +4,9 @@ Commands: ``gen --generated FILE.h5 --reference FILE.h5 --out DIR [--repeats N] 
 (generated showers against a reference), ``reco`` (the reconstruction networks, from
 :mod:`caloml.evaluate.reconstruction`) and ``latent`` (the latent space of a crystal ``vae`` or ``vaewgan``, from
 :mod:`caloml.evaluate.latent_space`) and ``curve`` (the learning curve of 3DGAN runs from their checkpoints, from
-:mod:`caloml.evaluate.learning_curve`). A command is one :meth:`caloml.cli_commands.CommandRegistry.register` call
-on :data:`COMMANDS`; user errors are one line (exit status 2). See ``docs/evaluation.md``.
+:mod:`caloml.evaluate.learning_curve`) and ``precision`` (how a 3DGAN generator reacts to bfloat16, from
+:mod:`caloml.evaluate.precision_sensitivity`). A command is one :meth:`caloml.cli_commands.CommandRegistry.register`
+call on :data:`COMMANDS`; user errors are one line (exit status 2). See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from caloml.cli_commands import CommandRegistry
 from caloml.evaluate.generative import evaluate_generated
 from caloml.evaluate.latent_space import add_latent_parser, run_latent
 from caloml.evaluate.learning_curve import add_curve_parser, run_curve
+from caloml.evaluate.precision_sensitivity import add_precision_parser, run_precision
 from caloml.evaluate.reconstruction import add_reco_parser, run_reco
 
 __all__ = ["COMMANDS", "add_gen_parser", "cli", "main", "run_gen"]
@@ -25,7 +27,8 @@ __all__ = ["COMMANDS", "add_gen_parser", "cli", "main", "run_gen"]
 
 COMMANDS = CommandRegistry(
     "python -m caloml.evaluate",
-    "caloml evaluation: compare generated showers with a reference (gen); learning curves of 3DGAN runs (curve).",
+    "caloml evaluation: compare generated showers with a reference (gen); learning curves of 3DGAN runs (curve);"
+    " a 3DGAN generator's bfloat16 sensitivity (precision).",
 )
 
 
@@ -120,6 +123,7 @@ COMMANDS.register("gen", add_gen_parser, run_gen)
 COMMANDS.register("reco", add_reco_parser, run_reco)
 COMMANDS.register("latent", add_latent_parser, run_latent)
 COMMANDS.register("curve", add_curve_parser, run_curve)
+COMMANDS.register("precision", add_precision_parser, run_precision)
 
 main = COMMANDS.main
 cli = COMMANDS.cli

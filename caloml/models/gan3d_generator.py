@@ -112,10 +112,19 @@ class Generator3D(keras.Model):
         number of replicas); no effect on a single device.
     seed:
         Seed of the weight initializers (each layer gets ``seed + index``); None draws from Keras' global seed.
+    float32_tail:
+        Under a mixed policy, compute the layers from :data:`FLOAT32_TAIL_FROM` on in float32 (the default; see the
+        module docstring). False: every layer follows the global policy (for precision studies:
+        :mod:`caloml.evaluate.precision_sensitivity`).
     """
 
     def __init__(
-        self, latent_size: int = 256, batchnorm_synchronized: bool = True, seed: int | None = None, **kwargs: Any
+        self,
+        latent_size: int = 256,
+        batchnorm_synchronized: bool = True,
+        seed: int | None = None,
+        float32_tail: bool = True,
+        **kwargs: Any,
     ) -> None:
         if int(latent_size) <= N_CONDITIONS:
             raise ValueError(f"latent_size must exceed {N_CONDITIONS} (Ep and angle), got {latent_size}")
@@ -128,7 +137,7 @@ class Generator3D(keras.Model):
         )
         reshape = keras.layers.Reshape((9, 9, 8, 8), name="reshape")
         upsample = keras.layers.UpSampling3D(size=(6, 6, 6), name="upsample")
-        tail = _float32_tail_dtype()  # "float32" for the tail's layers under a mixed policy, else None
+        tail = _float32_tail_dtype() if float32_tail else None  # "float32" under a mixed policy, else None
         blocks: list[list[keras.layers.Layer]] = []
         for index, (filters, kernel, padding, batchnorm) in enumerate(_CONV_STACK, start=1):
             in_tail = index > FLOAT32_TAIL_BLOCK
@@ -181,6 +190,7 @@ class Generator3D(keras.Model):
         self.latent_size = latent_size
         self.batchnorm_synchronized = bool(batchnorm_synchronized)
         self.seed = seed
+        self.float32_tail = bool(float32_tail)
 
     @property
     def noise_size(self) -> int:
@@ -188,7 +198,7 @@ class Generator3D(keras.Model):
         return self.latent_size - N_CONDITIONS
 
     def get_config(self) -> dict[str, Any]:
-        return attribute_config(self, "name trainable latent_size batchnorm_synchronized seed")
+        return attribute_config(self, "name trainable latent_size batchnorm_synchronized seed float32_tail")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Generator3D:

@@ -30,6 +30,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -293,7 +294,13 @@ class EpochTimer(keras.callbacks.Callback):
         super().__init__()
         self.run = run
         self.examples_per_epoch = int(examples_per_epoch)
-        self.rows: list[dict[str, float]] = _read_json_list(run.timing)
+        try:
+            self.rows: list[dict[str, float]] = _read_json_list(run.timing)
+            if not all(isinstance(row, dict) and isinstance(row.get("epoch"), int) for row in self.rows):
+                raise ValueError("rows without an epoch")
+        except (ValueError, TypeError, OSError) as error:  # timings are not essential: start the file afresh
+            warnings.warn(f"{run.timing}: unreadable ({error}); it is started afresh", stacklevel=2)
+            self.rows = []
         self.started = time.monotonic()
         self.training_seconds = 0.0
         self.validation_seconds = 0.0
