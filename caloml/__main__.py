@@ -28,7 +28,7 @@ COMMAND_LINES: dict[str, tuple[str, str]] = {
     "export": ("caloml.export.__main__", "a trained model as a SavedModel for TF Serving"),
     "evaluate": (
         "caloml.evaluate.__main__",
-        "generated showers against a reference; reconstruction; latent space; learning curve",
+        "generated showers against a reference; reconstruction; latent space; learning curve; bfloat16 sensitivity",
     ),
     "bench": ("caloml.bench.__main__", "throughput benchmarks on this machine"),
 }
