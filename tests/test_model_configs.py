@@ -25,7 +25,7 @@ SAVED_KEYS = {
     "Discriminator3D": "batchnorm_synchronized dropout name power seed trainable",
     "GAN3D": "batchnorm_synchronized condition_angle discriminator dropout energy_range_gev energy_scale_gev generator"
     " label_flip_probability latent_size loss_weights name particle power seed theta_range_rad trainable",
-    "Generator3D": "batchnorm_synchronized latent_size name seed trainable",
+    "Generator3D": "batchnorm_synchronized float32_tail latent_size name seed trainable",
     "Inception3D": f"{LAYER} factorized_5x5 seed widths",
     "MADE": f"{LAYER} activation context_dim event_dim hidden_units n_hidden n_params order seed",
     "MaskedDense": f"{LAYER} input_degrees output_degrees seed strict zero_init",
