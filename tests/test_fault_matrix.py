@@ -371,7 +371,13 @@ CASES = [
     ),
     case("evaluate-curve-no-checkpoints", "evaluate", f"{CURVE} --run {{curve_no_checkpoints}}", "no checkpoints"),
     case(
-        "evaluate-curve-epoch-not-kept", "evaluate", f"{CURVE} --epochs 1,3", "epoch 3 is not kept; kept epochs: 1, 2"
+        "evaluate-curve-epoch-not-kept", "evaluate", f"{CURVE} --epochs 1,3", "epoch 3 is kept in no run; kept epochs:"
+    ),
+    case(
+        "evaluate-curve-no-epoch-kept",
+        "evaluate",
+        f"{CURVE} --epochs 3,4",
+        "none of the epochs 3, 4 is kept; kept epochs: 1, 2",
     ),
     case("evaluate-curve-bad-epochs", "evaluate", f"{CURVE} --epochs 0", "--epochs must be"),
     case("evaluate-curve-not-3dgan", "evaluate", f"{CURVE} --run {{curve_run}} {{curve_other}}", "not a 3DGAN run"),

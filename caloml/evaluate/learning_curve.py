@@ -175,14 +175,15 @@ def _open_run(path: Path, epochs: Sequence[int] | None) -> _Run:
     if not checkpoints:
         raise CalomlError(f"{path}: no checkpoints (expected {run.checkpoints}/ckpt-<epoch>)")
     kept = sorted(checkpoints)
-    missing = [e for e in (epochs or []) if e not in checkpoints]
-    if missing:
+    selected = [e for e in epochs if e in checkpoints] if epochs else kept  # runs of other lengths: their share
+    if not selected:
         raise CalomlError(
-            f"{path}: epoch {', '.join(map(str, missing))} is not kept; kept epochs: {', '.join(map(str, kept))}"
+            f"{path}: none of the epochs {', '.join(map(str, epochs or []))} is kept; kept epochs: "
+            + ", ".join(map(str, kept))
         )
     timing = _read_timing(run.timing)
     label = f"{path.name} ({config.runtime.mixed_precision or 'float32'})"
-    return _Run(path, config, checkpoints, list(epochs) if epochs else kept, timing, label)
+    return _Run(path, config, checkpoints, selected, timing, label)
 
 
 def _build_model(run: _Run) -> tuple[Any, Any]:
@@ -382,7 +383,8 @@ def learning_curve(
         reference: LCD HDF5 file independent of the training data (e.g. simulated with another seed).
         out_dir: report directory (``curve.json``, ``curve.csv``, ``curve.png``, ``curve_time.png``); must not exist
             or be empty unless ``overwrite``.
-        epochs: epochs to evaluate (each must be kept in every run); None: every kept epoch.
+        epochs: epochs to evaluate (each run evaluates those it keeps; each must be kept in some run); None:
+            every kept epoch of every run.
         n_showers: showers generated per run and epoch, for the conditions of the first ``n_showers`` usable
             reference events (at least 500 for the classifier test, which is skipped with a note below that).
         precision: ``float32`` or ``bfloat16`` (Keras mixed_bfloat16) arithmetic of the generator.
@@ -413,6 +415,10 @@ def learning_curve(
     reference = Path(reference)
     import_tensorflow_quietly()
     opened = [_open_run(Path(path), epochs) for path in runs]  # every run and the reference checked first
+    missing = sorted(set(epochs or []) - {e for run in opened for e in run.epochs})
+    if missing:
+        kept = "; ".join(f"{run.path}: {', '.join(map(str, sorted(run.checkpoints)))}" for run in opened)
+        raise CalomlError(f"epoch {', '.join(map(str, missing))} is kept in no run; kept epochs: {kept}")
     reference_keys = _check_reference(reference, n_showers, opened)
     labels = [run.label for run in opened]
     for run in opened:  # runs of the same directory name: the whole path tells their lines apart
