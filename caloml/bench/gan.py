@@ -11,7 +11,8 @@ power, i.e. showers in GeV - in these modes:
   ``/proc/cpuinfo``, or a GPU); otherwise the lines say why they were skipped. The Conv3D layers are guarded
   against TensorFlow's wrong bfloat16 kernel (:mod:`caloml.models.bf16_conv3d_guard`);
 * ``train`` / ``bf16_train``: one ``GAN3D.train_step`` (three generator and two discriminator passes, their
-  gradients and updates) at ``train_batch`` showers, in float32 and bfloat16.
+  gradients and updates) at ``train_batch`` showers, in float32 and bfloat16, and its parts
+  (:data:`TRAINING_PARTS`) timed on their own.
 
 The bfloat16-over-float32 ratios measured in the same run (``gan_bf16_over_f32_batch<B>``,
 ``gan_train_step_bf16_over_f32``, and the same from the process CPU time, ``..._cpu_time...``) are the figures
@@ -53,6 +54,7 @@ __all__ = [
     "BF16_TOLERANCE",
     "GENERATION_MODES",
     "MODES",
+    "TRAINING_PARTS",
     "benchmark_gan",
     "bf16_support",
     "cpu_flags",
@@ -160,6 +162,55 @@ def _measure_training(
         wall, cpu = min((wall, cpu), _time_calls(lambda: step(data)["g_loss"], repeats - 1, warm_up=False))
     figures[f"gan_train_showers_per_s_b{batch}_{mode}"] = batch / wall
     figures[f"gan_train_cpu_ms_per_shower_b{batch}_{mode}"] = 1e3 * cpu / batch
+    for part, function in _training_parts(model, data).items():  # where the step's time goes
+        _, part_cpu = _time_calls(function, repeats)
+        figures[f"gan_train_part_{part}_cpu_ms_per_shower_b{batch}_{mode}"] = 1e3 * part_cpu / batch
+
+
+#: The parts of a training step timed on their own (``train`` modes): name -> what it computes.
+TRAINING_PARTS = {
+    "generator_forward": "the generator in training mode (batch statistics)",
+    "discriminator_forward": "the discriminator on a batch of images",
+    "discriminator_forward_backward": "the discriminator and its gradients (twice a step: real and generated)",
+    "generator_step": "generator and discriminator forward, gradients into the generator",
+}
+
+
+def _training_parts(model: Any, data: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    """One ``tf.function`` per part of :data:`TRAINING_PARTS` on ``data``'s conditions (the losses are replaced by
+    the mean of every discriminator output: the cost is in the networks, not the loss arithmetic)."""
+    generator, discriminator = model.generator, model.discriminator
+    batch = int(data["energy"].shape[0])
+    noise = tf.random.stateless_normal((batch, int(model.latent_size) - 2), seed=(1, 2))
+    inputs = [
+        tf.reshape(data["energy"], (-1, 1)) / model.energy_scale_gev,
+        tf.reshape(data[model.condition_angle], (-1, 1)),
+        noise,
+    ]
+    images = tf.pow(data["ECAL"][..., None], model.power)
+
+    def summed(outputs: dict[str, Any]) -> Any:
+        return tf.add_n([tf.reduce_mean(tf.cast(value, tf.float32)) for value in outputs.values()])
+
+    def one_number(tensors: list[Any]) -> Any:  # a scalar that depends on every result (the timer reads it)
+        return tf.add_n([tf.reduce_sum(tf.cast(tensor, tf.float32)) for tensor in tensors])
+
+    def discriminator_forward_backward() -> Any:
+        with tf.GradientTape() as tape:
+            loss = summed(discriminator(images, training=True))
+        return one_number(tape.gradient(loss, discriminator.trainable_variables))
+
+    def generator_step() -> Any:
+        with tf.GradientTape() as tape:
+            loss = summed(discriminator(generator(inputs, training=True), training=True))
+        return one_number(tape.gradient(loss, generator.trainable_variables))
+
+    return {
+        "generator_forward": tf.function(lambda: one_number([generator(inputs, training=True)])),
+        "discriminator_forward": tf.function(lambda: summed(discriminator(images, training=True))),
+        "discriminator_forward_backward": tf.function(discriminator_forward_backward),
+        "generator_step": tf.function(generator_step),
+    }
 
 
 def _inputs(model: Any, batch: int, seed: int) -> dict[str, Any]:
@@ -290,5 +341,11 @@ def benchmark_gan(
             figures[f"gan_train_cpu_ms_per_shower_b{train_batch}_{mode}"] for mode in ("train", "bf16_train")
         )
         figures["gan_train_step_bf16_over_f32_cpu_time"] = float(cpu_f32) / float(cpu_bf16)
+        for part in TRAINING_PARTS:
+            cpu_f32, cpu_bf16 = (
+                figures[f"gan_train_part_{part}_cpu_ms_per_shower_b{train_batch}_{mode}"]
+                for mode in ("train", "bf16_train")
+            )
+            figures[f"gan_train_part_{part}_bf16_over_f32_cpu_time"] = float(cpu_f32) / float(cpu_bf16)
     figures["gan_load_average_1min_at_end"] = os.getloadavg()[0]
     return dict(figures)
