@@ -17,9 +17,9 @@ Mixed precision: under a mixed policy (``mixed_bfloat16``) the layers up to ``re
 tail from ``batchnorm_4`` on (6% of the multiply-adds) in float32. The image is a thin positive fringe of a mostly
 negative last convolution (0.2% of the cells hit in the trained generator studied), so its total energy is
 ill-conditioned in the tail's weights and inputs: perturbing the weights at random by bfloat16's rounding size moves
-the total energy by +-2%, and a fully bfloat16 generator gave showers 1.6-2% low against float32 on the same noise.
-With the float32 tail the difference is -0.08 +- 0.11% (32 showers; ``docs/results.md``), at the cost measured in
-``docs/benchmarks.md``.
+the total energy by up to 1.6%, and a fully bfloat16 generator gave showers 1.6-2% low against float32 on the same
+noise. With the float32 tail the difference is -0.04 +- 0.09% (32 showers, ``python -m caloml.evaluate precision``),
+at the cost measured in ``docs/benchmarks.md``.
 
 See ``docs/3dgan.md``.
 """
