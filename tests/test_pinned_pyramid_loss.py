@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from replica_equivalence import TINY_PYRAMID
 
 from caloml.models.pyramid import STAGES, CalorimeterPyramid, PyramidStatistics
 
@@ -53,13 +54,7 @@ def step() -> dict:
     statistics = PyramidStatistics.from_showers(*_showers(64, 1), THRESHOLD_GEV, (1.0, 100.0))
     model = CalorimeterPyramid(
         statistics,
-        n_flow_layers=1,
-        n_bins=4,
-        hidden_units=8,
-        conditioner_blocks=1,
-        embedding_units=2,
-        summary_units=3,
-        n_energy_layers=1,
+        **TINY_PYRAMID,
         seed=SEED,
     )
     model.compile(keras.optimizers.SGD(learning_rate=0.0))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from replica_equivalence import TINY_PYRAMID, split_cpu, variable_report
 from worker_process import run_worker
 
 GAN_SEED = 11
@@ -125,13 +126,6 @@ def test_3dgan_step_on_two_replicas_equals_one_device_per_variable(tmp_path: Pat
 # ---------------------------------------------------------------------------------------------------- worker
 
 
-def _split_cpu() -> None:
-    import tensorflow as tf
-
-    cpus = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-
-
 def _per_replica(strategy, value) -> list:
     return [np.asarray(v).tolist() for v in strategy.experimental_local_results(value)]
 
@@ -186,19 +180,6 @@ def _crystal_noise(strategy) -> list:
     return _per_replica(strategy, noise)
 
 
-def _variable_report(initial: dict, single: dict, mirrored: dict) -> dict:
-    out = {}
-    for name, start in initial.items():
-        update_single = single[name] - start
-        update_mirrored = mirrored[name] - start
-        scale = max(float(np.linalg.norm(update_single)), 1e-30)
-        out[name] = {
-            "update_over_weights": scale / max(float(np.linalg.norm(start)), 1e-30),
-            "update_mismatch": float(np.linalg.norm(update_mirrored - update_single)) / scale,
-        }
-    return out
-
-
 def _triforce(strategy) -> dict:
     import keras
     import tensorflow as tf
@@ -234,7 +215,7 @@ def _triforce(strategy) -> dict:
         assert np.array_equal(value, mirrored["initial"][name]), name
     return {
         "replicas": mirrored["replicas"],
-        "variables": _variable_report(single["initial"], single["final"], mirrored["final"]),
+        "variables": variable_report(single["initial"], single["final"], mirrored["final"]),
         "history_single": single["history"],
         "history_mirrored": mirrored["history"],
     }
@@ -258,13 +239,7 @@ def _pyramid(strategy) -> dict:
         with current.scope():
             model = CalorimeterPyramid(
                 statistics,
-                n_flow_layers=1,
-                n_bins=4,
-                hidden_units=8,
-                conditioner_blocks=1,
-                embedding_units=2,
-                summary_units=3,
-                n_energy_layers=1,
+                **TINY_PYRAMID,
                 train_stages=("energy",),
                 seed=5,
             )
@@ -280,7 +255,7 @@ def _pyramid(strategy) -> dict:
     single = train(tf.distribute.get_strategy())
     mirrored = train(strategy)
     return {
-        "variables": _variable_report(single["initial"], single["final"], mirrored["final"]),
+        "variables": variable_report(single["initial"], single["final"], mirrored["final"]),
         "history_single": single["history"],
         "history_mirrored": mirrored["history"],
     }
@@ -320,7 +295,7 @@ def _gan_equivalence(strategy) -> dict:
     mirrored = train(strategy, batch)
     report: dict = {"history_single": single["history"], "history_mirrored": mirrored["history"]}
     for name in ("generator", "discriminator"):
-        report[name] = _variable_report(single["initial"][name], single["final"][name], mirrored["final"][name])
+        report[name] = variable_report(single["initial"][name], single["final"][name], mirrored["final"][name])
     # drawn noise, flips and dropout masks: the same seed gives the same step, another seed another
     runs = [train(strategy, plain, seed, dropout=0.2) for seed in (GAN_SEED, GAN_SEED, GAN_SEED + 1)]
 
@@ -335,7 +310,7 @@ def _gan_equivalence(strategy) -> dict:
 
 
 def _worker(mode: str, out_dir: Path) -> None:
-    _split_cpu()
+    split_cpu()
     import tensorflow as tf
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from replica_equivalence import TINY_PYRAMID, split_cpu, variable_report
 from worker_process import run_worker
 
 BATCH = 8
@@ -104,26 +105,6 @@ def test_crystal_vaewgan_step_on_two_replicas_equals_one_device(slow: dict) -> N
 # ---------------------------------------------------------------------------------------------------- worker
 
 
-def _split_cpu() -> None:
-    import tensorflow as tf
-
-    cpus = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-
-
-def _variable_report(initial: dict, single: dict, mirrored: dict) -> dict:
-    out = {}
-    for name, start in initial.items():
-        update_single = single[name] - start
-        update_mirrored = mirrored[name] - start
-        scale = max(float(np.linalg.norm(update_single)), 1e-30)
-        out[name] = {
-            "update_over_weights": scale / max(float(np.linalg.norm(start)), 1e-30),
-            "update_mismatch": float(np.linalg.norm(update_mirrored - update_single)) / scale,
-        }
-    return out
-
-
 def _compare(strategy, build, batch: dict, single_rows: list[int] | None = None, scale: float = 0.3) -> dict:
     """One ``fit`` step of ``build()`` (a compiled model) on one device and under ``strategy``; the one-device
     batch takes the rows ``single_rows`` of ``batch`` (all, in order, when None)."""
@@ -154,7 +135,7 @@ def _compare(strategy, build, batch: dict, single_rows: list[int] | None = None,
     mirrored["final"] = dict(zip(single["final"], mirrored["final"].values(), strict=True))
     return {
         "replicas": mirrored["replicas"],
-        "variables": _variable_report(single["initial"], single["final"], mirrored["final"]),
+        "variables": variable_report(single["initial"], single["final"], mirrored["final"]),
         "history_single": single["history"],
         "history_mirrored": mirrored["history"],
     }
@@ -242,13 +223,7 @@ def _pyramid_hits(strategy) -> dict:
     def build() -> keras.Model:
         model = CalorimeterPyramid(
             statistics,
-            n_flow_layers=1,
-            n_bins=4,
-            hidden_units=8,
-            conditioner_blocks=1,
-            embedding_units=2,
-            summary_units=3,
-            n_energy_layers=1,
+            **TINY_PYRAMID,
             train_stages=("layers", "radii", "angles"),
             seed=5,
         )
@@ -301,7 +276,7 @@ def _crystal(strategy, kind: str) -> dict:
 
 
 def _worker(mode: str, out_dir: Path) -> None:
-    _split_cpu()
+    split_cpu()
     import tensorflow as tf
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
